@@ -1,0 +1,1 @@
+"""Built-in benchmark plugins (installed as ``harness.benchmarks``)."""

@@ -1,0 +1,54 @@
+"""Rich tables for run results (the CLI's only presentation code)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+
+def fmt_ci(m: dict | None, pct: bool = True) -> str:
+    if not m or m.get("value") is None:
+        return "-"
+    scale = 100 if pct else 1
+    v = m["value"] * scale
+    if m.get("lo") is None:
+        return f"{v:.1f}" if pct else f"{v:.3f}"
+    return f"{v:.1f} [{m['lo'] * scale:.1f}, {m['hi'] * scale:.1f}]" if pct else f"{v:.3f} [{m['lo']:.3f}, {m['hi']:.3f}]"
+
+
+def fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return str(n)
+
+
+def print_result(result: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"run {result['run_id']}: {result['label']} ({result['status']})")
+    for col in ("benchmark", "accuracy % [95% CI]", "reward (paper)", "format %", "tokens", "problems"):
+        table.add_column(col)
+    for bench, m in result["metrics"].items():
+        table.add_row(
+            bench,
+            fmt_ci(m.get("accuracy")),
+            fmt_ci(m.get("reward"), pct=False),
+            fmt_ci(m.get("format_rate")),
+            f"{m['mean_tokens']['value']:.1f}" if "mean_tokens" in m else "-",
+            f"{int(m['problems']['value'])}" if "problems" in m else "-",
+        )
+    console.print(table)
+    levels = {b: {k.split("=", 1)[1]: v for k, v in m.items() if k.startswith("accuracy/level=")} for b, m in result["metrics"].items()}
+    for bench, per in levels.items():
+        if per:
+            console.print(f"  {bench} accuracy by level: " + ", ".join(f"L{k} {v['value'] * 100:.0f}%" for k, v in per.items()))
+    prof = result.get("profile") or {}
+    if prof:
+        console.print(
+            f"  weight bytes {fmt_bytes(prof.get('weight_bytes'))} (bf16 {fmt_bytes(prof.get('fp_bytes'))}), "
+            f"peak RSS {fmt_bytes(prof.get('peak_rss_bytes'))}, "
+            f"{(prof.get('eval_tokens_per_s') or 0):.0f} tok/s"
+        )

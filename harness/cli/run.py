@@ -1,0 +1,37 @@
+"""``harness run``: train (optionally), quantize, evaluate, profile, store."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from harness.cli.options import build_config, cache_option, eval_options, model_options, store_option
+
+
+@click.command()
+@model_options
+@eval_options
+@store_option
+@cache_option
+@click.option("--force", is_flag=True, help="re-run even if this exact run is already complete")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object (run id, config, metrics)")
+def run(store, cache_dir, force, as_json, **kw) -> None:
+    """Run one configuration end to end; an interrupted run resumes where it stopped."""
+    from harness.cache import ArtifactCache
+    from harness.pipeline import Runner, plan
+    from harness.plugins import get_registry
+    from harness.quiet import quiet_libraries
+    from harness.store import Store
+
+    quiet_libraries()
+    config = build_config(**kw)
+    the_plan = plan(config, get_registry())
+    runner = Runner(Store(store), ArtifactCache(cache_dir))
+    result = runner.run(the_plan, force=force)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+    else:
+        from harness.cli.render import print_result
+
+        print_result(result)

@@ -1,0 +1,77 @@
+"""``harness runs`` and ``harness show``: read the store, never write it."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from harness.cli.options import store_option
+from harness.errors import UserError
+
+
+@click.command()
+@store_option
+@click.option("--json", "as_json", is_flag=True)
+def runs(store, as_json) -> None:
+    """List stored runs with their headline accuracy."""
+    from harness.store import Store
+
+    s = Store(store)
+    rows = []
+    for r in s.list_runs():
+        metrics = s.metrics(r["id"])
+        rows.append({
+            "run_id": r["id"], "label": r["label"], "status": r["status"],
+            "accuracy": {b: m.get("accuracy", {}).get("value") for b, m in metrics.items()},
+        })
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"runs in {s.path}")
+    for col in ("run", "label", "status", "accuracy"):
+        table.add_column(col)
+    for r in rows:
+        acc = ", ".join(f"{b} {v * 100:.1f}%" for b, v in r["accuracy"].items() if v is not None)
+        table.add_row(r["run_id"], r["label"], r["status"], acc)
+    Console().print(table)
+
+
+@click.command()
+@click.argument("run_id")
+@store_option
+@click.option("--samples", "n_samples", type=int, default=0, help="also print the first N stored samples")
+@click.option("--json", "as_json", is_flag=True)
+def show(run_id, store, n_samples, as_json) -> None:
+    """Show one run: config, metrics, profile (RUN_ID may be a unique prefix)."""
+    from harness.store import Store
+
+    s = Store(store)
+    run = s.get_run(run_id)
+    if run is None:
+        raise UserError(f"no run {run_id!r} in {s.path}; `harness runs` lists them")
+    rid = run["id"]
+    result = {
+        "run_id": rid, "label": run["label"], "status": run["status"], "error": run["error"],
+        "config": run["config"], "versions": run["versions"], "git_commit": run["git_commit"],
+        "metrics": s.metrics(rid), "profile": s.profile(rid), "artifacts": run["artifacts"],
+        "curve": s.curve(rid),
+    }
+    if n_samples:
+        result["samples"] = s.samples(rid)[:n_samples]
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+        return
+    from rich.console import Console
+
+    from harness.cli.render import print_result
+
+    console = Console()
+    print_result(result, console)
+    console.print_json(json.dumps({"config": result["config"], "versions": result["versions"]}, default=str))
+    for sample in result.get("samples", []):
+        console.print(f"[bold]{sample['benchmark']}/{sample['problem_id']}[/bold] correct={sample['correct']}")
+        console.print(sample["completion"], markup=False)

@@ -1,0 +1,56 @@
+"""Hook specifications: the one way in for every plugin.
+
+A plugin is a module (or object) with functions decorated ``@harness.hookimpl``
+and is announced through the ``harness`` entry-point group in its distribution's
+``pyproject.toml``::
+
+    [project.entry-points.harness]
+    my_strategy = "my_package.plugin"
+
+Built-in strategies, trainers and benchmarks use these same hooks and the same
+entry-point group; nothing is special-cased.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from harness.benchmark import Benchmark
+    from harness.strategy import Strategy
+    from harness.trainer import Trainer
+
+hookspec = pluggy.HookspecMarker("harness")
+
+
+@hookspec
+def register_strategies(register: Callable[[Strategy], None]) -> None:
+    """Register quantization strategies.
+
+    :param register: call ``register(strategy)`` once per strategy, where
+        ``strategy`` is an instance of :class:`harness.strategy.Strategy`
+        (post-training, or during training). Its ``name`` must be unique
+        across all installed plugins; a clash is an error naming both plugins.
+    """
+
+
+@hookspec
+def register_trainers(register: Callable[[Trainer], None]) -> None:
+    """Register RL trainers (or any fine-tuning procedure).
+
+    :param register: call ``register(trainer)`` once per trainer, an instance
+        of :class:`harness.trainer.Trainer`.
+    """
+
+
+@hookspec
+def register_benchmarks(register: Callable[[Benchmark], None]) -> None:
+    """Register benchmarks: problem sets with reference answers.
+
+    :param register: call ``register(benchmark)`` once per benchmark, an
+        instance of :class:`harness.benchmark.Benchmark`. Benchmarks double as
+        training and calibration data through their ``train`` split.
+    """

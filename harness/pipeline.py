@@ -1,0 +1,322 @@
+"""One run, as a short pipeline of cached stages: model -> train -> quantize -> evaluate -> profile.
+
+The pipeline owns *when* things happen; plugins only say *what* exists. Every
+stage's output is an artifact keyed by the hash of everything that made it,
+so a sweep trains one RL checkpoint and quantizes it many ways, and every
+check on user input happens before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.cache import ArtifactCache
+from harness.config import RunConfig, stable_hash
+from harness.errors import UserError
+from harness.registry import Registry
+from harness.store import Store
+from harness.strategy import Phase, QuantContext, Strategy
+
+N_CALIBRATION = 256
+
+
+@dataclass
+class Plan:
+    """A run's resolved plugins and inputs, checked before anything is written."""
+
+    config: RunConfig
+    registry: Registry
+    strategy: Strategy
+    trainer: Any
+    trainer_config: Any
+    quant: QuantContext
+    model: Any  # ModelRef
+    device: str
+    problems: dict[str, list] = field(default_factory=dict)
+
+    @property
+    def in_training(self) -> bool:
+        return self.strategy.phase is Phase.IN_TRAINING
+
+
+def plan(config: RunConfig, registry: Registry) -> Plan:
+    """Resolve names, bits, options, device, model and data; raise UserError on anything wrong."""
+    from harness.model import resolve_device, resolve_model
+    from harness.prompts import get_template
+
+    strategy = registry.strategies.get(config.strategy)
+    trainer = registry.trainers.get(config.trainer) if config.trainer != "none" else None
+    benches = {name: registry.benchmarks.get(name) for name in config.benchmarks}
+    spec = strategy.spec(config.bits, config.act_bits, config.kv_bits)
+    options = strategy.make_options(dict(config.strategy_opts))
+    if strategy.phase is Phase.IN_TRAINING and trainer is None:
+        raise UserError(
+            f"strategy {strategy.name!r} quantizes during training and needs a trainer; "
+            f"add --trainer ({', '.join(registry.trainers.names()) or 'none installed'})"
+        )
+    trainer_config = None
+    if trainer is not None:
+        opts = dict(config.trainer_opts)
+        if config.max_steps is not None:
+            opts["max_steps"] = str(config.max_steps)
+        trainer_config = trainer.make_config(opts)
+        reason = trainer.unavailable_reason()
+        if reason:
+            raise UserError(f"trainer {trainer.name!r} is unavailable: {reason}")
+    elif config.trainer_opts:
+        raise UserError("--trainer-opt given without --trainer")
+    get_template(config.prompt)
+    device = resolve_device(config.device)
+    strategy.check_runnable(device)
+    if trainer is not None and trainer.needs_gpu and not device.startswith("cuda"):
+        raise UserError(f"trainer {trainer.name!r} needs a CUDA GPU, but the run's device is {device!r}")
+    model = resolve_model(config.model)
+    data_dir = Path(config.data_dir) if config.data_dir else None
+    problems = {}
+    for name, bench in benches.items():
+        items = bench.load("test", data_dir)
+        problems[name] = items[: config.limit] if config.limit else items
+    if trainer is not None:
+        registry.benchmarks.get(config.train_data).check_split("train")
+    if strategy.needs_calibration:
+        registry.benchmarks.get(config.calib_data).check_split("train")
+    quant = QuantContext(spec=spec, options=options, seed=config.seed, device=device)
+    config = dataclasses.replace(config, bits=spec.bits)
+    return Plan(config, registry, strategy, trainer, trainer_config, quant, model, device, problems)
+
+
+def versions(plan: Plan) -> dict[str, str]:
+    """Versions recorded with every result: scores drift between versions."""
+    from harness import __version__
+    from harness.strategy import library_versions
+
+    out = {"quant-rl-harness": __version__}
+    out.update(library_versions(("torch", "transformers", "trl", "peft", "math-verify")))
+    out.update(library_versions(plan.strategy.libraries))
+    for name in plan.config.benchmarks:
+        out[f"benchmark:{name}"] = plan.registry.benchmarks.get(name).version
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        ).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def calibration_texts(plan: Plan, tokenizer) -> list[str]:
+    """Prompt + reference solution from the calibration set's train split (seeded sample)."""
+    from harness.prompts import get_template
+
+    cfg = plan.config
+    bench = plan.registry.benchmarks.get(cfg.calib_data)
+    items = bench.load("train", Path(cfg.data_dir) if cfg.data_dir else None)
+    rng = random.Random(f"calib-{cfg.seed}")
+    chosen = rng.sample(items, min(N_CALIBRATION, len(items)))
+    template = get_template(cfg.prompt)
+    return [template.render(p.problem, tokenizer) + (p.solution or p.answer) for p in chosen]
+
+
+class Runner:
+    """Runs plans against one store and one artifact cache."""
+
+    def __init__(self, store: Store, cache: ArtifactCache, console=None):
+        self.store = store
+        self.cache = cache
+        from rich.console import Console
+
+        self.console = console or Console(stderr=True)
+
+    # -- stages -----------------------------------------------------------------------
+    def train_stage(self, plan: Plan, tokenizer, run_id: str) -> tuple[Path, dict]:
+        from harness.prompts import get_template
+        from harness.trainer import TrainContext
+
+        cfg = plan.config
+        trainer = plan.trainer
+        key_parts = {
+            "model": plan.model.identity,
+            "trainer": trainer.name,
+            "trainer_config": trainer.describe_config(plan.trainer_config),
+            "seed": cfg.seed,
+            "train_data": cfg.train_data,
+            "prompt": cfg.prompt,
+        }
+        if plan.in_training:
+            key_parts["strategy"] = [plan.strategy.name, plan.quant.spec.label, _opts(plan.quant.options)]
+        key = stable_hash(key_parts)
+        template = get_template(cfg.prompt)
+        problems = plan.registry.benchmarks.get(cfg.train_data).load(
+            "train", Path(cfg.data_dir) if cfg.data_dir else None
+        )
+        curve: list[tuple[int, dict]] = []
+
+        def make(out: Path) -> dict:
+            self.console.print(f"[bold]train[/bold] {trainer.name} on {cfg.train_data} (seed {cfg.seed}) -> {key}")
+            quant = plan.quant
+            quant.tokenizer = tokenizer
+            ctx = TrainContext(
+                model_dir=Path(plan.model.source) if plan.model.is_local else plan.model.source,
+                out_dir=out,
+                problems=problems,
+                prompt_for=lambda p: template.render(p.problem, tokenizer),
+                config=plan.trainer_config,
+                seed=cfg.seed,
+                device=plan.device,
+                strategy=plan.strategy if plan.in_training else None,
+                quant=quant if plan.in_training else None,
+                checkpoint_dir=self.cache.scratch("train", key),
+                on_log=lambda step, logs: curve.append((step, logs)),
+            )
+            report = trainer.train(ctx)
+            if not (out / "tokenizer_config.json").exists():
+                tokenizer.save_pretrained(out)
+            return {
+                "stage": "train",
+                "key": key,
+                "inputs": key_parts,
+                "steps": report.steps,
+                "seconds": report.seconds,
+                "curve": report.curve or [dict(step=s, **l) for s, l in curve],
+                "quant": _asdict(report.quant),
+            }
+
+        path, record = self.cache.build("train", key, make)
+        self.store.add_curve(run_id, [(p["step"], {k: v for k, v in p.items() if k != "step"}) for p in record.get("curve", [])])
+        return path, record
+
+    def quantize_stage(self, plan: Plan, source: str, source_identity: str, tokenizer) -> tuple[Path, dict]:
+        cfg = plan.config
+        key_parts = {
+            "source": source_identity,
+            "strategy": plan.strategy.name,
+            "spec": plan.quant.spec.label,
+            "options": _opts(plan.quant.options),
+            "calib": cfg.calib_data if plan.strategy.needs_calibration else None,
+            "prompt": cfg.prompt if plan.strategy.needs_calibration else None,
+            "seed": cfg.seed if plan.strategy.needs_calibration else None,
+        }
+        key = stable_hash(key_parts)
+
+        def make(out: Path) -> dict:
+            self.console.print(f"[bold]quantize[/bold] {plan.strategy.name} {plan.quant.spec.label} -> {key}")
+            plan.quant.tokenizer = tokenizer
+            if plan.strategy.needs_calibration:
+                plan.quant.calibration = calibration_texts(plan, tokenizer)
+            start = time.perf_counter()
+            report = plan.strategy.quantize(Path(source) if Path(source).is_dir() else source, out, plan.quant)
+            if not (out / "tokenizer_config.json").exists():
+                tokenizer.save_pretrained(out)
+            rec = _asdict(report)
+            rec["stage_seconds"] = time.perf_counter() - start
+            return {"stage": "quantize", "key": key, "inputs": key_parts, "quant": rec}
+
+        return self.cache.build("quantize", key, make)
+
+    # -- the run --------------------------------------------------------------------------
+    def run(self, plan: Plan, force: bool = False) -> dict:
+        """Run (or resume) ``plan``; returns the stored run with its metrics."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from harness.evaluation import compute_metrics, evaluate
+        from harness.model import load_tokenizer
+        from harness.prompts import get_template
+
+        cfg = plan.config
+        run_id = cfg.run_id
+        existing = self.store.get_run(run_id)
+        if existing and existing["status"] == "complete" and not force:
+            self.console.print(f"run {run_id} ({existing['label']}) is already complete: showing stored results")
+            return self.result(run_id)
+        self.store.start_run(run_id, cfg.label, cfg.to_dict(), versions(plan), git_commit())
+        try:
+            tokenizer = load_tokenizer(plan.model.source)
+            source, identity = plan.model.source, plan.model.identity
+            artifacts: dict[str, Any] = {}
+            if plan.trainer is not None:
+                path, record = self.train_stage(plan, tokenizer, run_id)
+                source, identity = str(path), f"train:{record['key']}"
+                artifacts["train"] = {k: record[k] for k in ("key", "steps", "seconds", "quant") if k in record}
+            if plan.in_training:
+                model_dir = Path(source)
+                artifacts["quant"] = artifacts["train"].get("quant")
+            else:
+                model_dir, record = self.quantize_stage(plan, source, identity, tokenizer)
+                artifacts["quant"] = record["quant"]
+                artifacts["quantize_key"] = record["key"]
+            self.store.add_artifacts(run_id, artifacts)
+
+            model = plan.strategy.load(model_dir, plan.device)
+            tokenizer = load_tokenizer(model_dir)
+            template = get_template(cfg.prompt)
+            prompt_for = lambda p: template.render(p.problem, tokenizer)  # noqa: E731
+            timings = {}
+            with Progress(
+                TextColumn("[bold]evaluate[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), console=self.console, transient=False,
+            ) as progress:
+                for name, problems in plan.problems.items():
+                    timings[name] = evaluate(
+                        self.store, run_id, name, problems, model, tokenizer, prompt_for, cfg.sampling,
+                        cfg.batch_size, cfg.seed, progress,
+                    )
+                    rows = self.store.samples(run_id, name)
+                    self.store.set_metrics(run_id, name, compute_metrics(rows, seed=cfg.seed))
+            self._profile(plan, run_id, model, tokenizer, model_dir, prompt_for, timings, artifacts)
+            self.store.finish_run(run_id, "complete")
+        except KeyboardInterrupt:
+            self.store.finish_run(run_id, "interrupted", "interrupted by the user")
+            raise
+        except Exception as exc:
+            self.store.finish_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
+            raise
+        return self.result(run_id)
+
+    def _profile(self, plan: Plan, run_id: str, model, tokenizer, model_dir: Path, prompt_for, timings, artifacts) -> None:
+        """Memory and latency figures stored beside the accuracy (see harness.profiling)."""
+        try:
+            from harness import profiling
+        except ImportError:  # pragma: no cover - profiling is part of the core
+            return
+        profile = profiling.profile_run(
+            model=model, tokenizer=tokenizer, model_dir=model_dir, plan=plan,
+            prompts=[prompt_for(p) for probs in plan.problems.values() for p in probs],
+            timings=timings, quant=artifacts.get("quant") or {},
+        )
+        self.store.set_profile(run_id, profile)
+
+    def result(self, run_id: str) -> dict:
+        run = self.store.get_run(run_id)
+        assert run is not None
+        return {
+            "run_id": run_id,
+            "label": run["label"],
+            "status": run["status"],
+            "config": run["config"],
+            "metrics": self.store.metrics(run_id),
+            "profile": self.store.profile(run_id),
+            "artifacts": run["artifacts"],
+        }
+
+
+def _opts(options: Any) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(options) if dataclasses.is_dataclass(options) else {}
+
+
+def _asdict(obj: Any) -> dict | None:
+    import dataclasses
+
+    if obj is None:
+        return None
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else dict(obj)

@@ -1,0 +1,46 @@
+"""Prompt templates, kept as data in ``benchmarks/prompts.toml``."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from harness.errors import UnknownNameError
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    template: str
+    chat: bool
+    description: str = ""
+
+    def render(self, problem: str, tokenizer: Any = None) -> str:
+        """The prompt text; wrapped in the tokenizer's chat template when both allow it."""
+        text = self.template.format(problem=problem)
+        if self.chat and tokenizer is not None and getattr(tokenizer, "chat_template", None):
+            return tokenizer.apply_chat_template(
+                [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+            )
+        return text
+
+
+@cache
+def templates() -> dict[str, PromptTemplate]:
+    raw = tomllib.loads(
+        resources.files("harness.benchmarks").joinpath("prompts.toml").read_text("utf-8")
+    )
+    return {
+        name: PromptTemplate(name, spec["template"], bool(spec.get("chat", True)), spec.get("description", ""))
+        for name, spec in raw.items()
+    }
+
+
+def get_template(name: str) -> PromptTemplate:
+    try:
+        return templates()[name]
+    except KeyError:
+        raise UnknownNameError("prompt template", name, templates()) from None

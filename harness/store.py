@@ -1,0 +1,215 @@
+"""The result store: one SQLite file, the single source of truth for results.
+
+Runs, metrics, per-sample generations, profiles and training curves. WAL mode
+so a reader (``harness runs``, the leaderboard) never blocks a writer, and
+samples are committed as each batch finishes so a killed run loses nothing.
+Schema changes are an append-only list of named migrations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from harness.errors import StoreError
+
+
+def _m001_initial(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            label TEXT NOT NULL,
+            config TEXT NOT NULL,
+            status TEXT NOT NULL,
+            created REAL NOT NULL,
+            finished REAL,
+            versions TEXT NOT NULL,
+            git_commit TEXT,
+            error TEXT,
+            artifacts TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE TABLE metrics (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            benchmark TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            value REAL,
+            lo REAL,
+            hi REAL,
+            PRIMARY KEY (run_id, benchmark, metric)
+        );
+        CREATE TABLE samples (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            benchmark TEXT NOT NULL,
+            problem_id TEXT NOT NULL,
+            sample INTEGER NOT NULL,
+            level TEXT,
+            prompt TEXT NOT NULL,
+            completion TEXT NOT NULL,
+            predicted TEXT,
+            reference TEXT NOT NULL,
+            correct INTEGER NOT NULL,
+            formatted INTEGER NOT NULL,
+            reward REAL NOT NULL,
+            n_tokens INTEGER NOT NULL,
+            PRIMARY KEY (run_id, benchmark, problem_id, sample)
+        );
+        CREATE TABLE profiles (
+            run_id TEXT PRIMARY KEY REFERENCES runs(id),
+            profile TEXT NOT NULL
+        );
+        CREATE TABLE train_curves (
+            run_id TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            logs TEXT NOT NULL,
+            PRIMARY KEY (run_id, step)
+        );
+        """
+    )
+
+
+#: append-only: never edit or reorder a migration that has shipped
+MIGRATIONS = [("m001_initial", _m001_initial)]
+
+
+def default_store_path() -> Path:
+    from harness.cache import default_root
+
+    return Path(os.environ.get("HARNESS_STORE") or default_root() / "results.db")
+
+
+class Store:
+    def __init__(self, path: Path | str | None = None):
+        self.path = Path(path) if path else default_store_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30)
+            self.db.row_factory = sqlite3.Row
+            self._check_and_migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a harness result store ({exc})") from None
+
+    def _check_and_migrate(self) -> None:
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and "_migrations" not in tables:
+            raise StoreError(
+                f"{self.path} is an SQLite database but not a harness result store "
+                f"(tables: {', '.join(sorted(tables))}); choose another --store"
+            )
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL)")
+        done = {r[0] for r in self.db.execute("SELECT name FROM _migrations")}
+        for name, fn in MIGRATIONS:
+            if name not in done:
+                with self.db:
+                    fn(self.db)
+                    self.db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- runs ------------------------------------------------------------------------
+    def get_run(self, run_id: str) -> dict | None:
+        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            matches = self.db.execute("SELECT * FROM runs WHERE id LIKE ?", (run_id + "%",)).fetchall()
+            row = matches[0] if len(matches) == 1 else None
+        return _run_dict(row) if row else None
+
+    def start_run(self, run_id: str, label: str, config: dict, versions: dict, git_commit: str | None) -> None:
+        with self.db:
+            self.db.execute(
+                """INSERT INTO runs (id, label, config, status, created, versions, git_commit)
+                   VALUES (?, ?, ?, 'running', ?, ?, ?)
+                   ON CONFLICT(id) DO UPDATE SET status='running', error=NULL,
+                       versions=excluded.versions, git_commit=excluded.git_commit""",
+                (run_id, label, json.dumps(config), time.time(), json.dumps(versions), git_commit),
+            )
+
+    def finish_run(self, run_id: str, status: str = "complete", error: str | None = None) -> None:
+        with self.db:
+            self.db.execute(
+                "UPDATE runs SET status = ?, finished = ?, error = ? WHERE id = ?",
+                (status, time.time(), error, run_id),
+            )
+
+    def add_artifacts(self, run_id: str, artifacts: dict) -> None:
+        """Merge ``artifacts`` (quantization and training reports) into the run's record."""
+        with self.db:
+            row = self.db.execute("SELECT artifacts FROM runs WHERE id = ?", (run_id,)).fetchone()
+            merged = {**json.loads(row[0]), **artifacts}
+            self.db.execute("UPDATE runs SET artifacts = ? WHERE id = ?", (json.dumps(merged, default=str), run_id))
+
+    def list_runs(self) -> list[dict]:
+        return [_run_dict(r) for r in self.db.execute("SELECT * FROM runs ORDER BY created")]
+
+    # -- samples -----------------------------------------------------------------------
+    def done_samples(self, run_id: str, benchmark: str) -> set[tuple[str, int]]:
+        rows = self.db.execute(
+            "SELECT problem_id, sample FROM samples WHERE run_id = ? AND benchmark = ?", (run_id, benchmark)
+        )
+        return {(r[0], r[1]) for r in rows}
+
+    def add_samples(self, run_id: str, benchmark: str, rows: Iterable[dict]) -> None:
+        """Insert one batch of graded samples in one transaction (a batch is never half-stored)."""
+        with self.db:
+            self.db.executemany(
+                """INSERT OR IGNORE INTO samples
+                   (run_id, benchmark, problem_id, sample, level, prompt, completion, predicted,
+                    reference, correct, formatted, reward, n_tokens)
+                   VALUES (:run_id, :benchmark, :problem_id, :sample, :level, :prompt, :completion,
+                           :predicted, :reference, :correct, :formatted, :reward, :n_tokens)""",
+                [{"run_id": run_id, "benchmark": benchmark, **r} for r in rows],
+            )
+
+    def samples(self, run_id: str, benchmark: str | None = None) -> list[dict]:
+        q = "SELECT * FROM samples WHERE run_id = ?"
+        args: tuple = (run_id,)
+        if benchmark:
+            q += " AND benchmark = ?"
+            args += (benchmark,)
+        return [dict(r) for r in self.db.execute(q + " ORDER BY benchmark, problem_id, sample", args)]
+
+    # -- metrics, profiles, curves --------------------------------------------------------
+    def set_metrics(self, run_id: str, benchmark: str, metrics: dict[str, tuple[float, float | None, float | None]]) -> None:
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, benchmark, name, *vals) for name, vals in metrics.items()],
+            )
+
+    def metrics(self, run_id: str) -> dict[str, dict[str, dict]]:
+        out: dict[str, dict[str, dict]] = {}
+        for r in self.db.execute("SELECT * FROM metrics WHERE run_id = ? ORDER BY benchmark", (run_id,)):
+            out.setdefault(r["benchmark"], {})[r["metric"]] = {"value": r["value"], "lo": r["lo"], "hi": r["hi"]}
+        return out
+
+    def set_profile(self, run_id: str, profile: dict) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO profiles VALUES (?, ?)", (run_id, json.dumps(profile)))
+
+    def profile(self, run_id: str) -> dict | None:
+        row = self.db.execute("SELECT profile FROM profiles WHERE run_id = ?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def add_curve(self, run_id: str, points: Iterable[tuple[int, dict]]) -> None:
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO train_curves VALUES (?, ?, ?)",
+                [(run_id, step, json.dumps(logs)) for step, logs in points],
+            )
+
+    def curve(self, run_id: str) -> list[dict]:
+        rows = self.db.execute("SELECT step, logs FROM train_curves WHERE run_id = ? ORDER BY step", (run_id,))
+        return [{"step": s, **json.loads(logs)} for s, logs in rows]
+
+
+def _run_dict(row: sqlite3.Row) -> dict:
+    d = dict(row)
+    for key in ("config", "versions", "artifacts"):
+        d[key] = json.loads(d[key]) if d.get(key) else {}
+    return d

@@ -1,0 +1,1 @@
+"""Built-in quantization strategies (installed as ``harness.strategies``), one module each."""

@@ -1,0 +1,49 @@
+"""Shared fixtures: an isolated store and cache per test, the shared data folder, the tiny model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    """Every test gets its own store and artifact cache; nothing touches the user's."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HARNESS_STORE", str(tmp_path / "results.db"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    from harness.plugins import reset_registry
+
+    reset_registry()
+    yield
+    reset_registry()
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The read-only ``shared/`` folder beside the checkout (or $HARNESS_SHARED_DIR)."""
+    path = Path(os.environ.get("HARNESS_SHARED_DIR", REPO.parent / "shared"))
+    if not path.is_dir():
+        pytest.skip(f"shared data folder not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def benchmarks_dir(shared_dir) -> Path:
+    path = shared_dir / "benchmarks"
+    if not path.is_dir():
+        pytest.skip(f"no benchmarks folder in {shared_dir}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_dir() -> Path:
+    """The shipped tiny-arith model directory."""
+    from harness.model import resolve_model
+
+    return Path(resolve_model("tiny-arith").source)

@@ -1,0 +1,156 @@
+"""The plugin system: built-ins and third parties come in the same way; one broken plugin breaks nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness import hookimpl, hookspecs
+from harness.benchmark import Benchmark, Problem
+from harness.errors import DuplicateNameError, UnknownNameError
+from harness.plugins import build_registry, make_manager, plugin_listing
+from harness.strategy import Strategy
+
+
+class _Strat(Strategy):
+    def __init__(self, name):
+        self.name = name
+
+
+class InlinePlugin:
+    @hookimpl
+    def register_strategies(self, register):
+        register(_Strat("inline-strategy"))
+
+
+def fresh(*plugins, entry_points=False):
+    pm, failures = make_manager(load_entry_points=entry_points)
+    for i, p in enumerate(plugins):
+        pm.register(p, name=f"plugin{i}")
+    return pm, build_registry(pm, failures)
+
+
+def test_builtins_come_through_entry_points():
+    pm, reg = fresh(entry_points=True)
+    assert {"none", "rtn"} <= set(reg.strategies.names())
+    assert "arith" in reg.benchmarks.names()
+    # the built-ins are ordinary entry-point plugins, attributed like any other
+    assert reg.strategies.owners["rtn"] == "rtn"
+
+
+def test_inline_plugin_registers_like_a_builtin():
+    pm, reg = fresh(InlinePlugin(), entry_points=True)
+    assert "inline-strategy" in reg.strategies.names()
+    rows = {r["name"]: r for r in plugin_listing(pm, reg)}
+    assert rows["plugin0"]["strategies"] == ["inline-strategy"]
+    assert rows["plugin0"]["hooks"] == ["register_strategies"]
+
+
+def test_duplicate_name_names_both_plugins():
+    with pytest.raises(DuplicateNameError, match="plugin0.*plugin1"):
+        fresh(InlinePlugin(), InlinePlugin())
+
+
+def test_wrong_type_is_rejected():
+    class Bad:
+        @hookimpl
+        def register_benchmarks(self, register):
+            register(_Strat("not-a-benchmark"))
+
+    with pytest.raises(TypeError, match="not a harness.benchmark.Benchmark"):
+        fresh(Bad())
+
+
+def test_unknown_name_lists_known_and_suggests():
+    _, reg = fresh(entry_points=True)
+    with pytest.raises(UnknownNameError) as exc:
+        reg.strategies.get("rnt")
+    assert "Did you mean 'rtn'" in str(exc.value)
+    assert "none" in str(exc.value)
+
+
+def test_every_hookspec_is_documented_and_exercised():
+    specs = [n for n in dir(hookspecs) if n.startswith("register_")]
+    assert specs == ["register_benchmarks", "register_strategies", "register_trainers"]
+    for name in specs:
+        doc = getattr(hookspecs, name).__doc__
+        assert doc and ":param register:" in doc
+    pm, reg = fresh(entry_points=True)
+    exercised = {h for row in plugin_listing(pm, reg) for h in row["hooks"]}
+    assert {"register_strategies", "register_benchmarks"} <= exercised
+
+
+def _fake_distribution(root: Path, module_body: str, ep_value: str) -> None:
+    """A real installed distribution as importlib.metadata sees it: a module plus a dist-info."""
+    (root / "thirdparty_plugin.py").write_text(textwrap.dedent(module_body))
+    info = root / "thirdparty_plugin-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-plugin\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text(f"[harness]\nthirdparty = {ep_value}\n")
+
+
+def _plugins_json(pythonpath: Path) -> tuple[list[dict], str]:
+    env = {**__import__("os").environ, "PYTHONPATH": str(pythonpath)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli.__main__", "plugins", "--json"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout), proc.stderr
+
+
+def test_installed_third_party_plugin_shows_up(tmp_path):
+    _fake_distribution(
+        tmp_path,
+        """
+        from harness import hookimpl
+        from harness.benchmark import Benchmark
+
+        class Toy(Benchmark):
+            name = "toy"
+            def load(self, split="test", data_dir=None):
+                return []
+
+        @hookimpl
+        def register_benchmarks(register):
+            register(Toy())
+        """,
+        "thirdparty_plugin",
+    )
+    rows, _ = _plugins_json(tmp_path)
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["thirdparty"]["benchmarks"] == ["toy"]
+    assert by_name["thirdparty"]["version"] == "1.2.3"
+    assert by_name["rtn"]["strategies"] == ["rtn"]
+
+
+def test_broken_plugin_is_reported_and_the_rest_load(tmp_path):
+    _fake_distribution(tmp_path, "raise ImportError('missing backend xyz')\n", "thirdparty_plugin")
+    rows, stderr = _plugins_json(tmp_path)
+    by_name = {r["name"]: r for r in rows}
+    assert "missing backend xyz" in by_name["thirdparty"]["error"]
+    assert "thirdparty" in stderr and "failed to load" in stderr
+    assert by_name["none"]["strategies"] == ["none"]
+
+
+def test_load_plugins_switch_restricts(monkeypatch):
+    monkeypatch.setenv("HARNESS_LOAD_PLUGINS", "rtn")
+    _, reg = fresh(entry_points=True)
+    assert reg.strategies.names() == ["rtn"]
+    assert reg.benchmarks.names() == []
+
+
+def test_benchmark_problem_roundtrip():
+    class B(Benchmark):
+        name = "b"
+
+        def load(self, split="test", data_dir=None):
+            return [Problem("1", "1+1?", "2")]
+
+    _, reg = fresh(type("P", (), {"register_benchmarks": hookimpl(lambda self, register: register(B()))})())
+    assert reg.benchmarks.get("b").load()[0].answer == "2"
