@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from harness.benchmark import Problem
 from harness.config import Sampling
-from harness.grading import grade_full
-from harness.metrics import mean_ci
+from harness.grading import grade_full, references, unparseable_answers
+from harness.metrics import mean_ci, pass_at_k_over_problems
 from harness.store import Store
 
 
@@ -65,7 +65,7 @@ def evaluate(
                 for k, gen in enumerate(comps):
                     if (p.id, k) in done:
                         continue
-                    g = grade_full(gen.text, p.answer)
+                    g = grade_full(gen.text, references(p))
                     rows.append(
                         dict(problem_id=p.id, sample=k, level=p.level, prompt=prompts[i], completion=gen.text,
                              predicted=g.predicted, reference=p.answer, correct=int(g.correct),
@@ -84,11 +84,16 @@ def evaluate(
     return timing
 
 
-def compute_metrics(rows: list[dict], seed: int = 0) -> dict[str, tuple[float, float | None, float | None]]:
+def compute_metrics(
+    rows: list[dict], seed: int = 0, problems: Sequence[Problem] = ()
+) -> dict[str, tuple[float, float | None, float | None]]:
     """Per-benchmark metrics from stored sample rows: (value, lo, hi) each.
 
     Intervals resample problems (not samples), the unit the benchmark draws.
     ``reward`` is the seed study's Table 1 metric (1 correct + 0.1 formatted).
+    With n samples per problem, ``accuracy`` is pass@1 (mean over samples) and
+    unbiased pass@k is reported for k = 2, 4, ... up to n. References the
+    grader cannot parse are counted (``unparseable_refs``), never hidden.
     """
     by_problem: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
@@ -105,6 +110,13 @@ def compute_metrics(rows: list[dict], seed: int = 0) -> dict[str, tuple[float, f
         "problems": (float(len(pids)), None, None),
         "samples": (float(len(rows)), None, None),
     }
+    n = min(len(v) for v in by_problem.values())
+    k = 2
+    while k <= n:
+        out[f"pass@{k}"] = pass_at_k_over_problems({p: [r["correct"] for r in by_problem[p]] for p in pids}, k)
+        k *= 2
+    if problems:
+        out["unparseable_refs"] = (float(len(unparseable_answers(problems))), None, None)
     levels: dict[str, list[float]] = defaultdict(list)
     for p, a in zip(pids, acc):
         level = by_problem[p][0].get("level")

@@ -64,19 +64,24 @@ _BOXED = re.compile(r"\\(?:boxed|fbox)\b")
 
 
 def _last_boxed_span(text: str) -> tuple[str, int] | None:
-    """(content, start index) of the last complete ``\\boxed{...}``/``\\fbox{...}``/``\\boxed N``."""
-    for match in reversed(list(_BOXED.finditer(text))):
-        rest = match.end()
-        while rest < len(text) and text[rest] == " ":
-            rest += 1
-        if rest < len(text) and text[rest] == "{":
-            group = _braced(text, rest)
-            if group is not None:
-                return group[0].strip(), match.start()
-            continue  # unbalanced: an earlier, complete box may still exist
-        bare = re.match(r"[^\s$.,]+", text[rest:])  # "\boxed 5" (no braces)
-        if bare and rest > match.end():
-            return bare.group(0), match.start()
+    """(content, start index) of the last ``\\boxed{...}``/``\\fbox{...}``/``\\boxed N``.
+
+    The last box decides: when it never closes, the answer was cut off and
+    there is none (an earlier box is an intermediate result, not the answer).
+    """
+    matches = list(_BOXED.finditer(text))
+    if not matches:
+        return None
+    match = matches[-1]
+    rest = match.end()
+    while rest < len(text) and text[rest] == " ":
+        rest += 1
+    if rest < len(text) and text[rest] == "{":
+        group = _braced(text, rest)
+        return None if group is None else (group[0].strip(), match.start())
+    bare = re.match(r"[^\s$.,{}]+", text[rest:])  # "\\boxed 5" (no braces)
+    if bare and rest > match.end():
+        return bare.group(0), match.start()
     return None
 
 
@@ -116,7 +121,11 @@ def extract_answer(text: str) -> str | None:
         candidates.append((hashes[-1].start(), hashes[-1].group(1)))
     if not candidates:
         return None
-    return max(candidates)[1].strip() or None
+    answer = max(candidates)[1].strip()
+    # "The answer is \\boxed{12" was cut off mid-box: a truncated answer is no answer
+    if _BOXED.match(answer) or not re.search(r"\w", answer):
+        return None
+    return answer
 
 
 def is_formatted(text: str) -> bool:
@@ -146,7 +155,7 @@ _TRAILING_WORD_UNITS = re.compile(
 _SCI_E = re.compile(r"^([-+]?\d+(?:\.\d+)?)\s*[eE]\s*([-+]?\d+)$")
 _SCI_X = re.compile(r"^([-+]?\d+(?:\.\d+)?)\s*(?:x|×|\*)\s*10\s*(?:\^|\*\*)\s*\{?\s*([-+]?\d+)\s*\}?$")
 _THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?:(?:,|\{,\}|\\,|\\ | )\d{3})+(?:\.\d+)?$")
-_DEGREE = re.compile(r"\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree)(?:\s*(?:C|F)\b)?")
+_DEGREE = re.compile(r"(?<=[\d}])\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree)(?:\s*(?:C|F)\b)?")
 _ARCSEC = re.compile(r"(\d)\s*(?:\^\s*\{\s*\\prime\s*\\prime\s*\}|'')")
 _ARCMIN = re.compile(r"(\d)\s*(?:\^\s*\{\s*\\prime\s*\}|\^\s*\\prime\b)")
 _SPACING = re.compile(r"\\[!,;: ]|\\q?quad\b")
@@ -168,6 +177,9 @@ def normalize(answer: str) -> str:
             break
         s = inner
     s = s.replace("\\$", "").replace("$", "")
+    whole_text = re.fullmatch(r"\\(?:text|textbf|textrm|mathrm|mbox)\s*\{([^{}]*)\}", s.strip())
+    if whole_text:  # \text{Evelyn} is the word Evelyn, \text{(C)} the choice (C)
+        s = whole_text.group(1)
     s = _SPACING.sub(" ", s)
     s = re.sub(r"\\(?:left|right)(?![a-zA-Z])\s*", "", s)
     s = re.sub(r"\\[dt]frac", r"\\frac", s)
@@ -195,7 +207,9 @@ def normalize(answer: str) -> str:
 
 
 def _canonical(s: str) -> str:
-    """A spacing- and brace-insensitive form for string comparison."""
+    """A spacing- and brace-insensitive form for string comparison (words: case-insensitive)."""
+    if re.fullmatch(r"[A-Za-z][A-Za-z ]+", s):
+        return " ".join(s.lower().split())
     s = re.sub(r"([_^])\{(\w)\}", r"\1\2", s)
     s = re.sub(r"\\frac\s*(\d)\s*(\d)", r"\\frac{\1}{\2}", s)
     return re.sub(r"\s+", "", s)
@@ -226,7 +240,9 @@ def _plain_number(s: str) -> Fraction | None:
 # ---------------------------------------------------------------------------
 # math-verify, bounded
 
-_TOWER = re.compile(r"\^\s*\{[^{}]*\^|\^\s*\d+\s*\^|\^\s*\{?\s*\d{5,}|\d{4,}\s*!|\\binom\s*\{\s*\d{5,}")
+# numeric exponent towers (10^{10^{10}}), huge integer powers and factorials; symbolic
+# nesting such as e^{-x^{2}} is harmless and stays symbolic
+_TOWER = re.compile(r"\d\s*\^\s*\{?\s*\d+\s*\}?\s*\^|\^\s*\{?\s*\d{5,}|\d{5,}\s*!|\\binom\s*\{\s*\d{5,}")
 
 
 def _too_costly(s: str) -> bool:
@@ -282,8 +298,26 @@ def _symbolic(parsed: Sequence[Any]) -> bool:
     return any(not isinstance(p, str) for p in parsed)
 
 
+def _different_variables(gold: tuple, pred: tuple) -> bool:
+    """True when both answers are plain expressions over different variables (``3`` vs ``3n``).
+
+    Such pairs cannot be equal for math-verify either (it compares variables
+    strictly), but proving it costs a sympy simplification, ~0.1-1 s each:
+    most wrong answers a model writes end here, so this check is worth having.
+    Equations, sets, tuples and intervals are left to math-verify.
+    """
+    from sympy import Expr
+
+    g = next((x for x in gold if not isinstance(x, str)), None)
+    p = next((x for x in pred if not isinstance(x, str)), None)
+    return isinstance(g, Expr) and isinstance(p, Expr) and g.free_symbols != p.free_symbols
+
+
 def _verify(gold: tuple, pred: tuple, main_thread: bool) -> bool:
     from math_verify import verify
+
+    if _different_variables(gold, pred):
+        return False
 
     try:
         return bool(verify(list(gold), list(pred), timeout_seconds=TIMEOUT_S if main_thread else None))
@@ -335,6 +369,11 @@ def answer_parseable(reference: str) -> bool:
     if _plain_number(ref) is not None:
         return True
     return _symbolic(_parse(ref, _in_main_thread()))
+
+
+def unparseable_answers(problems: Sequence[Any]) -> list[str]:
+    """Ids of the problems whose reference answer the grader cannot parse (see :func:`answer_parseable`)."""
+    return [p.id for p in problems if not answer_parseable(p.answer)]
 
 
 # ---------------------------------------------------------------------------

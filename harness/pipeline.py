@@ -222,11 +222,33 @@ class Runner:
 
         return self.cache.build("quantize", key, make)
 
+    def materialize(self, plan: Plan, run_id: str) -> tuple[Path, dict[str, Any]]:
+        """The model directory ``plan`` evaluates (trained, then quantized; cached stages are reused)
+        and the records of the stages that made it. ``run`` and ``harness profile`` share it."""
+        from harness.model import load_tokenizer
+
+        tokenizer = load_tokenizer(plan.model.source)
+        source, identity = plan.model.source, plan.model.identity
+        artifacts: dict[str, Any] = {}
+        if plan.trainer is not None:
+            path, record = self.train_stage(plan, tokenizer, run_id)
+            source, identity = str(path), f"train:{record['key']}"
+            artifacts["train"] = {k: record[k] for k in ("key", "steps", "seconds", "quant") if k in record}
+        if plan.in_training:
+            model_dir = Path(source)
+            artifacts["quant"] = artifacts["train"].get("quant")
+        else:
+            model_dir, record = self.quantize_stage(plan, source, identity, tokenizer)
+            artifacts["quant"] = record["quant"]
+            artifacts["quantize_key"] = record["key"]
+        return model_dir, artifacts
+
     # -- the run --------------------------------------------------------------------------
     def run(self, plan: Plan, force: bool = False) -> dict:
         """Run (or resume) ``plan``; returns the stored run with its metrics."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        from harness import profiling
         from harness.evaluation import compute_metrics, evaluate
         from harness.model import load_tokenizer
         from harness.prompts import get_template
@@ -239,20 +261,7 @@ class Runner:
             return self.result(run_id)
         self.store.start_run(run_id, cfg.label, cfg.to_dict(), versions(plan), git_commit())
         try:
-            tokenizer = load_tokenizer(plan.model.source)
-            source, identity = plan.model.source, plan.model.identity
-            artifacts: dict[str, Any] = {}
-            if plan.trainer is not None:
-                path, record = self.train_stage(plan, tokenizer, run_id)
-                source, identity = str(path), f"train:{record['key']}"
-                artifacts["train"] = {k: record[k] for k in ("key", "steps", "seconds", "quant") if k in record}
-            if plan.in_training:
-                model_dir = Path(source)
-                artifacts["quant"] = artifacts["train"].get("quant")
-            else:
-                model_dir, record = self.quantize_stage(plan, source, identity, tokenizer)
-                artifacts["quant"] = record["quant"]
-                artifacts["quantize_key"] = record["key"]
+            model_dir, artifacts = self.materialize(plan, run_id)
             self.store.add_artifacts(run_id, artifacts)
 
             model = plan.strategy.load(model_dir, plan.device)
@@ -260,7 +269,7 @@ class Runner:
             template = get_template(cfg.prompt)
             prompt_for = lambda p: template.render(p.problem, tokenizer)  # noqa: E731
             timings = {}
-            with Progress(
+            with profiling.watch(model, plan.device) as eval_watch, Progress(
                 TextColumn("[bold]evaluate[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
                 TimeElapsedColumn(), console=self.console, transient=False,
             ) as progress:
@@ -270,8 +279,8 @@ class Runner:
                         cfg.batch_size, cfg.seed, progress,
                     )
                     rows = self.store.samples(run_id, name)
-                    self.store.set_metrics(run_id, name, compute_metrics(rows, seed=cfg.seed))
-            self._profile(plan, run_id, model, tokenizer, model_dir, prompt_for, timings, artifacts)
+                    self.store.set_metrics(run_id, name, compute_metrics(rows, seed=cfg.seed, problems=problems))
+            self._profile(plan, run_id, model, tokenizer, model_dir, prompt_for, timings, artifacts, eval_watch.stats)
             self.store.finish_run(run_id, "complete")
         except KeyboardInterrupt:
             self.store.finish_run(run_id, "interrupted", "interrupted by the user")
@@ -281,16 +290,15 @@ class Runner:
             raise
         return self.result(run_id)
 
-    def _profile(self, plan: Plan, run_id: str, model, tokenizer, model_dir: Path, prompt_for, timings, artifacts) -> None:
+    def _profile(self, plan: Plan, run_id: str, model, tokenizer, model_dir: Path, prompt_for, timings, artifacts, eval_stats=None) -> None:
         """Memory and latency figures stored beside the accuracy (see harness.profiling)."""
-        try:
-            from harness import profiling
-        except ImportError:  # pragma: no cover - profiling is part of the core
-            return
+        from harness import profiling
+
         profile = profiling.profile_run(
             model=model, tokenizer=tokenizer, model_dir=model_dir, plan=plan,
             prompts=[prompt_for(p) for probs in plan.problems.values() for p in probs],
             timings=timings, quant=artifacts.get("quant") or {},
+            phases={"eval": eval_stats} if eval_stats is not None else None,
         )
         self.store.set_profile(run_id, profile)
 

@@ -19,11 +19,15 @@ from harness.errors import HarnessError, UserError
 #: command name -> "module:function" (lazy: imported on use)
 COMMANDS = {
     "run": "harness.cli.run:run",
+    "profile": "harness.cli.profile:profile",
     "plugins": "harness.cli.plugins:plugins",
     "runs": "harness.cli.runs:runs",
     "show": "harness.cli.runs:show",
     "tiny": "harness.cli.tiny:tiny",
     "benchmarks": "harness.cli.benchmarks:benchmarks",
+    "leaderboard": "harness.cli.leaderboard:leaderboard",
+    "sweep": "harness.cli.sweep:sweep",
+    "reproduce": "harness.cli.reproduce:reproduce",
 }
 
 

@@ -12,9 +12,9 @@ def benchmark_rows(data_dir: Path | None) -> list[dict]:
     """One row per benchmark: name, plugin, splits with their sizes, source, any load error.
 
     With a data folder, sizes are counted by loading (and so validating) each
-    file. Without one, benchmarks that would download (they declare
-    ``nominal_sizes``) show their published sizes instead: listing never
-    touches the network.
+    file. Without one, benchmarks that would download (they declare ``hub``
+    sources) show their published ``nominal_sizes`` instead, or "?" where
+    that is not known: listing never touches the network.
     """
     from harness.errors import HarnessError
     from harness.plugins import get_registry
@@ -25,12 +25,14 @@ def benchmark_rows(data_dir: Path | None) -> list[dict]:
         bench = registry.benchmarks.get(name)
         files: dict[str, str] = dict(getattr(bench, "files", {}) or {})
         nominal: dict[str, int] = dict(getattr(bench, "nominal_sizes", {}) or {})
+        hub: dict = dict(getattr(bench, "hub", {}) or {})
         sizes: dict[str, int | None] = {}
         origin: dict[str, str] = {}
         errors: list[str] = []
         for split in bench.splits:
-            if data_dir is None and split in nominal:
-                sizes[split], origin[split] = nominal[split], "published size (loads from the hub)"
+            if data_dir is None and (split in nominal or split in hub):
+                sizes[split] = nominal.get(split)
+                origin[split] = "published size (loads from the hub)" if split in nominal else "loads from the hub"
                 continue
             if data_dir is not None and split in files and not (data_dir / files[split]).is_file():
                 sizes[split], origin[split] = None, f"missing {data_dir / files[split]}"
