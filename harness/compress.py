@@ -49,13 +49,9 @@ def check_group_size(model, group_size: int | None, strategy: str, ignore: Seque
 
 def quiet_llmcompressor() -> None:
     """llmcompressor logs through loguru at INFO on every call; keep the console readable."""
-    try:
-        from loguru import logger
+    import os
 
-        logger.remove()
-        logger.add(lambda m: None, level="WARNING")
-    except ImportError:
-        pass
+    os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "ERROR")
     logging.getLogger("llmcompressor").setLevel(logging.WARNING)
 
 

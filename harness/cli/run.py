@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 
 import click
 
@@ -28,7 +30,9 @@ def run(store, cache_dir, force, as_json, **kw) -> None:
     config = build_config(**kw)
     the_plan = plan(config, get_registry())
     runner = Runner(Store(store), ArtifactCache(cache_dir))
-    result = runner.run(the_plan, force=force)
+    # Libraries print to stdout; with --json, stdout carries the JSON object alone.
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        result = runner.run(the_plan, force=force)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
     else:
