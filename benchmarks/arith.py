@@ -66,12 +66,14 @@ def _problem(rng: random.Random, level: int, idx: str) -> Problem:
 
 @cache
 def generate(split: str, seed: int = 0) -> tuple[Problem, ...]:
-    """The deterministic problems of a split (test: 100 a level; train: 50k mixed)."""
+    """The deterministic problems of a split (test: 100 a level, interleaved; train: 50k mixed)."""
     if split == "test":
         rng = random.Random(f"arith-test-{seed}")
-        return tuple(
-            _problem(rng, level, f"L{level}-{i:03d}") for level in LEVELS for i in range(TEST_PER_LEVEL)
-        )
+        by_level = {
+            level: [_problem(rng, level, f"L{level}-{i:03d}") for i in range(TEST_PER_LEVEL)] for level in LEVELS
+        }
+        # Interleaved by level, so that --limit N keeps the level mix of the whole split.
+        return tuple(by_level[level][i] for i in range(TEST_PER_LEVEL) for level in LEVELS)
     if split == "train":
         held_out = {p.problem for p in generate("test", seed)}
         rng = random.Random(f"arith-train-{seed}")
