@@ -22,7 +22,7 @@ def plugins(as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title="harness plugins")
-    for col in ("plugin", "version", "strategies", "trainers", "benchmarks", "status"):
+    for col in ("plugin", "from", "strategies", "trainers", "benchmarks", "status"):
         table.add_column(col)
     for r in rows:
         status = "[red]failed: " + r["error"] + "[/red]" if r["error"] else "ok"
@@ -30,7 +30,7 @@ def plugins(as_json: bool) -> None:
             status = "; ".join(f"[yellow]{n} unavailable: {why}[/yellow]" for n, why in r["unavailable"].items())
         table.add_row(
             r["name"],
-            f"{r['distribution'] or ''} {r['version'] or ''}".strip(),
+            "built-in" if r["distribution"] == "quant-rl-harness" else f"{r['distribution'] or '?'} {r['version'] or ''}",
             ", ".join(r["strategies"]),
             ", ".join(r["trainers"]),
             ", ".join(r["benchmarks"]),
