@@ -55,7 +55,7 @@ def plan(config: RunConfig, registry: Registry) -> Plan:
     benches = {name: registry.benchmarks.get(name) for name in config.benchmarks}
     spec = strategy.spec(config.bits, config.act_bits, config.kv_bits)
     options = strategy.make_options(dict(config.strategy_opts))
-    if strategy.phase is Phase.IN_TRAINING and trainer is None:
+    if strategy.phase is Phase.IN_TRAINING and trainer is None and strategy.needs_trainer:
         raise UserError(
             f"strategy {strategy.name!r} quantizes during training and needs a trainer; "
             f"add --trainer ({', '.join(registry.trainers.names()) or 'none installed'})"
@@ -115,6 +115,10 @@ def git_commit() -> str | None:
 
 def calibration_texts(plan: Plan, tokenizer) -> list[str]:
     """Prompt + reference solution from the calibration set's train split (seeded sample)."""
+    return [prompt + answer for prompt, answer in _calibration_pairs(plan, tokenizer)]
+
+
+def _calibration_pairs(plan: Plan, tokenizer) -> list[tuple[str, str]]:
     from harness.prompts import get_template
 
     cfg = plan.config
@@ -123,7 +127,15 @@ def calibration_texts(plan: Plan, tokenizer) -> list[str]:
     rng = random.Random(f"calib-{cfg.seed}")
     chosen = rng.sample(items, min(N_CALIBRATION, len(items)))
     template = get_template(cfg.prompt)
-    return [template.render(p.problem, tokenizer) + (p.solution or p.answer) for p in chosen]
+    return [(template.render(p.problem, tokenizer), p.solution or p.answer) for p in chosen]
+
+
+def calibrate(plan: Plan, tokenizer) -> None:
+    """Give the strategy its calibration texts, and their prompts alone, when it needs them."""
+    if plan.strategy.needs_calibration:
+        pairs = _calibration_pairs(plan, tokenizer)
+        plan.quant.calibration = [prompt + answer for prompt, answer in pairs]
+        plan.quant.calibration_prompts = [prompt for prompt, _ in pairs]
 
 
 class Runner:
@@ -153,6 +165,8 @@ class Runner:
         }
         if plan.in_training:
             key_parts["strategy"] = [plan.strategy.name, plan.quant.spec.label, _opts(plan.quant.options)]
+            if plan.strategy.needs_calibration:
+                key_parts["calib"] = cfg.calib_data
         key = stable_hash(key_parts)
         template = get_template(cfg.prompt)
         problems = plan.registry.benchmarks.get(cfg.train_data).load(
@@ -164,6 +178,8 @@ class Runner:
             self.console.print(f"[bold]train[/bold] {trainer.name} on {cfg.train_data} (seed {cfg.seed}) -> {key}")
             quant = plan.quant
             quant.tokenizer = tokenizer
+            if plan.in_training:
+                calibrate(plan, tokenizer)
             ctx = TrainContext(
                 model_dir=Path(plan.model.source) if plan.model.is_local else plan.model.source,
                 out_dir=out,
@@ -210,8 +226,7 @@ class Runner:
         def make(out: Path) -> dict:
             self.console.print(f"[bold]quantize[/bold] {plan.strategy.name} {plan.quant.spec.label} -> {key}")
             plan.quant.tokenizer = tokenizer
-            if plan.strategy.needs_calibration:
-                plan.quant.calibration = calibration_texts(plan, tokenizer)
+            calibrate(plan, tokenizer)
             start = time.perf_counter()
             report = plan.strategy.quantize(Path(source) if Path(source).is_dir() else source, out, plan.quant)
             if not (out / "tokenizer_config.json").exists():
@@ -221,6 +236,46 @@ class Runner:
             return {"stage": "quantize", "key": key, "inputs": key_parts, "quant": rec}
 
         return self.cache.build("quantize", key, make)
+
+    def strategy_train_stage(self, plan: Plan, tokenizer, run_id: str) -> tuple[Path, dict]:
+        """An in-training strategy that trains by itself (``needs_trainer = False``) and no trainer:
+        ``prepare`` (which trains) then ``finalize``, cached like a train stage."""
+        cfg = plan.config
+        key_parts = {
+            "model": plan.model.identity,
+            "trainer": "none",
+            "strategy": [plan.strategy.name, plan.quant.spec.label, _opts(plan.quant.options)],
+            "seed": cfg.seed,
+            "calib": cfg.calib_data if plan.strategy.needs_calibration else None,
+            "prompt": cfg.prompt,
+        }
+        key = stable_hash(key_parts)
+
+        def make(out: Path) -> dict:
+            self.console.print(f"[bold]train[/bold] {plan.strategy.name} {plan.quant.spec.label} -> {key}")
+            plan.quant.tokenizer = tokenizer
+            calibrate(plan, tokenizer)
+            source = plan.model.source
+            start = time.perf_counter()
+            model, _ = plan.strategy.prepare(Path(source) if Path(source).is_dir() else source, plan.quant)
+            report = plan.strategy.finalize(model, out, plan.quant)
+            if not (out / "tokenizer_config.json").exists():
+                tokenizer.save_pretrained(out)
+            quant = _asdict(report)
+            curve = quant["extra"].pop("curve", []) if quant and quant.get("extra") else []
+            return {
+                "stage": "train",
+                "key": key,
+                "inputs": key_parts,
+                "steps": len(curve),
+                "seconds": time.perf_counter() - start,
+                "curve": curve,
+                "quant": quant,
+            }
+
+        path, record = self.cache.build("train", key, make)
+        self.store.add_curve(run_id, [(p["step"], {k: v for k, v in p.items() if k != "step"}) for p in record.get("curve", [])])
+        return path, record
 
     def materialize(self, plan: Plan, run_id: str) -> tuple[Path, dict[str, Any]]:
         """The model directory ``plan`` evaluates (trained, then quantized; cached stages are reused)
@@ -232,6 +287,10 @@ class Runner:
         artifacts: dict[str, Any] = {}
         if plan.trainer is not None:
             path, record = self.train_stage(plan, tokenizer, run_id)
+            source, identity = str(path), f"train:{record['key']}"
+            artifacts["train"] = {k: record[k] for k in ("key", "steps", "seconds", "quant") if k in record}
+        elif plan.in_training:  # a strategy that trains by itself (needs_trainer False)
+            path, record = self.strategy_train_stage(plan, tokenizer, run_id)
             source, identity = str(path), f"train:{record['key']}"
             artifacts["train"] = {k: record[k] for k in ("key", "steps", "seconds", "quant") if k in record}
         if plan.in_training:

@@ -1,37 +1,464 @@
-"""Memory and latency of a run (weight bytes as stored, peak memory, throughput)."""
+"""Memory and latency of a run: weight bytes as stored, peak memory, KV cache, TTFT, tokens/s.
+
+Users choose a recipe by accuracy per byte and per millisecond, so every run
+carries these figures. Three rules keep them honest:
+
+- **Bytes as stored.** Compressed checkpoints decompress to full precision on
+  CPU, so weight bytes come from the safetensors files (packed integers,
+  scales, zero points), not from memory.
+- **Peaks per phase.** CUDA peak statistics are reset at the start of each
+  phase; on Linux the process's RSS high-water mark is reset too
+  (``/proc/self/clear_refs``), elsewhere a sampling thread stands in.
+- **Latency after warm-up, at fixed lengths.** Every request generates
+  exactly ``gen_length`` tokens (EOS ignored, as latency benchmarks do), so a
+  broken 2-bit model that never stops and a good one that stops early are
+  timed on the same work. Token times come from a streamer, which
+  transformers feeds after moving each token to the host: on CUDA that is the
+  synchronisation point.
+
+:data:`PROFILE_KEYS` documents every figure ``profile_run`` returns.
+"""
 
 from __future__ import annotations
 
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+#: every key of a profile: (unit, meaning)
+PROFILE_KEYS: dict[str, tuple[str, str]] = {
+    "device": ("", "device the model ran on"),
+    "weight_bytes": ("bytes", "weights as stored: packed integers, scales and zero points"),
+    "fp_bytes": ("bytes", "the same parameters in bf16 (the full-precision reference)"),
+    "weight_ratio": ("", "weight_bytes / fp_bytes"),
+    "in_memory_bytes": ("bytes", "parameters and buffers as they sit in memory (CPU decompresses to fp32)"),
+    "peak_rss_bytes": ("bytes", "peak resident memory of the process so far"),
+    "peak_gpu_bytes": ("bytes", "peak CUDA memory allocated over the measured phases (None on CPU)"),
+    "eval_peak_rss_bytes": ("bytes", "RSS high-water mark during evaluation"),
+    "eval_peak_gpu_bytes": ("bytes", "peak CUDA memory allocated during evaluation"),
+    "kv_bits": ("bits", "KV-cache bit width of the run (16: not quantized)"),
+    "kv_bytes_per_token": ("bytes", "KV cache per token at kv_bits: layers x 2 x kv_heads x head_dim x kv_bits/8"),
+    "kv_runtime_bytes_per_token": ("bytes", "KV cache per token at the dtype the model actually computes in"),
+    "kv_cache_tokens": ("tokens", "cached positions at the evaluated batch size and length"),
+    "kv_cache_bytes": ("bytes", "kv_bytes_per_token x kv_cache_tokens"),
+    "eval_wall_s": ("s", "evaluation wall time (generation, grading, storing)"),
+    "eval_generate_s": ("s", "time inside batched generation"),
+    "eval_forward_s": ("s", "time inside the model's forward during evaluation"),
+    "eval_forward_share": ("", "eval_forward_s / evaluation wall time: the loop's overhead is 1 minus this"),
+    "eval_problems_per_s": ("1/s", "problems evaluated per second of evaluation wall time"),
+    "eval_tokens_per_s": ("1/s", "generated tokens per second of generation time"),
+    "latency_prompt_tokens": ("tokens", "prompt length of the latency requests"),
+    "latency_gen_tokens": ("tokens", "tokens generated per latency request (EOS ignored)"),
+    "batch_size": ("", "sequences per call in the batched latency phase (the evaluation batch size)"),
+    "bs1_ttft_ms": ("ms", "time to first token, batch size 1 (median)"),
+    "bs1_decode_tokens_per_s": ("1/s", "decode tokens per second after the first token, batch size 1 (median)"),
+    "bs1_latency_p50_ms": ("ms", "per-request latency, batch size 1, median"),
+    "bs1_latency_p95_ms": ("ms", "per-request latency, batch size 1, 95th percentile"),
+    "bs1_peak_rss_bytes": ("bytes", "RSS high-water mark in the batch-size-1 phase"),
+    "bs1_peak_gpu_bytes": ("bytes", "peak CUDA memory in the batch-size-1 phase"),
+    "batch_ttft_ms": ("ms", "time to first token of a full batch (median)"),
+    "batch_decode_tokens_per_s": ("1/s", "decode tokens per second over the whole batch (median)"),
+    "batch_latency_p50_ms": ("ms", "per-request latency at the evaluation batch size, median"),
+    "batch_latency_p95_ms": ("ms", "per-request latency at the evaluation batch size, 95th percentile"),
+    "batch_peak_rss_bytes": ("bytes", "RSS high-water mark in the batched phase"),
+    "batch_peak_gpu_bytes": ("bytes", "peak CUDA memory in the batched phase"),
+    "cpu_threads": ("", "torch intra-op threads (CPU timings depend on them and on other load)"),
+    "profile_seconds": ("s", "what the latency measurement itself cost"),
+}
+
+#: latency defaults for the profile stored with every run: small, so a run pays seconds, not minutes
+GEN_LENGTH = 32
+REQUESTS_BS1 = 5
+REQUESTS_BATCH = 2
+WARMUP = 1
+MAX_DISTINCT_PROMPTS = 8
 
 
-def peak_rss_bytes() -> int:
-    """Peak resident memory of this process so far."""
+@dataclass
+class LatencySettings:
+    """How the latency phases run (``harness profile`` exposes these as options)."""
+
+    prompt_length: int | None = field(
+        default=None, metadata={"help": "prompt tokens per request; default: the median of the run's prompts"}
+    )
+    gen_length: int | None = field(
+        default=None, metadata={"help": f"tokens generated per request; default: min({GEN_LENGTH}, max_new_tokens)"}
+    )
+    batch_size: int | None = field(default=None, metadata={"help": "batched phase size; default: the run's"})
+    requests_bs1: int = field(default=REQUESTS_BS1, metadata={"help": "timed requests at batch size 1"})
+    requests_batch: int = field(default=REQUESTS_BATCH, metadata={"help": "timed batches at the batch size"})
+    warmup: int = field(default=WARMUP, metadata={"help": "untimed calls before each phase"})
+
+    def __post_init__(self) -> None:
+        for name in ("prompt_length", "gen_length", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.requests_bs1 < 1 or self.requests_batch < 1 or self.warmup < 0:
+            raise ValueError(
+                f"need requests >= 1 and warmup >= 0, got requests_bs1={self.requests_bs1}, "
+                f"requests_batch={self.requests_batch}, warmup={self.warmup}"
+            )
+
+
+# ---------------------------------------------------------------------------
+# resident memory
+
+
+_process_peak = 0  # RSS high-water mark from before the last per-phase reset
+
+
+def _hwm_bytes() -> int:
+    """The kernel's RSS high-water mark (since the last reset), in bytes."""
     import resource
-    import sys
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
 
 
-def profile_run(*, model, tokenizer, model_dir: Path, plan, prompts, timings, quant: dict) -> dict:
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far (per-phase resets included)."""
+    return max(_process_peak, _hwm_bytes())
+
+
+def _reset_hwm() -> bool:
+    """Reset the RSS high-water mark (Linux >= 4.0); False where that is not possible."""
+    global _process_peak
+    _process_peak = peak_rss_bytes()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class _RssSampler(threading.Thread):
+    """Fallback peak-RSS meter where the high-water mark cannot be reset: psutil every 10 ms."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        import psutil
+
+        self.proc = psutil.Process()
+        self.peak = self.proc.memory_info().rss
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(0.01):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    def stop(self) -> int:
+        self.halt.set()
+        self.join()
+        return max(self.peak, self.proc.memory_info().rss)
+
+
+# ---------------------------------------------------------------------------
+# one measured phase
+
+
+@dataclass
+class PhaseStats:
+    """What one phase took: wall time, time inside the model's forward, peak memory."""
+
+    wall_s: float = 0.0
+    forward_s: float = 0.0
+    forward_calls: int = 0
+    peak_rss_bytes: int | None = None
+    peak_gpu_bytes: int | None = None
+
+    @property
+    def forward_share(self) -> float | None:
+        return self.forward_s / self.wall_s if self.wall_s > 0 else None
+
+
+class watch:
+    """``with watch(model, device) as w: ...; w.stats``: one phase's time, forward time and peaks.
+
+    Forward time comes from a pre-hook and a hook on the top module, which
+    ``generate`` calls once per step; on CUDA the hook synchronises so the
+    time is the kernels', not their launch (generation waits for each token
+    anyway, so this costs nothing extra).
+    """
+
+    def __init__(self, model=None, device: str = "cpu"):
+        self.model = model
+        self.cuda = device.startswith("cuda")
+        self.device = device
+        self.stats = PhaseStats()
+        self._handles: list = []
+        self._sampler: _RssSampler | None = None
+        self._t: float = 0.0
+
+    def __enter__(self) -> watch:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        if not _reset_hwm():
+            self._sampler = _RssSampler()
+            self._sampler.start()
+        if self.model is not None:
+            # a PEFT wrapper's generate() calls the base model, so time that one
+            target = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            self._handles = [target.register_forward_pre_hook(self._pre), target.register_forward_hook(self._post)]
+        self._start = time.perf_counter()
+        return self
+
+    def _pre(self, module, args) -> None:
+        self._t = time.perf_counter()
+
+    def _post(self, module, args, output) -> None:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize(self.device)
+        self.stats.forward_s += time.perf_counter() - self._t
+        self.stats.forward_calls += 1
+
+    def __exit__(self, *exc: object) -> None:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize(self.device)
+        self.stats.wall_s = time.perf_counter() - self._start
+        for h in self._handles:
+            h.remove()
+        self.stats.peak_rss_bytes = self._sampler.stop() if self._sampler else _hwm_bytes()
+        if self.cuda:
+            import torch
+
+            self.stats.peak_gpu_bytes = int(torch.cuda.max_memory_allocated(self.device))
+
+
+# ---------------------------------------------------------------------------
+# KV cache
+
+
+def kv_bytes_per_token(config, bits: float) -> float:
+    """KV-cache bytes one token takes: layers x 2 (K and V) x KV heads x head dim x bits / 8.
+
+    Counts full attention with grouped KV heads (Llama, Qwen, Mistral);
+    quantization scales (one per tensor) are left out as negligible.
+    """
+    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = cfg.num_attention_heads
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    return cfg.num_hidden_layers * 2 * kv_heads * head_dim * bits / 8
+
+
+def _compute_bits(model) -> int:
+    """Bits per element of what the model computes in (its embeddings' dtype)."""
+    try:
+        return model.get_input_embeddings().weight.element_size() * 8
+    except AttributeError:
+        return 32
+
+
+# ---------------------------------------------------------------------------
+# latency
+
+
+class _Clock:
+    """A generate streamer that timestamps each step; the first put is the prompt."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def put(self, value) -> None:
+        self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def _percentile(xs: Sequence[float], q: float) -> float:
+    """Linear-interpolation percentile (numpy's default), without numpy for a handful of values."""
+    s = sorted(xs)
+    pos = (len(s) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def latency_inputs(tokenizer, prompts: Sequence[str], rows: int, length: int | None):
+    """``rows`` x ``length`` prompt token ids from the run's prompts: cropped from the left, tiled when short.
+
+    Equal lengths mean no padding, so batch size 1 and the batched phase time
+    the same work per sequence.
+    """
+    import torch
+
+    texts = list(prompts[:MAX_DISTINCT_PROMPTS]) or ["1 + 1 ="]
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id] for t in texts]
+    length = length or int(statistics.median(len(i) for i in ids))
+    out = []
+    for r in range(rows):
+        seq = ids[r % len(ids)]
+        while len(seq) < length:
+            seq = seq + seq
+        out.append(seq[-length:])
+    return torch.tensor(out, dtype=torch.long)
+
+
+def measure_latency(model, tokenizer, input_ids, gen_length: int, requests: int, warmup: int, device: str) -> tuple[dict, PhaseStats]:
+    """TTFT, decode tokens/s and request latency (p50, p95) of ``requests`` generate calls of one batch."""
+    import torch
+
+    from harness.generation import stop_token_ids
+
+    input_ids = input_ids.to(model.device)
+    clock = _Clock()
+    kwargs = dict(
+        attention_mask=torch.ones_like(input_ids),
+        max_new_tokens=gen_length,
+        min_new_tokens=gen_length,
+        do_sample=False, temperature=None, top_p=None, top_k=None,
+        eos_token_id=stop_token_ids(model, tokenizer) or None,
+        pad_token_id=tokenizer.pad_token_id,
+        streamer=clock,
+    )
+    rows = input_ids.shape[0]
+    ttft, decode, latency = [], [], []
+    with torch.inference_mode():
+        for _ in range(warmup):
+            model.generate(input_ids, **kwargs)
+        with watch(model, device) as w:
+            for _ in range(requests):
+                clock.times.clear()
+                start = time.perf_counter()
+                out = model.generate(input_ids, **kwargs)
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize(device)
+                end = time.perf_counter()
+                first = clock.times[1] if len(clock.times) > 1 else end
+                steps = out.shape[1] - input_ids.shape[1]
+                ttft.append(first - start)
+                latency.append(end - start)
+                if steps > 1 and end > first:
+                    decode.append(rows * (steps - 1) / (end - first))
+    figures = {
+        "ttft_ms": 1000 * statistics.median(ttft),
+        "decode_tokens_per_s": statistics.median(decode) if decode else None,
+        "latency_p50_ms": 1000 * _percentile(latency, 50),
+        "latency_p95_ms": 1000 * _percentile(latency, 95),
+    }
+    return figures, w.stats
+
+
+# ---------------------------------------------------------------------------
+# the profile of a run
+
+
+def profile_run(
+    *,
+    model,
+    tokenizer,
+    model_dir: Path,
+    plan,
+    prompts: Sequence[str],
+    timings: dict,
+    quant: dict,
+    phases: dict[str, PhaseStats] | None = None,
+    settings: LatencySettings | None = None,
+) -> dict[str, Any]:
+    """The run's memory and latency figures (keys and units: :data:`PROFILE_KEYS`).
+
+    ``timings`` are the evaluation's :class:`harness.evaluation.EvalTiming`
+    per benchmark and ``phases["eval"]`` what :class:`watch` saw around it
+    (both empty when profiling alone); ``quant`` is the quantization report.
+    """
+    import torch
+
+    from harness.weights import in_memory_bytes
+
+    start = time.perf_counter()
+    out: dict[str, Any] = {"device": plan.device, **weight_figures(model_dir, quant)}
+    out.update(eval_figures(timings, (phases or {}).get("eval")))
+    latency = latency_figures(model, tokenizer, plan, prompts, settings or LatencySettings())
+    out.update(latency)
+    if timings:  # the evaluation's largest batch: its longest prompt plus the whole generation budget
+        cfg = plan.config
+        longest = max((len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts), default=0)
+        kv_tokens = min(cfg.batch_size, max(1, len(prompts))) * cfg.sampling.n * (longest + cfg.sampling.max_new_tokens)
+    else:  # profiling alone: the batched latency phase
+        kv_tokens = latency["batch_size"] * (latency["latency_prompt_tokens"] + latency["latency_gen_tokens"])
+    out.update(kv_figures(model, plan.config.kv_bits, kv_tokens))
+    out["in_memory_bytes"] = in_memory_bytes(model)  # after a forward: compressed checkpoints decompress then
+    out["cpu_threads"] = torch.get_num_threads()
+    gpu = [v for k, v in out.items() if k.endswith("_peak_gpu_bytes") and v is not None]
+    out["peak_gpu_bytes"] = max(gpu) if gpu else None
+    out["peak_rss_bytes"] = peak_rss_bytes()
+    out["profile_seconds"] = time.perf_counter() - start
+    return out
+
+
+def weight_figures(model_dir: Path, quant: dict) -> dict[str, Any]:
+    """Weight bytes as stored: the quantization report's count, else the safetensors headers'."""
     from harness.weights import stored_weight_bytes
 
-    gen = sum(t.generate for t in timings.values())
+    weight_bytes = quant.get("weight_bytes")
+    if not weight_bytes:
+        try:
+            weight_bytes = stored_weight_bytes(model_dir)
+        except FileNotFoundError:
+            weight_bytes = None
+    fp_bytes = quant.get("fp_bytes")
+    return {
+        "weight_bytes": weight_bytes,
+        "fp_bytes": fp_bytes,
+        "weight_ratio": weight_bytes / fp_bytes if weight_bytes and fp_bytes else None,
+    }
+
+
+def eval_figures(timings: dict, ev: PhaseStats | None) -> dict[str, Any]:
+    """Evaluation throughput from its timings, and the loop's overhead from what :class:`watch` saw."""
     wall = sum(t.wall for t in timings.values())
+    gen = sum(t.generate for t in timings.values())
     toks = sum(t.tokens for t in timings.values())
     probs = sum(t.problems for t in timings.values())
-    try:
-        weight_bytes = quant.get("weight_bytes") or stored_weight_bytes(model_dir)
-    except FileNotFoundError:
-        weight_bytes = None
     return {
-        "device": plan.device,
-        "weight_bytes": weight_bytes,
-        "fp_bytes": quant.get("fp_bytes"),
-        "peak_rss_bytes": peak_rss_bytes(),
-        "eval_wall_s": wall,
-        "eval_generate_s": gen,
+        "eval_wall_s": wall or None,
+        "eval_generate_s": gen or None,
+        "eval_forward_s": ev.forward_s if ev else None,
+        "eval_forward_share": ev.forward_share if ev and ev.forward_calls else None,
         "eval_problems_per_s": probs / wall if wall and probs else None,
         "eval_tokens_per_s": toks / gen if gen and toks else None,
+        "eval_peak_rss_bytes": ev.peak_rss_bytes if ev else None,
+        "eval_peak_gpu_bytes": ev.peak_gpu_bytes if ev else None,
+    }
+
+
+def latency_figures(model, tokenizer, plan, prompts: Sequence[str], settings: LatencySettings) -> dict[str, Any]:
+    """TTFT, decode rate, latency percentiles and peaks at batch size 1 and at the evaluation batch size."""
+    sampling = plan.config.sampling
+    gen_length = settings.gen_length or min(GEN_LENGTH, sampling.max_new_tokens)
+    batch = settings.batch_size or min(plan.config.batch_size, max(1, len(prompts))) * sampling.n
+    ids = latency_inputs(tokenizer, prompts, batch, settings.prompt_length)
+    out: dict[str, Any] = {"latency_prompt_tokens": ids.shape[1], "latency_gen_tokens": gen_length, "batch_size": batch}
+    for tag, rows, requests in (("bs1", 1, settings.requests_bs1), ("batch", batch, settings.requests_batch)):
+        figures, stats = measure_latency(model, tokenizer, ids[:rows], gen_length, requests, settings.warmup, plan.device)
+        out.update({f"{tag}_{k}": v for k, v in figures.items()})
+        out[f"{tag}_peak_rss_bytes"] = stats.peak_rss_bytes
+        out[f"{tag}_peak_gpu_bytes"] = stats.peak_gpu_bytes
+    return out
+
+
+def kv_figures(model, kv_bits: int, kv_tokens: int) -> dict[str, Any]:
+    """KV cache per token at the run's KV bits (and at the compute dtype), and for ``kv_tokens`` positions."""
+    per_token = kv_bytes_per_token(model.config, kv_bits)
+    return {
+        "kv_bits": kv_bits,
+        "kv_bytes_per_token": per_token,
+        "kv_runtime_bytes_per_token": kv_bytes_per_token(model.config, _compute_bits(model)),
+        "kv_cache_tokens": kv_tokens,
+        "kv_cache_bytes": per_token * kv_tokens,
     }
