@@ -31,7 +31,9 @@ def weight_scheme(bits: int, group_size: int | None, symmetric: bool = True, tar
     return QuantizationScheme(targets=list(targets), weights=args)
 
 
-def check_group_size(model, group_size: int | None, strategy: str, ignore: Sequence[str] = ("lm_head",)) -> None:
+def check_group_size(
+    model, group_size: int | None, strategy: str, ignore: Sequence[str] = ("lm_head",), per_channel: int = 0
+) -> None:
     """Refuse, naming the layer, when a linear layer's input width is not a multiple of the group."""
     import torch
 
@@ -43,7 +45,7 @@ def check_group_size(model, group_size: int | None, strategy: str, ignore: Seque
                 raise UserError(
                     f"strategy {strategy!r}: layer {name} has {module.in_features} input features, "
                     f"not divisible by group_size {group_size}; choose a group size that divides it "
-                    f"(or group_size=0 for per-channel)"
+                    f"(or group_size={per_channel} for per-channel)"
                 )
 
 
@@ -82,3 +84,216 @@ def save_compressed(model, tokenizer, out_dir: Path) -> None:
     model.save_pretrained(out_dir, save_compressed=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(out_dir)
+
+
+def kv_cache_scheme(kv_bits: int) -> dict[str, Any] | None:
+    """llmcompressor's ``kv_cache_scheme`` for ``kv_bits`` (None at 16: the cache stays full precision).
+
+    Static symmetric integers with one scale per tensor, calibrated on the same
+    data as the weights: the scheme vLLM serves, and one that plain transformers
+    applies at run time after a reload (keys and values are fake-quantized).
+    """
+    from harness.strategy import FULL
+
+    if kv_bits == FULL:
+        return None
+    return {"num_bits": kv_bits, "type": "int", "symmetric": True, "strategy": "tensor"}
+
+
+def scheme_label(scheme: Any, kv_bits: int | None = None) -> str:
+    """What a weight scheme (a ``QuantizationScheme`` or a preset name) quantizes, in words, for reports.
+
+    ``W4A16 int asym group128``, ``W8A16 int sym channel``; ``+ KV4`` when the cache is quantized.
+    """
+    if isinstance(scheme, str):
+        label = scheme
+    else:
+        w = scheme.weights
+        where = f"group{w.group_size}" if w.strategy == "group" else str(w.strategy)
+        label = f"W{w.num_bits}A16 {w.type} {'sym' if w.symmetric else 'asym'} {where}"
+    return label + (f" + KV{kv_bits}" if kv_bits and kv_bits < 16 else "")
+
+
+def load_for_compression(model_dir: Path | str, group_size: int | None, strategy: str):
+    """The model in bf16 on CPU, checked against ``group_size``, and its bf16 bytes.
+
+    bf16 is the precision the paper calls full; llmcompressor moves layers to
+    an accelerator itself when there is one. The group check comes before any
+    work so a bad group size fails at once and writes nothing.
+    """
+    import torch
+
+    from harness.model import load_model
+    from harness.weights import bf16_bytes
+
+    model = load_model(model_dir, "cpu", dtype=torch.bfloat16)
+    check_group_size(model, group_size, strategy)
+    return model, bf16_bytes(model)
+
+
+def meta_model(model_dir: Path | str):
+    """The model's architecture on the meta device: shapes without weights, built from config.json alone.
+
+    For strategies that quantize while loading (bitsandbytes, gptqmodel): they can
+    check group sizes and count full-precision bytes before any real work.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(model_dir)))
+
+
+def full_precision_bytes(model_dir: Path | str) -> int:
+    """bf16 bytes of the unquantized model, counted on the meta device (no weights are read)."""
+    from harness.weights import bf16_bytes
+
+    return bf16_bytes(meta_model(model_dir))
+
+
+def require_calibration(texts: Sequence[str], strategy: str) -> None:
+    """Refuse before any work when a calibrating strategy was given no calibration texts."""
+    if not texts:
+        raise UserError(f"strategy {strategy!r} needs calibration data, but the calibration set is empty")
+
+
+# -- activations, KV cache, reload checks (issue 12) ---------------------------------------------
+
+
+def activation_args(act_bits: int):
+    """Dynamic per-token symmetric integer activations (None at 16 bits: not quantized).
+
+    Dynamic scales need no calibration and are computed at every forward, so a
+    reloaded checkpoint quantizes its activations exactly as the in-memory model did.
+    """
+    from compressed_tensors.quantization import QuantizationArgs
+
+    if act_bits >= 16:
+        return None
+    return QuantizationArgs(num_bits=act_bits, type="int", symmetric=True, strategy="token", dynamic=True)
+
+
+def quant_scheme(
+    bits: int, act_bits: int = 16, group_size: int | None = None, symmetric: bool = True,
+    targets: Sequence[str] = ("Linear",),
+):
+    """Weights as :func:`weight_scheme`, plus dynamic per-token activations at ``act_bits``.
+
+    Weights under 8 bits are stored ``pack-quantized`` whatever the activations, so
+    W4A4 and W4A16 store the same bytes (llmcompressor would pick one int8 per weight
+    for W4A4).
+    """
+    scheme = weight_scheme(bits, group_size, symmetric, targets)
+    scheme.input_activations = activation_args(act_bits)
+    if bits < 8:
+        scheme.format = "pack-quantized"
+    return scheme
+
+
+def attach_online_transforms(model, model_dir: Path) -> int:
+    """Re-attach the online rotations a compressed-tensors checkpoint declares; returns how many.
+
+    Fused rotations live in the weights and reload by themselves; online ones
+    (llmcompressor's QuIP ``v``, SpinQuant R3/R4) are hooks holding a matrix, and
+    transformers 5.17 drops those matrices on reload (``UNEXPECTED`` keys), which
+    leaves a wrong model. This rebuilds the hooks from the checkpoint's own
+    ``transform_config`` with compressed-tensors' factories and copies in the
+    stored matrices (their dtype included: a float64 rotation where float32 was
+    used flips 4-bit activation roundings).
+    """
+    import json
+
+    from compressed_tensors.transform import TransformBase, TransformConfig, TransformFactory
+    from safetensors import safe_open
+
+    cfg = json.loads((Path(model_dir) / "config.json").read_text()).get("quantization_config") or {}
+    if not cfg.get("transform_config"):
+        return 0
+    config = TransformConfig.model_validate(cfg["transform_config"])
+    attached = 0
+    for name, scheme in config.config_groups.items():
+        online = [args for args in scheme.apply if args.is_online()]
+        if online:
+            TransformFactory.from_scheme(scheme.model_copy(update={"apply": online}), name=name).apply_to_model(
+                model, use_tqdm=False
+            )
+    stored: dict[str, object] = {}
+    for file in sorted(Path(model_dir).glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as f:
+            stored.update({k: f.get_tensor(k) for k in f.keys() if any(f"{n}_" in k for n in config.config_groups)})
+    for module_name, module in model.named_modules():
+        if isinstance(module, TransformBase):
+            attached += 1
+            for key in ("weight", "perm"):
+                tensor = stored.get(f"{module_name}.{key}")
+                if tensor is not None and getattr(module, key, None) is not None:
+                    getattr(module, key).data = tensor.to(getattr(module, key).device)
+    return attached
+
+
+def probe_logits(model, tokenizer, texts: Sequence[str], max_length: int = 64):
+    """Logits of ``model`` on a small padded batch, in fp32: the fingerprint reload checks compare."""
+    import torch
+
+    enc = tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True, max_length=max_length,
+                    add_special_tokens=False)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        out = model(**{k: v.to(device) for k, v in enc.items()}).logits.float().cpu()
+    return out.masked_fill(enc["attention_mask"].unsqueeze(-1) == 0, 0.0)
+
+
+def verify_reload(model, tokenizer, out_dir: Path, load, texts: Sequence[str], strategy: str,
+                  tol: float = 1e-3) -> float:
+    """Refuse a checkpoint whose reload is not the model that was quantized.
+
+    Evaluation always reads what the quantize stage wrote. Call this after
+    saving, with the in-memory quantized model and the strategy's ``load``: it
+    compares logits on ``texts`` (the in-memory model is cast to fp32, the dtype
+    evaluation computes in on CPU) and raises UserError when they differ by more
+    than ``tol``. Returns the largest absolute difference, for the run record.
+    """
+    import torch
+
+    texts = list(texts)[:4] or ["1 + 1 ="]
+    model.to(torch.float32)
+    expected = probe_logits(model, tokenizer, texts)
+    reloaded = load(Path(out_dir), "cpu")
+    diff = float((probe_logits(reloaded, tokenizer, texts) - expected).abs().max())
+    if not diff <= tol:
+        raise UserError(
+            f"strategy {strategy!r}: the saved checkpoint reloads as a different model (largest logit "
+            f"difference {diff:.3g} > {tol:g}); refusing to evaluate it"
+        )
+    return diff
+
+
+def weight_modifier(algorithm: str, scheme, kv_bits: int = 16, ignore: Sequence[str] = ("lm_head",)):
+    """The modifier that quantizes weights (``gptq`` or ``rtn``) with ``scheme``, and the KV cache at ``kv_bits``."""
+    from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
+
+    cls = {"gptq": GPTQModifier, "rtn": QuantizationModifier}[algorithm]
+    return cls(config_groups={"group_0": scheme}, ignore=list(ignore), kv_cache_scheme=kv_cache_scheme(kv_bits))
+
+
+def save_verified(strategy, model, ctx, model_dir: Path, out_dir: Path, fp_bytes: int, seconds: float,
+                  extra: dict[str, Any] | None = None):
+    """Save ``model`` compressed, check its reload with :func:`verify_reload`, and report it.
+
+    ``strategy.load`` is what evaluation will call on ``out_dir``, so the check
+    covers whatever the strategy re-attaches at load time.
+    """
+    from harness.model import load_tokenizer
+    from harness.strategy import QuantReport, library_versions
+    from harness.weights import stored_weight_bytes
+
+    tokenizer = ctx.tokenizer or load_tokenizer(model_dir)
+    save_compressed(model, ctx.tokenizer, out_dir)
+    diff = verify_reload(model, tokenizer, out_dir, strategy.load, ctx.calibration, strategy.name)
+    return QuantReport(
+        weight_bytes=stored_weight_bytes(out_dir),
+        fp_bytes=fp_bytes,
+        seconds=seconds,
+        versions=library_versions(strategy.libraries),
+        extra={**(extra or {}), "spec": ctx.spec.label, "reload_max_logit_diff": diff},
+    )

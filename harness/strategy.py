@@ -59,6 +59,9 @@ class QuantContext:
     tokenizer: PreTrainedTokenizerBase | None = None
     #: calibration texts (prompts plus reference solutions from the calib set)
     calibration: list[str] = field(default_factory=list)
+    #: the same problems' prompts alone, in the same order (``calibration[i]`` starts with
+    #: ``calibration_prompts[i]``): for strategies that generate from them (kd-qat's teacher)
+    calibration_prompts: list[str] = field(default_factory=list)
     seed: int = 0
     device: str = "cpu"
 
@@ -86,6 +89,10 @@ class Strategy:
     kv_bits: tuple[int, ...] = (FULL,)
     needs_calibration: bool = False
     needs_gpu: bool = False
+    #: in-training strategies only: False when :meth:`prepare` trains by itself (kd-qat). Such a
+    #: strategy runs without ``--trainer`` (the pipeline calls ``prepare`` then ``finalize``);
+    #: with a trainer, the trainer continues from the prepared model
+    needs_trainer: bool = True
     #: dataclass of options; defaults documented beside each field
     options_class: type = object
     #: libraries whose versions are recorded with every result

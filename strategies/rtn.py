@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import hookimpl
-from harness.compress import LIBRARIES, check_group_size, run_oneshot, save_compressed, weight_scheme
-from harness.strategy import Phase, QuantContext, QuantReport, Strategy, Timer, library_versions
+from harness.compress import LIBRARIES, check_group_size, quant_scheme, run_oneshot, save_compressed
+from harness.strategy import FULL, Phase, QuantContext, QuantReport, Strategy, Timer, library_versions
 from harness.weights import bf16_bytes, stored_weight_bytes
 
 
@@ -28,9 +28,11 @@ class RTNOptions:
 
 class RoundToNearest(Strategy):
     name = "rtn"
-    description = "round-to-nearest weight-only integer quantization (no calibration)"
+    description = "round-to-nearest integer weights, optionally dynamic int activations (no calibration)"
     phase = Phase.POST_TRAINING
     bits = (4, 8, 3, 2)
+    #: dynamic per-token activations need no calibration; a KV-cache scale does, so RTN has none
+    act_bits = (FULL, 8, 4)
     options_class = RTNOptions
     libraries = LIBRARIES
 
@@ -44,7 +46,7 @@ class RoundToNearest(Strategy):
         model = load_model(model_dir, "cpu", dtype=torch.bfloat16)
         check_group_size(model, opts.group_size, self.name)
         fp = bf16_bytes(model)
-        scheme = weight_scheme(ctx.spec.bits, opts.group_size, opts.symmetric)
+        scheme = quant_scheme(ctx.spec.bits, ctx.spec.act_bits, opts.group_size, opts.symmetric)
         with Timer() as t:
             run_oneshot(model, QuantizationModifier(config_groups={"group_0": scheme}, ignore=["lm_head"]))
         save_compressed(model, ctx.tokenizer, out_dir)

@@ -1,0 +1,52 @@
+"""``harness leaderboard``: render the result store as Markdown, HTML, a plot and JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from harness.cli.options import store_option
+
+
+@click.command()
+@store_option
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="leaderboard", show_default=True,
+              help="folder to write leaderboard.md, index.html, accuracy_vs_memory.png/.svg, leaderboard.json")
+@click.option("--baseline", default=None, metavar="RUN_ID|KEY=VALUE,...",
+              help="what each row is compared with: a run id, or a filter such as trainer=grpo,strategy=none "
+                   "(default: the full-precision row of the same model, trainer and settings)")
+@click.option("--samples", "n_samples", type=int, default=3, show_default=True,
+              help="sample generations shown per row in the HTML page")
+@click.option("--title", default="Leaderboard", show_default=True)
+@click.option("--note", default="", help="a paragraph written under the title (e.g. the command that made the runs)")
+@click.option("--json", "as_json", is_flag=True, help="print the rows as JSON")
+def leaderboard(store, out_dir, baseline, n_samples, title, note, as_json) -> None:
+    """Render every complete run in the store; seeds of one configuration form one row."""
+    from harness.errors import UserError
+    from harness.leaderboard.generate import generate
+    from harness.store import default_store_path
+
+    if n_samples < 0:
+        raise UserError(f"--samples must be >= 0, got {n_samples}")
+    result = generate(store or default_store_path(), out_dir, baseline=baseline, n_samples=n_samples,
+                      title=title, note=note)
+    if as_json:
+        click.echo(json.dumps({"files": result["files"], "rows": result["rows"]}, indent=2))
+        return
+    from rich.console import Console
+
+    from harness.leaderboard.text import diff_points, pct, reward, size
+
+    console = Console()
+    for r in result["rows"]:
+        delta = r["baseline"]["all"]["accuracy"] if r["baseline"] else None
+        console.print(
+            f"{r['name']}{' (faithful)' if r['variant'] == 'faithful' else ''} · {r['model']} · {r['bits']}: "
+            f"acc {pct(r['all'].get('accuracy'))} %, reward {reward(r['all'].get('reward'))}, "
+            f"{size(r['weight_bytes'])}" + (f", Δ {diff_points(delta)} pp" if delta else ""),
+            markup=False, highlight=False,
+        )
+    names = sorted(Path(p).name for p in result["files"].values())
+    console.print(f"{len(result['rows'])} rows written to {out_dir}/: {', '.join(names)}", markup=False)

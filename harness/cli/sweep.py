@@ -1,0 +1,105 @@
+"""``harness sweep CONFIG.toml``: run a grid of cells, skipping those already stored."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from harness.cli.options import cache_option, store_option
+from harness.sweep import EXECUTORS
+
+
+def sweep_options(f):
+    """What ``sweep`` and ``reproduce`` share: overrides of every cell, and how to run them."""
+    for opt in reversed([
+        click.option("--model", default=None, help="run every cell on this model (tiny-arith, a hub id or a path)"),
+        click.option("--seeds", type=int, default=None, help="run every cell with seeds 0..N-1"),
+        click.option("--limit", type=int, default=None, help="first N problems of each benchmark"),
+        click.option("--faithful", is_flag=True,
+                     help="apply the sweep's [faithful] table: the reference code's exact settings"),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                     help="set a cell field in every cell, e.g. max_steps=5 (value read as TOML; repeatable)"),
+        click.option("--executor", type=click.Choice(sorted(EXECUTORS)), default="local", show_default=True,
+                     help="where cells run"),
+        click.option("--dry-run", is_flag=True, help="plan and list the cells, run nothing"),
+        click.option("--json", "as_json", is_flag=True, help="print the sweep report as JSON"),
+        store_option,
+        cache_option,
+    ]):
+        f = opt(f)
+    return f
+
+
+@click.command()
+@click.argument("config", metavar="CONFIG.toml")
+@sweep_options
+def sweep(config, **kw) -> None:
+    """Run every cell of a sweep file; re-running it runs only what is missing.
+
+    A cell that fails is listed with its error at the end and the others go
+    on; the exit status is 1 when any cell failed, 130 when interrupted.
+    """
+    from harness.sweep import find_sweep
+
+    execute(find_sweep(config), **kw)
+
+
+def execute(spec, *, model, seeds, limit, faithful, sets, executor, dry_run, as_json, store, cache_dir) -> None:
+    """Plan, run and report one sweep (the body of ``sweep`` and ``reproduce``)."""
+    from rich.console import Console
+
+    from harness.errors import UserError
+    from harness.plugins import get_registry
+    from harness.quiet import quiet_libraries
+    from harness.store import Store
+    from harness.sweep import Overrides, SweepReport, prepare, run_sweep
+
+    quiet_libraries()
+    if faithful and spec.faithful is None:
+        raise UserError(f"sweep {spec.name!r} has no [faithful] table, so --faithful has nothing to apply")
+    overrides = Overrides(model=model, seeds=seeds, limit=limit, faithful=faithful, sets=tuple(sets))
+    the_store = Store(store)
+    console = Console(stderr=True)
+    cells = prepare(spec, overrides, get_registry(), the_store)
+    if dry_run:
+        report = SweepReport(spec.name, cells)
+    else:
+        report = run_sweep(spec.name, cells, the_store, cache_dir, executor=executor, console=console)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        print_report(report, console=Console())
+    if report.interrupted:
+        click.echo("interrupted: finished cells are stored; run the same command to go on", err=True)
+        sys.exit(130)
+    if report.failed:
+        sys.exit(1)
+
+
+def print_report(report, console) -> None:
+    from rich.table import Table
+
+    colours = {"done": "green", "stored": "cyan", "failed": "red", "pending": "yellow", "duplicate": "dim"}
+    table = Table(title=f"sweep {report.name}")
+    for col in ("#", "row", "seed", "variant", "run", "state", "s"):
+        table.add_column(col, no_wrap=col in ("run", "state"))
+    for c in report.cells:
+        colour = colours.get(c.state, "white")
+        table.add_row(
+            str(c.index + 1), c.row, str(c.seed), c.variant or "-", c.run_id or "-", f"[{colour}]{c.state}[/{colour}]",
+            f"{c.seconds:.0f}" if c.seconds else "",
+        )
+    console.print(table)
+    counts = report.to_dict()["counts"]
+    console.print(
+        f"{len(report.cells)} cells: {counts['done']} run, {counts['stored']} already stored, "
+        f"{counts['failed']} failed, {counts['pending']} not run"
+        + (f", {counts['duplicate']} duplicate" if counts["duplicate"] else "")
+        + (f" in {report.seconds:.0f} s" if report.seconds else ""),
+        highlight=False,
+    )
+    for c in report.failed:
+        console.print(f"[red]failed[/red] cell {c.index + 1} ({c.row}): ", end="", highlight=False)
+        console.print(c.error, markup=False, highlight=False)

@@ -1,0 +1,405 @@
+"""``grpo`` and ``dr_grpo``: RL fine-tuning through TRL's GRPOTrainer.
+
+Both are thin: this module turns one options dataclass into a ``GRPOConfig``,
+builds the prompt/answer dataset, hands the model (plain, or prepared by an
+in-training strategy such as ``ste`` or ``qlora``) to TRL, forwards TRL's
+per-step logs to the pipeline, and saves (or lets the strategy finalize) the
+result. Dr. GRPO is TRL's own ``loss_type="dr_grpo"`` with
+``scale_rewards="none"``; no loss is re-implemented here.
+
+Presets. Every option whose default is ``None`` takes its value from
+``preset``: ``tiny`` (the default) is scaled so that GRPO visibly improves
+tiny-arith within a few CPU minutes; ``paper`` is the seed study's setting
+(``shared/PAPER.md``): learning rate 1e-6 (1e-4 with QLoRA), 8 generations per
+prompt, 4 completions per device x 8 accumulation steps (4 prompts per
+optimizer step), 512 completion tokens, one epoch. An explicit
+``--trainer-opt key=value`` always wins over the preset.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from harness import hookimpl
+from harness.trainer import TrainContext, Trainer, TrainReport
+
+if TYPE_CHECKING:
+    from harness.benchmark import Problem
+
+#: values of the ``None``-default options, per preset
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "max_steps": 60,
+        "learning_rate": 2e-5,
+        "num_generations": 8,
+        "per_device_train_batch_size": 32,
+        "gradient_accumulation_steps": 1,
+        "max_completion_length": 48,
+        "save_steps": 20,
+    },
+    "paper": {
+        "max_steps": -1,  # one epoch over the training data
+        "learning_rate": 1e-6,
+        "num_generations": 8,
+        "per_device_train_batch_size": 4,
+        "gradient_accumulation_steps": 8,
+        "max_completion_length": 512,
+        "save_steps": 20,
+    },
+}
+
+
+def _preset_help(name: str, what: str) -> dict:
+    values = " / ".join(f"{p} {v[name]}" for p, v in PRESETS.items())
+    return {"help": f"{what} (None = the preset's: {values})"}
+
+
+@dataclass
+class GRPOOptions:
+    """Options of the ``grpo`` trainer; the names are GRPOConfig's where one exists."""
+
+    preset: Literal["tiny", "paper"] = field(
+        default="tiny",
+        metadata={"help": "defaults for the options left at None: 'tiny' (tiny-arith on a CPU, minutes) "
+                  "or 'paper' (the seed study's values)"},
+    )
+    max_steps: int | None = field(default=None, metadata=_preset_help("max_steps", "optimizer steps; -1 = num_train_epochs"))
+    num_train_epochs: float = field(default=1.0, metadata={"help": "epochs when max_steps is -1 (paper: 1)"})
+    learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "peak learning rate (None = the in-training strategy's recommended rate when it has one, "
+                  "e.g. qlora: paper 1e-4; else the preset's: "
+                  + " / ".join(f"{p} {v['learning_rate']}" for p, v in PRESETS.items()) + ")"},
+    )
+    num_generations: int | None = field(default=None, metadata=_preset_help("num_generations", "completions sampled per prompt (the GRPO group)"))
+    per_device_train_batch_size: int | None = field(
+        default=None,
+        metadata=_preset_help("per_device_train_batch_size", "completions (not prompts) per micro-batch"),
+    )
+    gradient_accumulation_steps: int | None = field(
+        default=None, metadata=_preset_help("gradient_accumulation_steps", "micro-batches per optimizer step")
+    )
+    max_completion_length: int | None = field(
+        default=None, metadata=_preset_help("max_completion_length", "new tokens per sampled completion")
+    )
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature while training (paper: 1.0)"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling while training (paper: 1.0)"})
+    beta: float = field(default=0.0, metadata={"help": "KL coefficient; 0 = no reference model (paper: 0)"})
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = field(
+        default="grpo", metadata={"help": "TRL loss aggregation (paper: grpo; TRL's own default is dapo)"}
+    )
+    scale_rewards: Literal["group", "batch", "none"] = field(
+        default="group", metadata={"help": "divide advantages by the reward std of the group, batch, or not at all"}
+    )
+    num_iterations: int = field(default=1, metadata={"help": "policy updates per generation batch (TRL's mu)"})
+    lr_scheduler_type: str = field(default="linear", metadata={"help": "learning-rate schedule (paper: linear)"})
+    warmup_steps: int = field(default=1, metadata={"help": "linear warm-up steps (paper: 1)"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (paper: 1.0)"})
+    levels: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "train only on problems of these levels, e.g. 3,4,5 (empty = all); the paper trains "
+                  "on MATH levels 3-5, and on arith levels 1-2 are solved already (no learning signal)"},
+    )
+    save_steps: int | None = field(
+        default=None, metadata=_preset_help("save_steps", "steps between resumable checkpoints")
+    )
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "trade compute for memory (TRL turns it on by default; off in the paper)"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset {self.preset!r} is unknown; choose one of {', '.join(PRESETS)}")
+        for name, value in PRESETS[self.preset].items():
+            # learning_rate stays None until train time: an in-training strategy may recommend its own
+            if name != "learning_rate" and getattr(self, name) is None:
+                setattr(self, name, value)
+        self.levels = tuple(str(level) for level in self.levels)  # a TOML list may hold integers
+        if self.num_generations < 2:
+            raise ValueError(f"num_generations must be >= 2 (GRPO compares completions), got {self.num_generations}")
+        batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
+        if batch % self.num_generations:
+            raise ValueError(
+                f"per_device_train_batch_size x gradient_accumulation_steps ({self.per_device_train_batch_size} x "
+                f"{self.gradient_accumulation_steps} = {batch}) must be divisible by num_generations "
+                f"({self.num_generations})"
+            )
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"max_steps must be positive, or -1 for num_train_epochs; got {self.max_steps}")
+        if self.learning_rate is not None and self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 < self.temperature:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.max_completion_length < 1:
+            raise ValueError(f"max_completion_length must be >= 1, got {self.max_completion_length}")
+
+    @property
+    def prompts_per_step(self) -> int:
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps // self.num_generations
+
+
+@dataclass
+class DrGRPOOptions(GRPOOptions):
+    """Options of ``dr_grpo``: GRPO without the length and std normalisations (arXiv 2503.20783)."""
+
+    loss_type: Literal["dr_grpo", "grpo"] = field(
+        default="dr_grpo",
+        metadata={"help": "dr_grpo (TRL's Dr. GRPO loss: a constant normaliser); the seed study's code kept "
+                  "'grpo' and only switched std scaling off: pass grpo to reproduce it"},
+    )
+    scale_rewards: Literal["none"] = field(
+        default="none", metadata={"help": "always none: Dr. GRPO does not divide advantages by the reward std"}
+    )
+
+
+class GRPO(Trainer):
+    name = "grpo"
+    description = "GRPO through TRL's GRPOTrainer (reward: 1 correct + 0.1 boxed)"
+    config_class = GRPOOptions
+
+    def unavailable_reason(self) -> str | None:
+        import importlib.util
+
+        return None if importlib.util.find_spec("trl") else "TRL is not installed (pip install trl)"
+
+    def train(self, ctx: TrainContext) -> TrainReport:
+        return run_grpo(ctx, ctx.config)
+
+
+class DrGRPO(GRPO):
+    name = "dr_grpo"
+    description = "Dr. GRPO through TRL (loss_type=dr_grpo, scale_rewards=none)"
+    config_class = DrGRPOOptions
+
+
+# -- the training run -----------------------------------------------------------------------------
+
+
+def select_problems(problems: list[Problem], opts: GRPOOptions, seed: int) -> list[Problem]:
+    """The problems this run can reach, in a seeded order.
+
+    With ``max_steps`` set, only ``max_steps x prompts_per_step`` problems are
+    ever sampled: rendering the other tens of thousands of prompts would cost
+    more than training on the tiny model.
+    """
+    from harness.errors import UserError
+
+    chosen = [p for p in problems if not opts.levels or str(p.level) in opts.levels]
+    if not chosen:
+        levels = sorted({str(p.level) for p in problems})
+        raise UserError(f"no training problem has a level in {list(opts.levels)}; levels present: {levels}")
+    if opts.max_steps > 0:
+        need = opts.max_steps * opts.prompts_per_step  # an upper bound (num_iterations reuses prompts)
+        chosen = random.Random(seed).sample(chosen, min(need, len(chosen)))
+    return chosen
+
+
+def effective_learning_rate(ctx: TrainContext, opts: GRPOOptions) -> float:
+    """User's rate, else the in-training strategy's ``recommended_lr`` (qlora has one), else the preset's."""
+    if opts.learning_rate is not None:
+        return opts.learning_rate
+    recommend = getattr(ctx.strategy, "recommended_lr", None) if ctx.strategy is not None else None
+    if recommend is not None:
+        lr = recommend(ctx.quant, opts.preset)
+        if lr is not None:
+            return lr
+    return PRESETS[opts.preset]["learning_rate"]
+
+
+def grpo_config(ctx: TrainContext, opts: GRPOOptions, output_dir: Path, lr: float):
+    """The TRL GRPOConfig of this run (what the stored trainer config describes)."""
+    from trl import GRPOConfig
+
+    on_cpu = ctx.device == "cpu"
+    return GRPOConfig(
+        output_dir=str(output_dir),
+        max_steps=opts.max_steps,
+        num_train_epochs=opts.num_train_epochs,
+        learning_rate=lr,
+        lr_scheduler_type=opts.lr_scheduler_type,
+        warmup_steps=opts.warmup_steps,
+        max_grad_norm=opts.max_grad_norm,
+        per_device_train_batch_size=opts.per_device_train_batch_size,
+        gradient_accumulation_steps=opts.gradient_accumulation_steps,
+        num_generations=opts.num_generations,
+        max_completion_length=opts.max_completion_length,
+        temperature=opts.temperature,
+        top_p=opts.top_p,
+        beta=opts.beta,
+        loss_type=opts.loss_type,
+        scale_rewards=opts.scale_rewards,
+        num_iterations=opts.num_iterations,
+        gradient_checkpointing=opts.gradient_checkpointing,
+        seed=ctx.seed,
+        data_seed=ctx.seed,
+        # bf16 autocast is 8x slower than fp32 on CPUs without AMX (shared/STACK.md)
+        use_cpu=on_cpu,
+        bf16=not on_cpu,
+        fp16=False,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=opts.save_steps,
+        save_total_limit=1,
+        report_to="none",
+        disable_tqdm=True,  # the rich bar below replaces tqdm
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+    )
+
+
+def _latest_checkpoint(folder: Path | None) -> str | None:
+    if folder is None or not folder.is_dir():
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder))
+
+
+def _callbacks(ctx: TrainContext, total: int, curve: list[dict]):
+    """A rich progress bar over optimizer steps, and the per-step log forwarder."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from transformers import TrainerCallback
+
+    class Forward(TrainerCallback):
+        """Hands each step's logs (reward, per-function rewards, length, KL, grad norm, loss) to the pipeline."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "train_runtime" in logs:  # the end-of-training summary is not a step
+                return
+            row = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+            curve.append({"step": state.global_step, **row})
+            ctx.on_log(state.global_step, row)
+
+    class Bar(TrainerCallback):
+        def __init__(self) -> None:
+            self.progress = Progress(
+                TextColumn("[bold]GRPO[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
+            )
+            self.task = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.progress.start()
+            self.task = self.progress.add_task("", total=state.max_steps or total, completed=state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "reward" in logs and self.task is not None:
+                self.progress.update(self.task, description=f"reward {logs['reward']:.3f}")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.progress.update(self.task, completed=state.global_step)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.progress.stop()
+
+    return [Forward(), Bar()]
+
+
+def load_trainable(ctx: TrainContext):
+    """(model, peft_config): the in-training strategy's prepared model, or the plain model in fp32."""
+    import torch
+
+    from harness.model import load_model
+
+    if ctx.strategy is not None:
+        return ctx.strategy.prepare(ctx.model_dir, ctx.quant)
+    # fp32 master weights everywhere; on a GPU the trainer autocasts to bf16
+    return load_model(ctx.model_dir, ctx.device, dtype=torch.float32), None
+
+
+def run_grpo(ctx: TrainContext, opts: GRPOOptions) -> TrainReport:
+    """Train with TRL's GRPOTrainer; resume from ``ctx.checkpoint_dir`` when a checkpoint is there."""
+    from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl import GRPOTrainer
+
+    from harness.model import load_tokenizer
+    from harness.reward import REWARD_FUNCS
+
+    tokenizer = load_tokenizer(ctx.model_dir)
+    problems = select_problems(ctx.problems, opts, ctx.seed)
+    dataset = Dataset.from_dict(
+        {"prompt": [ctx.prompt_for(p) for p in problems], "answer": [str(p.answer) for p in problems]}
+    )
+    model, peft_config = load_trainable(ctx)
+    lr = effective_learning_rate(ctx, opts)
+    checkpoints = ctx.checkpoint_dir or (Path(ctx.out_dir).parent / (Path(ctx.out_dir).name + ".checkpoints"))
+    args = grpo_config(ctx, opts, checkpoints, lr)
+    curve: list[dict] = []
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=list(REWARD_FUNCS),
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=_callbacks(ctx, opts.max_steps, curve),
+    )
+    for cb in (ProgressCallback, PrinterCallback):
+        trainer.remove_callback(cb)
+    if ctx.device == "cpu":
+        _trainable_to_fp32(trainer.model)
+
+    resume = _latest_checkpoint(checkpoints)
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - start
+
+    trained = trainer.model
+    out_dir = Path(ctx.out_dir)
+    quant = None
+    if ctx.strategy is not None:
+        quant = ctx.strategy.finalize(trained, out_dir, ctx.quant)
+    else:
+        trained.save_pretrained(out_dir)
+    if not (out_dir / "tokenizer_config.json").exists():
+        tokenizer.save_pretrained(out_dir)
+    return TrainReport(
+        steps=trainer.state.global_step,
+        seconds=seconds,
+        curve=curve,
+        quant=quant,
+        extra={
+            "learning_rate": lr,
+            "resumed_from": Path(resume).name if resume else None,
+            "train_problems": len(problems),
+            "seconds_per_step": seconds / max(1, trainer.state.global_step - _step_of(resume)),
+            "trl_config": {k: getattr(args, k) for k in _RECORDED},
+        },
+    )
+
+
+#: GRPOConfig fields stored with the run, so the record shows exactly what TRL ran
+_RECORDED = (
+    "loss_type", "scale_rewards", "beta", "learning_rate", "num_generations", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "generation_batch_size", "max_completion_length", "temperature", "top_p",
+    "max_steps", "num_train_epochs", "lr_scheduler_type", "warmup_steps", "max_grad_norm", "num_iterations",
+    "bf16", "seed",
+)
+
+
+def _trainable_to_fp32(model) -> None:
+    """Undo TRL's bf16 cast of QLoRA adapters on CPU: bf16 is slow there, and too coarse for small updates."""
+    import torch
+
+    for param in model.parameters():
+        if param.requires_grad and param.dtype == torch.bfloat16:
+            param.data = param.data.float()
+
+
+def _step_of(checkpoint: str | None) -> int:
+    return int(Path(checkpoint).name.rsplit("-", 1)[-1]) if checkpoint else 0
+
+
+@hookimpl
+def register_trainers(register):
+    register(GRPO())
+    register(DrGRPO())
+
+
+__all__ = ["GRPO", "DrGRPO", "GRPOOptions", "DrGRPOOptions", "PRESETS"]

@@ -1,0 +1,93 @@
+"""Write the leaderboard folder: ``leaderboard.md``, ``index.html``, the plot, ``leaderboard.json``.
+
+Reads the store (read-only) once, builds the rows (:mod:`.rows`), and hands
+the same rows to every renderer, so the four files never disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+from harness.leaderboard import html as html_page
+from harness.leaderboard import markdown
+from harness.leaderboard.rows import Baseline, ReadOnlyStore, leaderboard_rows
+
+FILES = ("leaderboard.md", "index.html", "accuracy_vs_memory.png", "accuracy_vs_memory.svg", "leaderboard.json")
+
+
+def machine() -> str:
+    """This machine in words (OS, CPU model, cores; the GPU when torch is already loaded and sees one)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} CPU cores"
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        text += f", {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def generate(
+    store_path: Path | str,
+    out_dir: Path | str = "leaderboard",
+    baseline: str | None = None,
+    n_samples: int = 3,
+    title: str = "Leaderboard",
+    note: str = "",
+    command: str | None = None,
+) -> dict:
+    """Write every leaderboard file into ``out_dir``; returns the paths and the rows as JSON."""
+    from harness.leaderboard.html import _jsonable
+    from harness.leaderboard.plot import plot
+
+    spec = Baseline.parse(baseline)
+    store = ReadOnlyStore(store_path)
+    try:
+        rows = leaderboard_rows(store, spec, n_samples=n_samples)
+    finally:
+        store.close()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    devices = sorted({str(run.profile.get("device")) for r in rows for run in r.runs if run.profile.get("device")})
+    meta = {
+        "title": title,
+        "note": note,
+        "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "store": str(store_path),
+        "command": command or shlex.join(["harness", *sys.argv[1:]]),
+        "machine": machine(),
+        "run_devices": devices,
+        "baseline": spec.describe(),
+        "n_runs": sum(len(r.runs) for r in rows),
+    }
+    png, svg = plot(rows, out)
+    rows_json = _jsonable([r.to_json(n_samples) for r in rows])
+    files = {
+        "markdown": out / "leaderboard.md",
+        "html": out / "index.html",
+        "png": png,
+        "svg": svg,
+        "json": out / "leaderboard.json",
+    }
+    _write(files["markdown"], markdown.render(rows, meta))
+    _write(files["html"], html_page.render(rows, meta, plot_png=png, n_samples=n_samples))
+    _write(files["json"], json.dumps({"meta": meta, "rows": rows_json}, indent=2, allow_nan=False) + "\n")
+    return {"files": {k: str(v) for k, v in files.items()}, "meta": meta, "rows": rows_json}
+
+
+def _write(path: Path, text: str) -> None:
+    """Write beside, then rename: a reader never sees a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

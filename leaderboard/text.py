@@ -1,0 +1,49 @@
+"""Number formats shared by the Markdown and HTML renderings (one meaning, one format)."""
+
+from __future__ import annotations
+
+
+def pct(stat: dict | None) -> str:
+    """``61.2 [55.0, 67.1]``: a proportion as percent with its interval."""
+    if not stat or stat.get("value") is None:
+        return "-"
+    v = f"{stat['value'] * 100:.1f}"
+    if stat.get("lo") is None or stat.get("hi") is None:
+        return v
+    return f"{v} [{stat['lo'] * 100:.1f}, {stat['hi'] * 100:.1f}]"
+
+
+def reward(stat: dict | None) -> str:
+    """``0.673 [0.610, 0.731]``: the seed study's mean reward (from {0, 0.1, 1.1})."""
+    if not stat or stat.get("value") is None:
+        return "-"
+    v = f"{stat['value']:.3f}"
+    if stat.get("lo") is None or stat.get("hi") is None:
+        return v
+    return f"{v} [{stat['lo']:.3f}, {stat['hi']:.3f}]"
+
+
+def diff_points(d: dict | None, scale: float = 100.0, digits: int = 1) -> str:
+    """``+3.1 [-0.5, 6.8]`` (percentage points), with ``*`` when the interval excludes zero."""
+    if not d:
+        return "-"
+    mark = " *" if d.get("significant") else ""
+    return f"{d['diff'] * scale:+.{digits}f} [{d['lo'] * scale:+.{digits}f}, {d['hi'] * scale:+.{digits}f}]{mark}"
+
+
+def diff_reward(d: dict | None) -> str:
+    return diff_points(d, scale=1.0, digits=3)
+
+
+def size(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{int(n)} B" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def number(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None else f"{x:,.{digits}f}"

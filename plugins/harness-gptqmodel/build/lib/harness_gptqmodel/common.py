@@ -1,0 +1,46 @@
+"""Options and checks both GPTQ backends share."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+
+
+@dataclass
+class GPTQBackendOptions:
+    group_size: int = field(default=128, metadata={"help": "inputs sharing one scale; -1 = per output channel"})
+    symmetric: bool = field(default=True, metadata={"help": "symmetric (no zero point) or asymmetric"})
+    desc_act: bool = field(default=False, metadata={"help": "quantize columns by decreasing activation (act-order)"})
+    damp_percent: float = field(default=0.05, metadata={"help": "fraction of the Hessian diagonal added for stability"})
+    num_samples: int = field(default=128, metadata={"help": "calibration texts used (at most those given)"})
+    max_length: int = field(default=512, metadata={"help": "calibration texts are truncated to this many tokens"})
+
+    def __post_init__(self) -> None:
+        if self.group_size == 0 or self.group_size < -1:
+            raise ValueError(f"group_size must be > 0, or -1 for per-channel; got {self.group_size}")
+        if not 0 < self.damp_percent < 1:
+            raise ValueError(f"damp_percent must be in (0, 1), got {self.damp_percent}")
+        if self.num_samples <= 0 or self.max_length <= 0:
+            raise ValueError(f"num_samples and max_length must be > 0, got {self.num_samples}, {self.max_length}")
+
+
+def missing_reason(module: str, distribution: str, extra: str) -> str | None:
+    """Why ``module`` cannot be used, judged without importing it (``harness plugins`` must stay fast)."""
+    if importlib.util.find_spec(module) is None:
+        return f"{distribution} is not installed (pip install 'harness-gptqmodel[{extra}]')"
+    try:
+        version(distribution)
+    except PackageNotFoundError:
+        return f"{module} is importable but the {distribution} distribution is not installed"
+    return None
+
+
+def calibration_examples(tokenizer, texts: list[str], max_length: int) -> list[dict[str, list[int]]]:
+    """Tokenized calibration rows (input ids + attention mask), the form both libraries accept."""
+    from harness.errors import UserError
+
+    if not texts:
+        raise UserError("GPTQ needs calibration data, but the calibration set is empty")
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=False)["input_ids"]
+    return [{"input_ids": row, "attention_mask": [1] * len(row)} for row in ids]

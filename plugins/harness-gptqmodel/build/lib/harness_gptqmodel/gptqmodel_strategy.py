@@ -1,0 +1,92 @@
+"""``gptqmodel``: GPTQ through gptqmodel, the maintained successor of auto-gptq.
+
+Writes gptqmodel's GPTQ checkpoint (``qweight``/``qzeros``/``scales``/``g_idx``
+in safetensors plus ``quantize_config.json``). Plain transformers needs
+``optimum`` besides gptqmodel to read it, so :meth:`load` goes through
+``GPTQModel.load`` and returns the transformers model inside. On CPU that is
+the torch kernel, which computes in bf16 (it refuses fp32).
+
+On this stack gptqmodel 7.6 is the release that installs beside llmcompressor
+0.14 (7.7 wants torch 2.14.1 and transformers >= 5.20.2); it pins numpy 2.2.6,
+so it belongs in its own environment (see the README).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.strategy import Phase, QuantContext, QuantReport, Strategy, Timer, library_versions
+
+from harness_gptqmodel.common import GPTQBackendOptions, calibration_examples, missing_reason
+
+
+def _import_gptqmodel():
+    """Import gptqmodel, sized to this machine's cores (its CPU pool otherwise asks for more than 2 cores
+    provide and stops), with its warnings and banners kept off the console."""
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, min(os.cpu_count() or 1, 4))))
+    try:
+        import gptqmodel
+    except Exception as exc:  # noqa: BLE001 - any import failure means the backend is unusable here
+        raise UserError(f"strategy 'gptqmodel' is unavailable: importing gptqmodel failed: {exc}") from None
+    return gptqmodel
+
+
+class GPTQModelStrategy(Strategy):
+    name = "gptqmodel"
+    description = "GPTQ through gptqmodel (GPTQ v1 checkpoint; loads through gptqmodel)"
+    phase = Phase.POST_TRAINING
+    bits = (4, 8, 3, 2)
+    needs_calibration = True
+    options_class = GPTQBackendOptions
+    libraries = ("gptqmodel", "transformers", "torch")
+
+    def unavailable_reason(self) -> str | None:
+        return missing_reason("gptqmodel", "gptqmodel", "gptqmodel")
+
+    def quantize(self, model_dir: Path, out_dir: Path, ctx: QuantContext) -> QuantReport:
+        from harness.compress import check_group_size, full_precision_bytes
+        from harness.weights import stored_weight_bytes
+
+        gm = _import_gptqmodel()
+        opts: GPTQBackendOptions = ctx.options
+        config = gm.QuantizeConfig(
+            bits=ctx.spec.bits,
+            group_size=opts.group_size,
+            sym=opts.symmetric,
+            desc_act=opts.desc_act,
+            damp_percent=opts.damp_percent,
+            # gptqmodel offloads finished layers to a temporary folder by default; keep
+            # everything in memory so nothing is written outside out_dir
+            offload_to_disk=False,
+        )
+        fp = full_precision_bytes(model_dir)
+        texts = ctx.calibration[: opts.num_samples]
+        examples = calibration_examples(ctx.tokenizer, texts, opts.max_length)
+        with Timer() as t:
+            model = gm.GPTQModel.load(str(model_dir), config, device=ctx.device)
+            check_group_size(model.model, opts.group_size if opts.group_size > 0 else None, self.name)
+            model.quantize(examples, tokenizer=ctx.tokenizer, batch_size=1)
+        model.save(str(out_dir))
+        if ctx.tokenizer is not None:
+            ctx.tokenizer.save_pretrained(out_dir)
+        return QuantReport(
+            weight_bytes=stored_weight_bytes(out_dir),
+            fp_bytes=fp,
+            seconds=t.seconds,
+            versions=library_versions(self.libraries),
+            extra={"format": "gptq", "group_size": opts.group_size, "symmetric": opts.symmetric,
+                   "desc_act": opts.desc_act, "calibration_samples": len(texts)},
+        )
+
+    def load(self, model_dir: Path, device: str):
+        """The transformers model inside ``GPTQModel.load``: torch kernel in bf16 on CPU, the best kernel on GPU."""
+        import torch
+
+        gm = _import_gptqmodel()
+        backend = gm.BACKEND.TORCH if device == "cpu" else gm.BACKEND.AUTO
+        wrapped = gm.GPTQModel.load(str(model_dir), device=device, backend=backend, dtype=torch.bfloat16)
+        model = wrapped.model
+        model.eval()
+        return model

@@ -1,0 +1,149 @@
+"""``awq``: activation-aware weight quantization through llmcompressor.
+
+AWQ scales each input channel of a layer by how large its activations are on
+calibration data (folding the inverse into the preceding norm or linear), so
+the channels that matter most lose the least to rounding; the weights are then
+rounded to integers. llmcompressor's current recipe is ``AWQModifier()``
+followed by a ``QuantizationModifier`` whose scheme AWQ's grid search uses.
+
+Bits 4, 8 (a real 8-bit scheme) and 3, group size 128 by default, asymmetric
+like the seed study. ``variant=reference`` reproduces the study's
+``awq_compress.py``: both of its branches build the 4-bit ``W4A16_ASYM``
+recipe, so its "AWQ 8-bit" row is a 4-bit model; the report's ``extra`` says
+which scheme actually ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from harness import hookimpl
+from harness.compress import (
+    LIBRARIES,
+    kv_cache_scheme,
+    load_for_compression,
+    require_calibration,
+    run_oneshot,
+    save_compressed,
+    scheme_label,
+    weight_scheme,
+)
+from harness.strategy import FULL, Phase, QuantContext, QuantReport, Strategy, Timer, library_versions
+from harness.weights import stored_weight_bytes
+
+#: the preset the seed study's code runs for both its "4-bit" and "8-bit" AWQ rows
+REFERENCE_SCHEME = "W4A16_ASYM"
+
+
+@dataclass
+class AWQOptions:
+    variant: Literal["standard", "reference"] = field(
+        default="standard",
+        metadata={"help": "standard: the asked bits; reference: the seed study's code, W4A16_ASYM whatever the bits"},
+    )
+    group_size: int = field(default=128, metadata={"help": "inputs sharing one scale; 0 = per output channel"})
+    symmetric: bool = field(default=False, metadata={"help": "symmetric, or asymmetric with zero points (paper)"})
+    num_samples: int = field(default=128, metadata={"help": "calibration texts used (paper: 128)"})
+    max_length: int = field(default=512, metadata={"help": "calibration texts are truncated to this many tokens (paper: 512)"})
+    n_grid: int = field(default=20, metadata={"help": "scale exponents tried per layer in AWQ's grid search"})
+    duo_scaling: bool = field(default=True, metadata={"help": "scales from activations and weights (True) or activations only"})
+
+    def __post_init__(self) -> None:
+        if self.group_size < 0:
+            raise ValueError(f"group_size must be >= 0, got {self.group_size}")
+        if self.num_samples <= 0 or self.max_length <= 0:
+            raise ValueError(f"num_samples and max_length must be > 0, got {self.num_samples}, {self.max_length}")
+        # llmcompressor spaces the grid as i / (n_grid - 2) with duo scaling, i / (n_grid - 1) without
+        least = 3 if self.duo_scaling else 2
+        if self.n_grid < least:
+            raise ValueError(f"n_grid must be >= {least} (duo_scaling={self.duo_scaling}), got {self.n_grid}")
+        if self.variant == "reference" and (self.group_size != 128 or self.symmetric):
+            raise ValueError(
+                f"variant 'reference' runs the seed study's {REFERENCE_SCHEME} preset (group 128, asymmetric); "
+                f"got group_size={self.group_size}, symmetric={self.symmetric} (use variant=standard to change them)"
+            )
+
+
+@contextmanager
+def cpu_pin_memory_guard() -> Iterator[None]:
+    """Skip ``llmcompressor.pipelines.cache.IntermediatesCache.pin_memory`` while no accelerator exists.
+
+    llmcompressor 0.14's AWQ pins its cached activations before each grid search
+    to speed host-to-device copies; without an accelerator ``Tensor.pin_memory``
+    raises ``RuntimeError: Cannot access accelerator device when none is
+    available``. Pinning changes no values, so skipping it is exact. Applied
+    only for the duration of one quantization and restored afterwards; a no-op
+    on a machine with a GPU.
+    """
+    import torch
+    from llmcompressor.pipelines.cache import IntermediatesCache
+
+    if torch.accelerator.is_available():
+        yield
+        return
+    original = IntermediatesCache.__dict__["pin_memory"]
+    IntermediatesCache.pin_memory = lambda self, *args, **kwargs: None
+    try:
+        yield
+    finally:
+        IntermediatesCache.pin_memory = original
+
+
+class AWQ(Strategy):
+    name = "awq"
+    description = "AWQ activation-aware weight quantization (llmcompressor), compressed-tensors checkpoint"
+    phase = Phase.POST_TRAINING
+    bits = (4, 8, 3)
+    kv_bits = (FULL, 8, 4)
+    needs_calibration = True
+    options_class = AWQOptions
+    libraries = LIBRARIES
+
+    def quantize(self, model_dir: Path, out_dir: Path, ctx: QuantContext) -> QuantReport:
+        model, report = self.compress(model_dir, ctx)
+        save_compressed(model, ctx.tokenizer, out_dir)
+        report.weight_bytes = stored_weight_bytes(out_dir)
+        return report
+
+    def compress(self, model_dir: Path, ctx: QuantContext) -> tuple[Any, QuantReport]:
+        """The quantized model in memory (what :meth:`quantize` saves) and its report, less the stored bytes."""
+        from llmcompressor.modifiers.quantization import QuantizationModifier
+        from llmcompressor.modifiers.transform.awq import AWQModifier
+
+        opts: AWQOptions = ctx.options
+        texts = ctx.calibration[: opts.num_samples]
+        require_calibration(texts, self.name)
+        model, fp = load_for_compression(model_dir, opts.group_size, self.name)
+        kv = kv_cache_scheme(ctx.spec.kv_bits)
+        if opts.variant == "reference":
+            quantization = QuantizationModifier(
+                targets="Linear", scheme=REFERENCE_SCHEME, ignore=["lm_head"], kv_cache_scheme=kv
+            )
+            ran = scheme_label(REFERENCE_SCHEME, ctx.spec.kv_bits)
+        else:
+            scheme = weight_scheme(ctx.spec.bits, opts.group_size, opts.symmetric)
+            quantization = QuantizationModifier(config_groups={"group_0": scheme}, ignore=["lm_head"], kv_cache_scheme=kv)
+            ran = scheme_label(scheme, ctx.spec.kv_bits)
+        recipe = [AWQModifier(n_grid=opts.n_grid, duo_scaling=opts.duo_scaling), quantization]
+        with Timer() as t, cpu_pin_memory_guard():
+            run_oneshot(model, recipe, ctx.tokenizer, texts, opts.max_length)
+        return model, QuantReport(
+            fp_bytes=fp,
+            seconds=t.seconds,
+            versions=library_versions(self.libraries),
+            extra={
+                "variant": opts.variant,
+                "bits_asked": ctx.spec.bits,
+                "scheme": ran,
+                "calibration_samples": len(texts),
+            },
+        )
+
+
+@hookimpl
+def register_strategies(register):
+    register(AWQ())

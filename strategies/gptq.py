@@ -1,0 +1,105 @@
+"""``gptq``: GPTQ weight quantization through llmcompressor's ``GPTQModifier``.
+
+GPTQ quantizes one layer at a time and corrects the error of each quantized
+column in the columns not yet quantized, using second-order statistics of the
+layer's inputs on calibration data. The result is a compressed-tensors
+checkpoint (packed integers + scales) that plain transformers and vLLM load.
+
+Weight bits 8, 4, 3 and 2 (all packed by compressed-tensors). With
+``--kv-bits 8`` or ``4`` the KV cache is quantized too (static per-tensor
+scales calibrated on the same data), applied at run time after a reload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from harness import hookimpl
+from harness.compress import (
+    LIBRARIES,
+    kv_cache_scheme,
+    load_for_compression,
+    require_calibration,
+    run_oneshot,
+    save_compressed,
+    scheme_label,
+    weight_scheme,
+)
+from harness.strategy import FULL, Phase, QuantContext, QuantReport, Strategy, Timer, library_versions
+from harness.weights import stored_weight_bytes
+
+
+@dataclass
+class GPTQOptions:
+    group_size: int = field(default=128, metadata={"help": "inputs sharing one scale; 0 = per output channel"})
+    symmetric: bool = field(default=True, metadata={"help": "symmetric (no zero point, the W4A16 preset) or asymmetric"})
+    dampening: float = field(
+        default=0.01, metadata={"help": "fraction of the Hessian's mean diagonal added to it for stability"}
+    )
+    actorder: Literal["weight", "none"] = field(
+        default="weight",
+        metadata={"help": "weight: quantize columns in order of Hessian diagonal (no run-time cost); none: in order"},
+    )
+    block_size: int = field(default=128, metadata={"help": "columns quantized together in one pass"})
+    num_samples: int = field(default=128, metadata={"help": "calibration texts used (at most those given)"})
+    max_length: int = field(default=512, metadata={"help": "calibration texts are truncated to this many tokens"})
+
+    def __post_init__(self) -> None:
+        if self.group_size < 0:
+            raise ValueError(f"group_size must be >= 0, got {self.group_size}")
+        if not 0 < self.dampening < 1:
+            raise ValueError(f"dampening must be in (0, 1), got {self.dampening}")
+        if self.block_size <= 0:
+            raise ValueError(f"block_size must be > 0, got {self.block_size}")
+        if self.num_samples <= 0 or self.max_length <= 0:
+            raise ValueError(f"num_samples and max_length must be > 0, got {self.num_samples}, {self.max_length}")
+
+
+class GPTQ(Strategy):
+    name = "gptq"
+    description = "GPTQ weight-only integer quantization (llmcompressor), compressed-tensors checkpoint"
+    phase = Phase.POST_TRAINING
+    bits = (4, 8, 3, 2)
+    kv_bits = (FULL, 8, 4)
+    needs_calibration = True
+    options_class = GPTQOptions
+    libraries = LIBRARIES
+
+    def quantize(self, model_dir: Path, out_dir: Path, ctx: QuantContext) -> QuantReport:
+        model, report = self.compress(model_dir, ctx)
+        save_compressed(model, ctx.tokenizer, out_dir)
+        report.weight_bytes = stored_weight_bytes(out_dir)
+        return report
+
+    def compress(self, model_dir: Path, ctx: QuantContext) -> tuple[Any, QuantReport]:
+        """The quantized model in memory (what :meth:`quantize` saves) and its report, less the stored bytes."""
+        from llmcompressor.modifiers.quantization import GPTQModifier
+
+        opts: GPTQOptions = ctx.options
+        texts = ctx.calibration[: opts.num_samples]
+        require_calibration(texts, self.name)
+        model, fp = load_for_compression(model_dir, opts.group_size, self.name)
+        scheme = weight_scheme(ctx.spec.bits, opts.group_size, opts.symmetric)
+        recipe = GPTQModifier(
+            config_groups={"group_0": scheme},
+            ignore=["lm_head"],
+            kv_cache_scheme=kv_cache_scheme(ctx.spec.kv_bits),
+            dampening_frac=opts.dampening,
+            actorder=None if opts.actorder == "none" else opts.actorder,
+            block_size=opts.block_size,
+        )
+        with Timer() as t:
+            run_oneshot(model, recipe, ctx.tokenizer, texts, opts.max_length)
+        return model, QuantReport(
+            fp_bytes=fp,
+            seconds=t.seconds,
+            versions=library_versions(self.libraries),
+            extra={"scheme": scheme_label(scheme, ctx.spec.kv_bits), "calibration_samples": len(texts)},
+        )
+
+
+@hookimpl
+def register_strategies(register):
+    register(GPTQ())

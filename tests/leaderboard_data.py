@@ -1,0 +1,76 @@
+"""A store of synthetic runs, written through the Store API, for the leaderboard tests.
+
+Hand-made so every expected figure is known: which rows are on the Pareto
+front, which paired difference is significant and with what sign, and text
+that must be escaped (a completion with a <script>, a row name with <b>).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.config import RunConfig
+from harness.evaluation import compute_metrics
+from harness.store import Store
+
+XSS = "<script>alert(1)</script>"
+BOLD_ROW = "<b>STE</b> 8-bit"
+N = 60  # problems
+
+
+def _samples(correct: set[int], completion: str = "The answer is \\boxed{1}.") -> list[dict]:
+    return [
+        {"problem_id": f"p{i:02d}", "sample": 0, "level": str(1 + i % 3), "prompt": f"What is {i} + 1?",
+         "completion": completion, "predicted": "1", "reference": str(i + 1),
+         "correct": int(i in correct), "formatted": 1, "reward": 1.1 if i in correct else 0.1, "n_tokens": 7}
+        for i in range(N)
+    ]
+
+
+def add_run(store: Store, *, trainer="none", strategy="none", bits=16, seed=0, correct: set[int],
+            weight_bytes: int, preset="default", tags: dict | None = None, completion: str | None = None,
+            label: str | None = None, ttft_ms: float | None = 5.0) -> str:
+    config = RunConfig(trainer=trainer, strategy=strategy, bits=bits, seed=seed, preset=preset, limit=N)
+    rid = config.run_id
+    store.start_run(rid, label or config.label, config.to_dict(), {"quant-rl-harness": "test"}, None)
+    rows = _samples(correct, completion) if completion else _samples(correct)
+    store.add_samples(rid, "arith", rows)
+    store.set_metrics(rid, "arith", compute_metrics([{"benchmark": "arith", **r} for r in rows], seed=seed))
+    profile = {"device": "cpu", "weight_bytes": weight_bytes, "fp_bytes": 13_000_000,
+               "peak_rss_bytes": 500_000_000 + weight_bytes, "eval_tokens_per_s": 1000.0 + bits}
+    if ttft_ms is not None:
+        profile["bs1_ttft_ms"] = ttft_ms
+    store.set_profile(rid, profile)
+    if tags:
+        store.add_artifacts(rid, {"sweep": tags})
+    store.finish_run(rid, "complete")
+    return rid
+
+
+GOOD = set(range(54))          # 90 %
+WEAK = set(range(0, 54, 2))    # 45 %, a subset of GOOD: every difference points one way
+
+
+def build_store(path: Path) -> Path:
+    """Seven complete runs (GRPO with two seeds, a corrected/faithful twin pair) and one unfinished run."""
+    s = Store(path)
+    # full precision, two seeds of GRPO: one row with seeds 0,1
+    add_run(s, correct=GOOD, weight_bytes=13_000_000)
+    add_run(s, trainer="grpo", seed=0, correct=GOOD, weight_bytes=13_000_000)
+    add_run(s, trainer="grpo", seed=1, correct=GOOD | {55}, weight_bytes=13_000_000)
+    add_run(s, trainer="grpo", strategy="rtn", bits=8, correct=GOOD, weight_bytes=4_300_000)
+    add_run(s, trainer="grpo", strategy="rtn", bits=4, correct=WEAK, weight_bytes=2_700_000,
+            completion=f"Let me think. {XSS} \\boxed{{1}}", label="<b>bold</b> label", ttft_ms=None)
+    # a corrected row and its faithful twin, tagged as a sweep tags them
+    faithful = RunConfig(trainer="grpo", strategy="rtn", bits=2, preset="rlquant", limit=N).run_id
+    corrected = RunConfig(trainer="grpo", strategy="rtn", bits=2, limit=N).run_id
+    add_run(s, trainer="grpo", strategy="rtn", bits=2, correct=WEAK, weight_bytes=2_000_000,
+            tags={"sweep": "t", "row": BOLD_ROW, "order": 3, "variant": "corrected", "twin": faithful})
+    add_run(s, trainer="grpo", strategy="rtn", bits=2, preset="rlquant", correct=set(range(6)),
+            weight_bytes=2_000_000,
+            tags={"sweep": "t", "row": BOLD_ROW, "order": 3, "variant": "faithful", "twin": corrected})
+    # an unfinished run is never shown
+    cfg = RunConfig(trainer="grpo", strategy="rtn", bits=3, limit=N)
+    s.start_run(cfg.run_id, cfg.label, cfg.to_dict(), {}, None)
+    s.close()
+    return path

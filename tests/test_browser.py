@@ -1,0 +1,129 @@
+"""The leaderboard page in a real headless Chromium (Debian's ``chromium`` + ``chromium-driver``).
+
+It must load without a console error (its Content-Security-Policy included),
+sort when a header is clicked, filter, and show a generation that contains
+``<script>alert(1)</script>`` as text, with no alert.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from leaderboard_data import BOLD_ROW, XSS, build_store
+
+from harness.leaderboard.generate import generate
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--window-size=1400,1000")
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="needs Chromium and its driver: apt-get install -y chromium chromium-driver",
+)
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install -e '.[dev]')")
+    from selenium.webdriver.chrome.service import Service
+
+    tmp = tmp_path_factory.mktemp("browser")
+    out = tmp / "board"
+    generate(build_store(tmp / "results.db"), out, n_samples=3)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp / 'profile'}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
+    driver.set_page_load_timeout(60)
+    try:
+        driver.get((out / "index.html").as_uri())
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _column(driver, header: str) -> list[str]:
+    """data-v of one column of the main table, in the order the rows are shown."""
+    return driver.execute_script(
+        """const ths = [...document.querySelectorAll('#board thead th')];
+           const i = ths.findIndex(th => th.textContent.trim() === arguments[0]);
+           return [...document.querySelectorAll('#board tbody tr')]
+             .filter(tr => !tr.hidden).map(tr => tr.cells[i].getAttribute('data-v'));""",
+        header,
+    )
+
+
+def _no_alert(driver) -> None:
+    from selenium.common.exceptions import NoAlertPresentException
+
+    with pytest.raises(NoAlertPresentException):
+        driver.switch_to.alert.text  # noqa: B018 - raises when no alert is open
+
+
+def test_loads_without_console_errors(page):
+    from selenium.webdriver.common.by import By
+
+    assert page.find_element(By.ID, "shown").text == "6 of 6 rows shown", "the page's script did not run"
+    errors = [entry for entry in page.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
+    assert errors == []
+    _no_alert(page)
+
+
+def test_clicking_a_header_sorts(page):
+    from selenium.webdriver.common.by import By
+
+    header = page.find_element(By.XPATH, "//table[@id='board']/thead//th[normalize-space()='accuracy % (all)']")
+    header.click()
+    values = [float(v) for v in _column(page, "accuracy % (all)")]
+    assert values == sorted(values) and values[0] < values[-1]
+    assert header.get_attribute("aria-sort") == "ascending"
+    header.click()
+    values = [float(v) for v in _column(page, "accuracy % (all)")]
+    assert values == sorted(values, reverse=True)
+    assert header.get_attribute("aria-sort") == "descending"
+    # a column with missing values (TTFT of one row) keeps them last
+    page.find_element(By.XPATH, "//table[@id='board']/thead//th[normalize-space()='TTFT ms']").click()
+    ttft = _column(page, "TTFT ms")
+    assert ttft[-1] == "" and all(v != "" for v in ttft[:-1])
+
+
+def test_filters(page):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    trainer = Select(page.find_element(By.ID, "filter-trainer"))
+    trainer.select_by_value("none")
+    assert page.find_element(By.ID, "shown").text == "1 of 6 rows shown"
+    assert _column(page, "trainer") == ["none"]
+    trainer.select_by_value("")
+    bits = Select(page.find_element(By.ID, "filter-bits"))
+    bits.select_by_value("W2A16")
+    assert sorted(_column(page, "bits")) == ["W2A16", "W2A16"]
+    bits.select_by_value("")
+    assert page.find_element(By.ID, "shown").text == "6 of 6 rows shown"
+
+
+def test_store_text_shows_as_text(page):
+    from selenium.webdriver.common.by import By
+
+    # the row name with <b> is text, not markup
+    names = page.execute_script("return [...document.querySelectorAll('#board tbody tr')].map(tr => tr.cells[1].textContent)")
+    assert BOLD_ROW in names
+    assert page.execute_script("return document.querySelectorAll('#board b, pre script').length") == 0
+    # open the sample whose completion carries the <script>: it reads as text, and nothing ran
+    completions = page.find_elements(By.CSS_SELECTOR, "pre.completion")
+    target = next(pre for pre in completions if "alert(1)" in pre.get_attribute("textContent"))
+    details = target.find_element(By.XPATH, "./ancestor::details")
+    details.find_element(By.TAG_NAME, "summary").click()
+    assert XSS in target.text
+    assert page.execute_script("return document.scripts.length") == 2  # the JSON block and the page's code
+    _no_alert(page)
+    errors = [entry for entry in page.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
+    assert errors == []

@@ -1,0 +1,236 @@
+"""Sweeps: the file format, the shipped Table 1, and real sweeps on tiny-arith (stored, skipped, failed, resumed)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import cli
+from harness.errors import UserError
+from harness.store import Store
+from harness.sweep import Job, Overrides, cell_config, expand, find_sweep, load_sweep, run_cell
+
+TABLE1_ROWS = ["base", "GRPO", "Dr. GRPO", "STE 8-bit", "PTQ bnb 8-bit", "PTQ AWQ 8-bit", "QLoRA 4-bit",
+               "PTQ bnb 4-bit", "PTQ AWQ 4-bit"]
+
+
+@pytest.fixture
+def tiny():
+    from harness.model import resolve_model
+
+    try:
+        resolve_model("tiny-arith")
+    except UserError as exc:
+        pytest.skip(f"tiny-arith is not built: {exc}")
+
+
+def write(tmp_path: Path, text: str, name: str = "sweep.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def sweep_json(*args: str) -> tuple[int, dict]:
+    result = CliRunner().invoke(cli, ["sweep", *args, "--json"], catch_exceptions=False)
+    return result.exit_code, json.loads(result.stdout)
+
+
+# -- the file format (no model needed) ----------------------------------------------------------
+
+
+def test_table1_rows_and_faithful_settings():
+    spec = find_sweep("rlquant-table1")
+    corrected = expand(spec)
+    faithful = expand(spec, Overrides(faithful=True))
+    assert [c["row"] for c in corrected] == TABLE1_ROWS == [c["row"] for c in faithful]
+    assert {c["variant"] for c in corrected} == {"corrected"} and {c["variant"] for c in faithful} == {"faithful"}
+    cfg = {c["row"]: cell_config(c["cell"]) for c in corrected}
+    fcfg = {c["row"]: cell_config(c["cell"]) for c in faithful}
+    # corrected: the project's default evaluation and every plugin's own defaults
+    assert all(c.preset == "default" and c.model == "tiny-arith" for c in cfg.values())
+    assert cfg["STE 8-bit"].strategy_opts == () and cfg["QLoRA 4-bit"].strategy_opts == ()
+    # faithful: the reference code's settings, each only where its plugin runs
+    assert all(c.preset == "rlquant" and c.prompt == "raw" and c.sampling.max_new_tokens == 512
+               for c in fcfg.values())
+    assert dict(fcfg["STE 8-bit"].strategy_opts) == {"variant": "reference"}
+    assert dict(fcfg["QLoRA 4-bit"].strategy_opts) == {"eval_mode": "adapter"}
+    assert dict(fcfg["PTQ AWQ 8-bit"].strategy_opts) == dict(fcfg["PTQ AWQ 4-bit"].strategy_opts) != {}
+    assert dict(fcfg["Dr. GRPO"].trainer_opts)["loss_type"] == "grpo"
+    assert "loss_type" not in dict(fcfg["GRPO"].trainer_opts)
+    assert fcfg["PTQ bnb 8-bit"].strategy_opts == ()
+    # trainer options reach only the cells with a trainer (a base cell with one would be refused)
+    assert cfg["base"].trainer_opts == () and dict(cfg["GRPO"].trainer_opts)["levels"] == "3,4,5"
+    # each cell's twin is the other form of the same row
+    for c, f in zip(corrected, faithful):
+        assert cell_config(c["twin"]).run_id == cell_config(f["cell"]).run_id
+        assert cell_config(f["twin"]).run_id == cell_config(c["cell"]).run_id
+
+
+def test_grid_seeds_and_command_line_overrides(tmp_path):
+    path = write(tmp_path, """
+name = "grid"
+[defaults]
+benchmarks = "arith"
+limit = 50
+[grid]
+strategy = ["rtn"]
+bits = [4, 8]
+act_bits = [16, 8]
+[[cell]]
+row = "fp"
+seeds = [3, 4]
+[strategy_opts.rtn]
+group_size = 0
+""")
+    spec = load_sweep(path)
+    cells = expand(spec)
+    assert len(cells) == 4 + 2
+    configs = [cell_config(c["cell"]) for c in cells]
+    assert {(c.bits, c.act_bits) for c in configs[:4]} == {(4, 16), (4, 8), (8, 16), (8, 8)}
+    assert all(dict(c.strategy_opts) == {"group_size": "0"} for c in configs[:4])
+    assert [c.seed for c in configs[4:]] == [3, 4] and configs[4].strategy_opts == ()
+    assert all(c.limit == 50 and c.benchmarks == ("arith",) for c in configs)
+    over = expand(spec, Overrides(model="org/other", seeds=3, limit=5, sets=("max_new_tokens=32", "prompt=plain")))
+    assert len(over) == 5 * 3
+    c = cell_config(over[0]["cell"])
+    assert (c.model, c.limit, c.sampling.max_new_tokens, c.prompt) == ("org/other", 5, 32, "plain")
+    assert sorted({cell_config(o["cell"]).seed for o in over}) == [0, 1, 2]
+    assert all(o["twin"] is None and o["variant"] == "" for o in over)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[[cell]]\nstrategi = 'rtn'\n", "unknown key 'strategi'"),
+        ("[grids]\nbits = [4]\n", "unknown table or key 'grids'"),
+        ("[grid]\nbits = 4\n", "must be a non-empty list"),
+        ("name = 'x'\n", "no cells"),
+        ("[[cell]\n", "not valid TOML"),
+    ],
+)
+def test_bad_sweep_files(tmp_path, text, message):
+    with pytest.raises(UserError, match=message):
+        load_sweep(write(tmp_path, text))
+
+
+def test_cli_errors_and_listing(tmp_path):
+    listed = CliRunner().invoke(cli, ["reproduce", "--list", "--json"])
+    assert listed.exit_code == 0
+    names = {s["name"]: s for s in json.loads(listed.output)}
+    assert names["rlquant-table1"]["faithful"] is True
+    unknown = CliRunner().invoke(cli, ["reproduce", "rlquant-tabel1"])
+    assert unknown.exit_code == 2 and "Did you mean 'rlquant-table1'" in unknown.output
+    plain = write(tmp_path, "[[cell]]\nstrategy = 'rtn'\n")
+    no_faithful = CliRunner().invoke(cli, ["sweep", str(plain), "--faithful"])
+    assert no_faithful.exit_code == 2 and "no [faithful] table" in no_faithful.output
+    bad_set = CliRunner().invoke(cli, ["sweep", str(plain), "--set", "nosuch=1"])
+    assert bad_set.exit_code == 2 and "--set nosuch" in bad_set.output
+
+
+def test_a_cell_is_plain_data():
+    """What an executor ships to a worker pickles: the function and its arguments."""
+    job = Job(0, "label", cell_config({"strategy": "rtn", "bits": 4}).to_dict(), "/x/results.db", "/x/cache")
+    assert pickle.loads(pickle.dumps(job)) == job
+    assert pickle.loads(pickle.dumps(run_cell)) is run_cell
+
+
+# -- real sweeps on tiny-arith ------------------------------------------------------------------
+
+TWO = """
+name = "two"
+[defaults]
+model = "tiny-arith"
+benchmarks = ["arith"]
+
+[[cell]]
+row = "full precision"
+
+[[cell]]
+row = "rtn 8-bit"
+strategy = "rtn"
+bits = 8
+"""
+
+
+@pytest.mark.slow
+def test_sweep_stores_skips_and_reports_failures(tiny, tmp_path):
+    path = write(tmp_path, TWO)
+    code, report = sweep_json(str(path), "--limit", "10")
+    assert code == 0, report
+    assert report["counts"] == {"done": 2, "stored": 0, "failed": 0, "duplicate": 0, "pending": 0}
+    store = Store()
+    ids = [c["run_id"] for c in report["cells"]]
+    for rid, row in zip(ids, ("full precision", "rtn 8-bit")):
+        run = store.get_run(rid)
+        assert run["status"] == "complete"
+        assert len(store.samples(rid)) == 10
+        assert run["artifacts"]["sweep"]["row"] == row and run["artifacts"]["sweep"]["sweep"] == "two"
+
+    # the same sweep again runs nothing
+    code, again = sweep_json(str(path), "--limit", "10")
+    assert code == 0 and again["counts"]["done"] == 0 and again["counts"]["stored"] == 2
+    text = CliRunner().invoke(cli, ["sweep", str(path), "--limit", "10"])
+    assert text.exit_code == 0 and "2 cells: 0 run, 2 already stored, 0 failed" in text.stdout
+
+    # a cell with a bad strategy is reported; the other cell still runs; the exit status says so
+    bad = write(tmp_path, TWO.replace('row = "rtn 8-bit"', 'row = "rtn 4-bit"').replace("bits = 8", "bits = 4")
+                + '\n[[cell]]\nrow = "typo"\nstrategy = "rnt"\n', "bad.toml")
+    code, report = sweep_json(str(bad), "--limit", "10")
+    assert code == 1
+    states = {c["row"]: c for c in report["cells"]}
+    assert states["rtn 4-bit"]["state"] == "done"
+    assert states["full precision"]["state"] == "stored"
+    assert states["typo"]["state"] == "failed" and "unknown strategy 'rnt'" in states["typo"]["error"]
+    assert "Did you mean 'rtn'" in states["typo"]["error"]
+    assert store.get_run(states["rtn 4-bit"]["run_id"])["status"] == "complete"
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_resumes(tiny, tmp_path, monkeypatch):
+    """Ctrl-C mid-cell: the cell is marked interrupted, nothing half-written; the next run finishes it."""
+    import harness.evaluation as evaluation
+
+    path = write(tmp_path, TWO)
+    real = evaluation.evaluate
+    calls = {"n": 0}
+
+    def interrupt_first(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "evaluate", interrupt_first)
+    code, report = sweep_json(str(path), "--limit", "5")
+    assert code == 130 and report["interrupted"]
+    first, second = report["cells"]
+    assert first["state"] == "pending" and first["error"] == "interrupted" and second["state"] == "pending"
+    store = Store()
+    assert store.get_run(first["run_id"])["status"] == "interrupted"
+    assert store.get_run(second["run_id"]) is None
+    artifacts = Path(Store().path).parent / "cache" / "artifacts"
+    assert not list(artifacts.rglob(".*.*")), "no temporary folder is left in the artifact cache"
+
+    code, report = sweep_json(str(path), "--limit", "5")
+    assert code == 0 and report["counts"]["done"] == 2
+    assert all(store.get_run(c["run_id"])["status"] == "complete" for c in report["cells"])
+
+
+def test_table1_plans_on_tiny(tiny):
+    """Every Table 1 cell names a registered plugin with valid options, in both forms (nothing runs)."""
+    code, corrected = sweep_json_dry("rlquant-table1")
+    code_f, faithful = sweep_json_dry("rlquant-table1", "--faithful")
+    failed = [(c["row"], c["error"]) for c in corrected["cells"] + faithful["cells"] if c["state"] == "failed"]
+    assert failed == [] and code == code_f == 0
+    assert [c["row"] for c in corrected["cells"]] == TABLE1_ROWS
+    for c, f in zip(corrected["cells"], faithful["cells"]):
+        assert c["twin_id"] == f["run_id"] and f["twin_id"] == c["run_id"]
+
+
+def sweep_json_dry(*args: str) -> tuple[int, dict]:
+    result = CliRunner().invoke(cli, ["reproduce", *args, "--dry-run", "--json"], catch_exceptions=False)
+    return result.exit_code, json.loads(result.stdout)
