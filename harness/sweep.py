@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import itertools
+import sys
 import time
 import tomllib
 import traceback
@@ -438,27 +439,87 @@ class Job:
 DoneCallback = Callable[[Job, "dict | None", "str | None"], None]
 
 
+def execute_job(job: Job, console=None) -> tuple[dict | None, str | None]:
+    """Run one job, turning a failure into its error text: (result, None) or (None, error)."""
+    try:
+        return run_cell(job.config, job.store_path, job.cache_dir, console=console), None
+    except UserError as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - one failing cell must not stop the sweep
+        print(traceback.format_exc(), file=sys.stderr)
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _cell_process(job: Job, conn) -> None:
+    """Body of the process that runs one cell (``LocalExecutor(isolate=True)``)."""
+    try:
+        conn.send(execute_job(job))
+    except KeyboardInterrupt:
+        conn.send(INTERRUPTED)
+    finally:
+        conn.close()
+
+
+INTERRUPTED = "__interrupted__"
+
+
 class LocalExecutor:
-    """Runs the cells one after another in this process (the default)."""
+    """Runs the cells one after another on this machine (the default).
+
+    With ``isolate`` (the default) each cell runs in a fresh process, so its
+    peak memory and timings are its own, not those of the cells before it
+    (a process's resident memory never shrinks back after a training run),
+    and a cell that crashes the interpreter fails alone. Without it, cells
+    run in this process (faster to start; what tests that patch the
+    pipeline need).
+    """
 
     name = "local"
 
-    def __init__(self, console=None, **_: Any):
+    def __init__(self, console=None, isolate: bool = True, **_: Any):
         self.console = console
+        self.isolate = isolate
+
+    @property
+    def pauses_display(self) -> bool:
+        """A child process writes to the terminal: the driver's live bar must stop meanwhile."""
+        return self.isolate
 
     def run(self, jobs: list[Job], on_start: Callable[[Job], None], on_done: DoneCallback) -> None:
         for job in jobs:
             on_start(job)
-            try:
-                result = run_cell(job.config, job.store_path, job.cache_dir, console=self.console)
-            except UserError as exc:
-                on_done(job, None, str(exc))
-            except Exception as exc:  # noqa: BLE001 - one failing cell must not stop the sweep
-                if self.console is not None:
-                    self.console.print(traceback.format_exc(), markup=False, highlight=False)
-                on_done(job, None, f"{type(exc).__name__}: {exc}")
-            else:
-                on_done(job, result, None)
+            result, error = self._in_process(job) if self.isolate else execute_job(job, self.console)
+            on_done(job, result, error)
+
+    def _in_process(self, job: Job) -> tuple[dict | None, str | None]:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        receiver, sender = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_cell_process, args=(job, sender), name=f"harness-cell-{job.index}")
+        proc.start()
+        sender.close()
+        try:
+            message = None
+            while proc.is_alive() or receiver.poll():
+                if receiver.poll(0.5):
+                    message = receiver.recv()
+                    break
+            proc.join()
+        except KeyboardInterrupt:
+            # a Ctrl-C from the terminal reached the child too: let it mark its run interrupted
+            proc.join(timeout=15)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+            raise
+        finally:
+            receiver.close()
+        if message == INTERRUPTED:
+            raise KeyboardInterrupt
+        if message is None:
+            return None, f"the cell's process died (exit code {proc.exitcode}) before reporting a result"
+        return message
 
 
 def get_executor(name: str, **kwargs: Any):
@@ -524,12 +585,25 @@ def run_sweep(
         task = progress.add_task(name, total=len(cells), completed=settled, status=_status(report))
         started: dict[int, float] = {}
 
+        pause = getattr(runner, "pauses_display", False)
+        live = [True]
+
+        def resume() -> None:
+            if not live[0]:
+                progress.start()
+                live[0] = True
+
         def on_start(job: Job) -> None:
             started[job.index] = time.perf_counter()
             by_index[job.index].state = "running"
             progress.update(task, description=f"{name}: {job.label}", status=_status(report))
+            if pause:  # leave the bar printed once, give the terminal to the cell's process
+                progress.refresh()
+                progress.stop()
+                live[0] = False
 
         def on_done(job: Job, result: dict | None, error: str | None) -> None:
+            resume()
             cell = by_index[job.index]
             cell.seconds = time.perf_counter() - started.get(job.index, start)
             if error is None:
@@ -537,12 +611,14 @@ def run_sweep(
                 store.add_artifacts(cell.run_id, {"sweep": cell.tags})
             else:
                 cell.state, cell.error = "failed", error
-                console.print(f"[red]cell {cell.index + 1} failed[/red] ({cell.label}): {error}", highlight=False)
+                console.print(f"[red]cell {cell.index + 1} failed[/red] ", end="", highlight=False)
+                console.print(f"({cell.label}): {error}", markup=False, highlight=False)
             progress.update(task, advance=1, status=_status(report))
 
         try:
             runner.run(jobs, on_start, on_done)
         except KeyboardInterrupt:
+            resume()
             report.interrupted = True
             for cell in cells:
                 if cell.state == "running":

@@ -48,9 +48,13 @@ class AWQOptions:
     group_size: int = field(default=128, metadata={"help": "inputs sharing one scale; 0 = per output channel"})
     symmetric: bool = field(default=False, metadata={"help": "symmetric, or asymmetric with zero points (paper)"})
     num_samples: int = field(default=128, metadata={"help": "calibration texts used (paper: 128)"})
-    max_length: int = field(default=512, metadata={"help": "calibration texts are truncated to this many tokens (paper: 512)"})
+    max_length: int = field(
+        default=512, metadata={"help": "calibration texts are truncated to this many tokens (paper: 512)"}
+    )
     n_grid: int = field(default=20, metadata={"help": "scale exponents tried per layer in AWQ's grid search"})
-    duo_scaling: bool = field(default=True, metadata={"help": "scales from activations and weights (True) or activations only"})
+    duo_scaling: bool = field(
+        default=True, metadata={"help": "scales from activations and weights (True) or activations only"}
+    )
 
     def __post_init__(self) -> None:
         if self.group_size < 0:
@@ -126,7 +130,9 @@ class AWQ(Strategy):
             ran = scheme_label(REFERENCE_SCHEME, ctx.spec.kv_bits)
         else:
             scheme = weight_scheme(ctx.spec.bits, opts.group_size, opts.symmetric)
-            quantization = QuantizationModifier(config_groups={"group_0": scheme}, ignore=["lm_head"], kv_cache_scheme=kv)
+            quantization = QuantizationModifier(
+                config_groups={"group_0": scheme}, ignore=["lm_head"], kv_cache_scheme=kv
+            )
             ran = scheme_label(scheme, ctx.spec.kv_bits)
         recipe = [AWQModifier(n_grid=opts.n_grid, duo_scaling=opts.duo_scaling), quantization]
         with Timer() as t, cpu_pin_memory_guard():

@@ -34,7 +34,9 @@ from harness.weights import stored_weight_bytes
 @dataclass
 class GPTQOptions:
     group_size: int = field(default=128, metadata={"help": "inputs sharing one scale; 0 = per output channel"})
-    symmetric: bool = field(default=True, metadata={"help": "symmetric (no zero point, the W4A16 preset) or asymmetric"})
+    symmetric: bool = field(
+        default=True, metadata={"help": "symmetric (no zero point, the W4A16 preset) or asymmetric"}
+    )
     dampening: float = field(
         default=0.01, metadata={"help": "fraction of the Hessian's mean diagonal added to it for stability"}
     )

@@ -11,6 +11,14 @@ static KV-cache scale.
 ``rotations=none`` runs the same pipeline without rotating: the baseline that
 says whether rotation helps.
 
+Embedding centering: llmcompressor's SpinQuantModifier subtracts each
+embedding's mean before rotating, as SpinQuant's reference code does. That is
+an identity only for LayerNorm models; for RMSNorm models (Llama, Qwen) it
+changes the function: on tiny-arith, rotations alone move the logits by up to
+0.79 and change 2% of greedy tokens with centering, and by 1e-5 without it
+(facebookresearch/SpinQuant#14 reports the same on Llama-2). So it is off by
+default (``center_embeddings=true`` restores it).
+
 Reload: transformers drops online rotation matrices when it loads a
 compressed-tensors checkpoint, which gives a wrong model. :meth:`QuaRot.load`
 re-attaches them from the checkpoint's own transform config, and
@@ -61,6 +69,11 @@ class QuaRotOptions:
     transform_type: Literal["hadamard", "random-hadamard"] = field(
         default="hadamard", metadata={"help": "deterministic Hadamard (sizes 2^n) or randomized Hadamard"},
     )
+    center_embeddings: bool = field(
+        default=False,
+        metadata={"help": "subtract each embedding's mean first, as SpinQuant's code and llmcompressor do; "
+                          "off by default: it changes an RMSNorm model's outputs (see the module docstring)"},
+    )
     block_size: int = field(
         default=0,
         metadata={"help": "rotate in blocks of this many channels; 0 = the largest power of two that "
@@ -87,6 +100,22 @@ class QuaRotOptions:
         if self.rotations.strip().lower() in ("none", ""):
             return []
         return [r.strip().upper() for r in self.rotations.split(",") if r.strip()]
+
+
+def spinquant_modifier(center_embeddings: bool, **kwargs):
+    """llmcompressor's SpinQuantModifier, optionally without its embedding centering."""
+    from llmcompressor.modifiers.transform import SpinQuantModifier
+
+    if center_embeddings:
+        return SpinQuantModifier(**kwargs)
+
+    class SpinQuantUncentered(SpinQuantModifier):
+        """Overrides SpinQuantModifier._center_embeddings (llmcompressor 0.14) to leave the embeddings be."""
+
+        def _center_embeddings(self, model) -> None:
+            return None
+
+    return SpinQuantUncentered(**kwargs)
 
 
 def _block_size(config, rotations: list[str], asked: int) -> int:
@@ -118,7 +147,6 @@ class QuaRot(Strategy):
     def build(self, model_dir: Path, ctx: QuantContext):
         """The quantized model, in memory (bf16): rotate, then quantize. Returns (model, fp bytes, extra)."""
         import torch
-        from llmcompressor.modifiers.transform import SpinQuantModifier
 
         opts: QuaRotOptions = ctx.options
         require_calibration(ctx.calibration, self.name)
@@ -129,9 +157,9 @@ class QuaRot(Strategy):
         if rotations:
             block = _block_size(model.config, rotations, opts.block_size)
             extra["block_size"] = block
-            recipe.append(SpinQuantModifier(
-                rotations=rotations, transform_type=opts.transform_type, transform_block_size=block,
-                precision=torch.float32,
+            recipe.append(spinquant_modifier(
+                opts.center_embeddings, rotations=rotations, transform_type=opts.transform_type,
+                transform_block_size=block, precision=torch.float32,
             ))
         scheme = quant_scheme(ctx.spec.bits, ctx.spec.act_bits, opts.group_size)
         recipe.append(weight_modifier(opts.weights, scheme, ctx.spec.kv_bits))
@@ -141,8 +169,16 @@ class QuaRot(Strategy):
         return model, fp, extra
 
     def quantize(self, model_dir: Path, out_dir: Path, ctx: QuantContext) -> QuantReport:
+        from harness.weights import safetensors_tensor_bytes
+
         model, fp, extra = self.build(model_dir, ctx)
-        return save_verified(self, model, ctx, model_dir, out_dir, fp, extra["oneshot_seconds"], extra)
+        report = save_verified(self, model, ctx, model_dir, out_dir, fp, extra["oneshot_seconds"], extra)
+        # online rotation matrices are stored (and counted in weight_bytes): say how much of it they are
+        report.extra["rotation_bytes"] = sum(
+            n for f in out_dir.glob("*.safetensors") for k, n in safetensors_tensor_bytes(f).items()
+            if any(f".{r}_" in k for r in ROTATIONS)
+        )
+        return report
 
     def load(self, model_dir: Path, device: str):
         """Plain transformers load, plus the online rotations it drops (see the module docstring)."""

@@ -26,8 +26,8 @@ one (with ``variant=text``); the reference variant fixes them.
 from __future__ import annotations
 
 import re
-from functools import cache
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 

@@ -190,3 +190,21 @@ def test_run_w4a4kv4_rotated_end_to_end(tmp_path):
     config = AutoConfig.from_pretrained(resolve_model("tiny-arith").source)
     assert run["profile"]["kv_bytes_per_token"] == kv_bytes_per_token(config, 4) == kv_bytes_per_token(config, 16) / 4
     assert Path(tmp_path / "cache").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("center, changes", [(False, False), (True, True)])
+def test_rotations_alone_keep_the_model_unless_embeddings_are_centered(tiny_dir, tokenizer, probe, center, changes):
+    """Hadamard rotations are an identity on the unquantized model; SpinQuant's centering is not (RMSNorm)."""
+    import torch
+
+    from harness.compress import probe_logits, run_oneshot
+    from harness.model import load_model
+    from harness.strategies.quarot import spinquant_modifier
+
+    before = probe_logits(load_model(tiny_dir, "cpu"), tokenizer, probe)
+    model = load_model(tiny_dir, "cpu")
+    run_oneshot(model, [spinquant_modifier(center, rotations=["R1", "R2", "R4"], transform_type="hadamard",
+                                           transform_block_size=256, precision=torch.float32)])
+    diff = (probe_logits(model, tokenizer, probe) - before).abs().max().item()
+    assert (diff > 0.05) if changes else (diff < 1e-3), diff

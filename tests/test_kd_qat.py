@@ -160,6 +160,15 @@ def test_kd_qat_plans_without_a_trainer_and_ste_still_needs_one():
         plan(RunConfig(strategy="ste", bits=4, limit=2), registry)
 
 
+def test_kd_qat_then_grpo_plans():
+    from harness.config import RunConfig
+    from harness.pipeline import plan
+    from harness.plugins import get_registry
+
+    p = plan(RunConfig(strategy="kd-qat", bits=3, trainer="grpo", limit=2), get_registry())
+    assert p.in_training and p.trainer.name == "grpo" and p.strategy.needs_trainer is False
+
+
 def _context(strategy, tokenizer, opts: dict, n: int = 16):
     from harness.benchmarks.arith import generate
     from harness.prompts import get_template

@@ -205,7 +205,7 @@ def test_interrupted_sweep_resumes(tiny, tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(evaluation, "evaluate", interrupt_first)
-    code, report = sweep_json(str(path), "--limit", "5")
+    code, report = sweep_json(str(path), "--limit", "5", "--in-process")  # the patch lives in this process
     assert code == 130 and report["interrupted"]
     first, second = report["cells"]
     assert first["state"] == "pending" and first["error"] == "interrupted" and second["state"] == "pending"
@@ -215,7 +215,7 @@ def test_interrupted_sweep_resumes(tiny, tmp_path, monkeypatch):
     artifacts = Path(Store().path).parent / "cache" / "artifacts"
     assert not list(artifacts.rglob(".*.*")), "no temporary folder is left in the artifact cache"
 
-    code, report = sweep_json(str(path), "--limit", "5")
+    code, report = sweep_json(str(path), "--limit", "5", "--in-process")
     assert code == 0 and report["counts"]["done"] == 2
     assert all(store.get_run(c["run_id"])["status"] == "complete" for c in report["cells"])
 
@@ -234,3 +234,46 @@ def test_table1_plans_on_tiny(tiny):
 def sweep_json_dry(*args: str) -> tuple[int, dict]:
     result = CliRunner().invoke(cli, ["reproduce", *args, "--dry-run", "--json"], catch_exceptions=False)
     return result.exit_code, json.loads(result.stdout)
+
+
+FAITHFUL = """
+name = "pair"
+[defaults]
+model = "tiny-arith"
+benchmarks = ["arith"]
+
+[[cell]]
+row = "rtn 8-bit"
+strategy = "rtn"
+bits = 8
+
+[faithful]
+preset = "rlquant"
+max_new_tokens = 24   # keep the sampled evaluation short on a CPU
+
+[faithful.strategy_opts.rtn]
+symmetric = false
+"""
+
+
+@pytest.mark.slow
+def test_faithful_and_corrected_rows_pair_in_the_leaderboard(tiny, tmp_path):
+    """Both forms of a row, run by two sweeps, are paired by the leaderboard (corrected - faithful)."""
+    from harness.leaderboard.generate import generate
+
+    path = write(tmp_path, FAITHFUL)
+    code, corrected = sweep_json(str(path), "--limit", "6")
+    assert code == 0
+    code, faithful = sweep_json(str(path), "--limit", "6", "--faithful")
+    assert code == 0
+    (c,), (f,) = corrected["cells"], faithful["cells"]
+    assert c["twin_id"] == f["run_id"] and f["twin_id"] == c["run_id"] and c["run_id"] != f["run_id"]
+    run = Store().get_run(f["run_id"])
+    assert run["config"]["preset"] == "rlquant" and run["config"]["strategy_opts"] == {"symmetric": "false"}
+    rows = generate(Store().path, tmp_path / "board")["rows"]
+    by_variant = {r["variant"]: r for r in rows}
+    twin = by_variant["corrected"]["twin"]
+    assert twin["against_key"] == by_variant["faithful"]["key"] and twin["all"]["accuracy"]["n"] == 6
+    diff = by_variant["corrected"]["all"]["accuracy"]["value"] - by_variant["faithful"]["all"]["accuracy"]["value"]
+    assert twin["all"]["accuracy"]["diff"] == pytest.approx(diff)
+    assert "## Faithful vs corrected" in (tmp_path / "board" / "leaderboard.md").read_text()

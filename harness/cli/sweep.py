@@ -23,6 +23,8 @@ def sweep_options(f):
                      help="set a cell field in every cell, e.g. max_steps=5 (value read as TOML; repeatable)"),
         click.option("--executor", type=click.Choice(sorted(EXECUTORS)), default="local", show_default=True,
                      help="where cells run"),
+        click.option("--isolate/--in-process", default=True, show_default=True,
+                     help="local executor: run each cell in a fresh process (its memory figures are its own)"),
         click.option("--dry-run", is_flag=True, help="plan and list the cells, run nothing"),
         click.option("--json", "as_json", is_flag=True, help="print the sweep report as JSON"),
         store_option,
@@ -46,7 +48,7 @@ def sweep(config, **kw) -> None:
     execute(find_sweep(config), **kw)
 
 
-def execute(spec, *, model, seeds, limit, faithful, sets, executor, dry_run, as_json, store, cache_dir) -> None:
+def execute(spec, *, model, seeds, limit, faithful, sets, executor, isolate, dry_run, as_json, store, cache_dir) -> None:
     """Plan, run and report one sweep (the body of ``sweep`` and ``reproduce``)."""
     from rich.console import Console
 
@@ -66,7 +68,8 @@ def execute(spec, *, model, seeds, limit, faithful, sets, executor, dry_run, as_
     if dry_run:
         report = SweepReport(spec.name, cells)
     else:
-        report = run_sweep(spec.name, cells, the_store, cache_dir, executor=executor, console=console)
+        report = run_sweep(spec.name, cells, the_store, cache_dir, executor=executor, console=console,
+                           isolate=isolate)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

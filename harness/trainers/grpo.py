@@ -14,6 +14,11 @@ tiny-arith within a few CPU minutes; ``paper`` is the seed study's setting
 prompt, 4 completions per device x 8 accumulation steps (4 prompts per
 optimizer step), 512 completion tokens, one epoch. An explicit
 ``--trainer-opt key=value`` always wins over the preset.
+
+On tiny-arith the effect of GRPO shows under the seed study's raw prompt
+(``--prompt raw --trainer-opt levels=1,2``): its SFT saw that format less, and
+RL carries over what it learned under the boxed chat prompt. Under the boxed
+prompt the tiny model is already near what a few hundred RL prompts can teach.
 """
 
 from __future__ import annotations
@@ -33,14 +38,17 @@ if TYPE_CHECKING:
 
 #: values of the ``None``-default options, per preset
 PRESETS: dict[str, dict[str, Any]] = {
+    # measured on tiny-arith (2 contended CPU cores, one torch thread): 100 steps of 8 prompts x 8 completions,
+    # about 3 s a step; with --prompt raw and levels=1,2 greedy arith accuracy rose 0.154 -> 0.206 (seed 0).
+    # lr 1e-4 and above destabilises the tiny model (accuracy falls for tens of steps); 2e-5 barely moves it.
     "tiny": {
-        "max_steps": 60,
-        "learning_rate": 2e-5,
+        "max_steps": 100,
+        "learning_rate": 5e-5,
         "num_generations": 8,
-        "per_device_train_batch_size": 32,
+        "per_device_train_batch_size": 64,
         "gradient_accumulation_steps": 1,
         "max_completion_length": 48,
-        "save_steps": 20,
+        "save_steps": 25,
     },
     "paper": {
         "max_steps": -1,  # one epoch over the training data
@@ -262,6 +270,7 @@ def _latest_checkpoint(folder: Path | None) -> str | None:
 
 def _callbacks(ctx: TrainContext, total: int, curve: list[dict]):
     """A rich progress bar over optimizer steps, and the per-step log forwarder."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from transformers import TrainerCallback
 
@@ -280,6 +289,7 @@ def _callbacks(ctx: TrainContext, total: int, curve: list[dict]):
             self.progress = Progress(
                 TextColumn("[bold]GRPO[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                 TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
+                console=Console(stderr=True),  # stdout may carry --json output
             )
             self.task = None
 
