@@ -180,8 +180,10 @@ class QLoRA(Strategy):
         import logging
 
         logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+        from harness.model import load_model
+
         model_dir = Path(model_dir)
-        model = load_nf4(model_dir, device)
+        model = load_model(model_dir, device, device_map=_device_map(device))  # NF4 config from config.json
         if (model_dir / ADAPTER_DIR).is_dir():
             from peft import PeftModel
 
