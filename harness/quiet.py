@@ -11,6 +11,8 @@ import warnings
 def quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # llmcompressor and compressed-tensors draw a tqdm bar per layer pass; the harness draws its own
+    os.environ.setdefault("TQDM_DISABLE", "1")
     # llmcompressor configures a loguru sink on *stdout* at import; keep it to errors
     os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "ERROR")
     for name in ("bitsandbytes", "transformers", "accelerate", "datasets", "llmcompressor", "compressed_tensors"):
