@@ -125,7 +125,8 @@ def _calibration_pairs(plan: Plan, tokenizer) -> list[tuple[str, str]]:
     bench = plan.registry.benchmarks.get(cfg.calib_data)
     items = bench.load("train", Path(cfg.data_dir) if cfg.data_dir else None)
     rng = random.Random(f"calib-{cfg.seed}")
-    chosen = rng.sample(items, min(N_CALIBRATION, len(items)))
+    size = plan.strategy.calibration_size(plan.quant.options) or N_CALIBRATION
+    chosen = rng.sample(items, min(size, len(items)))
     template = get_template(cfg.prompt)
     return [(template.render(p.problem, tokenizer), p.solution or p.answer) for p in chosen]
 

@@ -133,6 +133,14 @@ class Strategy:
                 f"strategy {self.name!r} needs a CUDA GPU, but the run's device is {device!r}"
             )
 
+    def calibration_size(self, options: Any) -> int | None:
+        """How many calibration problems to sample for this strategy (None: the pipeline's default).
+
+        A strategy that trains on its calibration set (kd-qat) asks for more than a
+        PTQ method needs; the sample is seeded, and a larger one extends a smaller one.
+        """
+        return None
+
     # -- post-training ----------------------------------------------------------------
     def quantize(self, model_dir: Path, out_dir: Path, ctx: QuantContext) -> QuantReport:
         """Write the quantized model of ``model_dir`` into ``out_dir``."""

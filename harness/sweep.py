@@ -160,7 +160,9 @@ def _named_opts(data: dict, key: str, path: Path) -> dict[str, dict]:
 def _check_cell_keys(table: dict, where: str) -> None:
     unknown = sorted(set(table) - CELL_KEYS)
     if unknown:
-        raise UserError(f"{where}: unknown key {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(CELL_KEYS))}")
+        raise UserError(
+            f"{where}: unknown key {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(CELL_KEYS))}"
+        )
 
 
 def _check_overrides(table: dict, where: str) -> None:

@@ -94,7 +94,8 @@ def render(rows: list[Row], meta: dict) -> str:
                   "No other row evaluated the same way is as accurate with fewer weight bytes:", ""]
         for r in sorted(front, key=lambda r: r.weight_bytes or 0):
             name = md(r.name) + (" (faithful)" if r.variant == "faithful" else "")
-            lines.append(f"- {name} ({md(r.model)}, {md(r.bits)}, preset {md(r.preset)}): {pct(r.overall['accuracy'])} % "
+            lines.append(f"- {name} ({md(r.model)}, {md(r.bits)}, preset {md(r.preset)}): "
+                         f"{pct(r.overall['accuracy'])} % "
                          f"at {size(r.weight_bytes)}")
         lines.append("")
 

@@ -72,6 +72,11 @@ class KDQATOptions:
         metadata={"help": "teacher: completions the teacher generates for the --calib prompts; reference: the "
                   "set's reference solutions"},
     )
+    prompts: int = field(
+        default=2048,
+        metadata={"help": "training problems sampled from the --calib set's train split (the teacher completes "
+                  "each `samples` times); GPTQ calibrates on the first of them, exactly as a plain gptq run"},
+    )
     group_size: int = field(
         default=128,
         metadata={"help": "inputs sharing one scale (must divide every linear's input width; tiny-arith has "
@@ -92,7 +97,7 @@ class KDQATOptions:
     def __post_init__(self) -> None:
         if self.group_size < 0:
             raise ValueError(f"group_size must be >= 0, got {self.group_size}")
-        for name in ("steps", "batch_size", "max_length", "max_new_tokens", "samples"):
+        for name in ("prompts", "steps", "batch_size", "max_length", "max_new_tokens", "samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.warmup_steps < 0:
@@ -451,6 +456,9 @@ class KDQAT(Strategy):
     needs_calibration = True
     options_class = KDQATOptions
     libraries = LIBRARIES
+
+    def calibration_size(self, options: KDQATOptions) -> int:
+        return options.prompts
 
     def prepare(self, model_dir: Path, ctx: QuantContext):
         """PTQ init + quantization-aware distillation; returns the fake-quantized student."""

@@ -180,7 +180,7 @@ def test_run_w4a4kv4_rotated_end_to_end(tmp_path):
 
     result = CliRunner().invoke(cli, [
         "run", "--strategy", "quarot", "--bits", "4", "--act-bits", "4", "--kv-bits", "4",
-        "--strategy-opt", "weights=rtn", "--limit", "4", "--json",
+        "--strategy-opt", "weights=rtn", "--strategy-opt", "num_samples=8", "--limit", "4", "--json",
         "--store", str(tmp_path / "r.db"), "--cache-dir", str(tmp_path / "cache"),
     ], catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -114,7 +114,9 @@ def test_store_text_shows_as_text(page):
     from selenium.webdriver.common.by import By
 
     # the row name with <b> is text, not markup
-    names = page.execute_script("return [...document.querySelectorAll('#board tbody tr')].map(tr => tr.cells[1].textContent)")
+    names = page.execute_script(
+        "return [...document.querySelectorAll('#board tbody tr')].map(tr => tr.cells[1].textContent)"
+    )
     assert BOLD_ROW in names
     assert page.execute_script("return document.querySelectorAll('#board b, pre script').length") == 0
     # open the sample whose completion carries the <script>: it reads as text, and nothing ran

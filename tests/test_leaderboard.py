@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from leaderboard_data import BOLD_ROW, GOOD, N, XSS, build_store
+from leaderboard_data import BOLD_ROW, N, XSS, build_store
 
 from harness.cli import cli
 from harness.config import RunConfig

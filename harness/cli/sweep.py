@@ -48,7 +48,9 @@ def sweep(config, **kw) -> None:
     execute(find_sweep(config), **kw)
 
 
-def execute(spec, *, model, seeds, limit, faithful, sets, executor, isolate, dry_run, as_json, store, cache_dir) -> None:
+def execute(
+    spec, *, model, seeds, limit, faithful, sets, executor, isolate, dry_run, as_json, store, cache_dir
+) -> None:
     """Plan, run and report one sweep (the body of ``sweep`` and ``reproduce``)."""
     from rich.console import Console
 
