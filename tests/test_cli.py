@@ -71,3 +71,22 @@ def test_plugins_json_lists_builtins():
     assert rows["none"]["strategies"] == ["none"]
     assert rows["rtn"]["strategies"] == ["rtn"]
     assert rows["arith"]["benchmarks"] == ["arith"]
+
+
+def test_threads_option_reaches_torch_and_child_processes(monkeypatch):
+    import os
+
+    import torch
+
+    before = torch.get_num_threads()
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "HARNESS_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    try:
+        result = CliRunner().invoke(cli, ["--threads", "1", "plugins", "--json"])
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 1
+        assert os.environ["OMP_NUM_THREADS"] == os.environ["HARNESS_THREADS"] == "1"
+        bad = CliRunner().invoke(cli, ["--threads", "0", "plugins"])
+        assert bad.exit_code == 2 and "0 is not in the range" in bad.output
+    finally:
+        torch.set_num_threads(before)

@@ -58,8 +58,24 @@ def _user_exit(exc: Exception) -> click.exceptions.Exit:
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="harness")
-def cli() -> None:
+@click.option("--threads", type=click.IntRange(min=1), default=None, envvar="HARNESS_THREADS", show_envvar=True,
+              help="CPU threads for torch (default: torch's own choice). On a shared or small machine 1 is "
+                   "often several times faster than oversubscribed OpenMP threads; profiles record it.")
+def cli(threads: int | None) -> None:
     """Quantize RL-fine-tuned reasoning models and measure accuracy per byte and per millisecond."""
+    if threads is not None:
+        set_threads(threads)
+
+
+def set_threads(threads: int) -> None:
+    """Through the environment, so that torch (imported later, lazily) and every process this one
+    starts (isolated sweep cells, Ray workers on this machine) use the same thread count."""
+    import os
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "HARNESS_THREADS"):
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules:  # already imported (an embedding program, the tests): tell it directly
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def main() -> None:
