@@ -13,8 +13,36 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.strategy import FULL, Phase, QuantContext, QuantReport, Strategy
 
 LIBRARIES = ("llmcompressor", "compressed-tensors", "transformers", "torch")
+
+
+class CompressedStrategy(Strategy):
+    """A post-training strategy whose :meth:`compress` quantizes in memory through llmcompressor.
+
+    Saving is shared: the in-memory model is what the tests compare a reload
+    with, so ``quantize`` must be nothing more than ``compress`` then save, and
+    the weight bytes are counted from the stored checkpoint (a compressed
+    checkpoint decompresses when it is loaded on a CPU).
+    """
+
+    phase = Phase.POST_TRAINING
+    kv_bits = (FULL, 8, 4)
+    needs_calibration = True
+    libraries = LIBRARIES
+
+    def compress(self, model_dir: Path, ctx: QuantContext) -> tuple[Any, QuantReport]:
+        """The quantized model in memory (what :meth:`quantize` saves) and its report, less the stored bytes."""
+        raise NotImplementedError
+
+    def quantize(self, model_dir: Path, out_dir: Path, ctx: QuantContext) -> QuantReport:
+        from harness.weights import stored_weight_bytes
+
+        model, report = self.compress(model_dir, ctx)
+        save_compressed(model, ctx.tokenizer, out_dir)
+        report.weight_bytes = stored_weight_bytes(out_dir)
+        return report
 
 
 def weight_scheme(bits: int, group_size: int | None, symmetric: bool = True, targets: Sequence[str] = ("Linear",)):

@@ -18,17 +18,15 @@ from typing import Any, Literal
 
 from harness import hookimpl
 from harness.compress import (
-    LIBRARIES,
+    CompressedStrategy,
     kv_cache_scheme,
     load_for_compression,
     require_calibration,
     run_oneshot,
-    save_compressed,
     scheme_label,
     weight_scheme,
 )
-from harness.strategy import FULL, Phase, QuantContext, QuantReport, Strategy, Timer, library_versions
-from harness.weights import stored_weight_bytes
+from harness.strategy import QuantContext, QuantReport, Timer, library_versions
 
 
 @dataclass
@@ -59,24 +57,13 @@ class GPTQOptions:
             raise ValueError(f"num_samples and max_length must be > 0, got {self.num_samples}, {self.max_length}")
 
 
-class GPTQ(Strategy):
+class GPTQ(CompressedStrategy):
     name = "gptq"
     description = "GPTQ weight-only integer quantization (llmcompressor), compressed-tensors checkpoint"
-    phase = Phase.POST_TRAINING
     bits = (4, 8, 3, 2)
-    kv_bits = (FULL, 8, 4)
-    needs_calibration = True
     options_class = GPTQOptions
-    libraries = LIBRARIES
-
-    def quantize(self, model_dir: Path, out_dir: Path, ctx: QuantContext) -> QuantReport:
-        model, report = self.compress(model_dir, ctx)
-        save_compressed(model, ctx.tokenizer, out_dir)
-        report.weight_bytes = stored_weight_bytes(out_dir)
-        return report
 
     def compress(self, model_dir: Path, ctx: QuantContext) -> tuple[Any, QuantReport]:
-        """The quantized model in memory (what :meth:`quantize` saves) and its report, less the stored bytes."""
         from llmcompressor.modifiers.quantization import GPTQModifier
 
         opts: GPTQOptions = ctx.options

@@ -34,7 +34,7 @@ from typing import Literal
 
 from harness import hookimpl
 from harness.compress import (
-    LIBRARIES,
+    CompressedStrategy,
     attach_online_transforms,
     load_for_compression,
     quant_scheme,
@@ -44,7 +44,7 @@ from harness.compress import (
     weight_modifier,
 )
 from harness.errors import UserError
-from harness.strategy import FULL, Phase, QuantContext, QuantReport, Strategy, Timer
+from harness.strategy import FULL, QuantContext, QuantReport, Timer
 
 #: SpinQuant's names for QuaRot's rotations that this strategy offers. R3 (queries and
 #: keys, online) is left out: with a KV-cache scheme compressed-tensors 0.19 quantizes the
@@ -133,16 +133,12 @@ def _block_size(config, rotations: list[str], asked: int) -> int:
     return block
 
 
-class QuaRot(Strategy):
+class QuaRot(CompressedStrategy):
     name = "quarot"
     description = "QuaRot-style Hadamard rotations, then GPTQ/RTN weights with int activations and KV cache"
-    phase = Phase.POST_TRAINING
     bits = (4, 8)
     act_bits = (4, 8, FULL)
-    kv_bits = (FULL, 8, 4)
-    needs_calibration = True
     options_class = QuaRotOptions
-    libraries = LIBRARIES
 
     def build(self, model_dir: Path, ctx: QuantContext):
         """The quantized model, in memory (bf16): rotate, then quantize. Returns (model, fp bytes, extra)."""

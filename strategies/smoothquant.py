@@ -16,7 +16,7 @@ from typing import Literal
 
 from harness import hookimpl
 from harness.compress import (
-    LIBRARIES,
+    CompressedStrategy,
     load_for_compression,
     quant_scheme,
     require_calibration,
@@ -24,7 +24,7 @@ from harness.compress import (
     save_verified,
     weight_modifier,
 )
-from harness.strategy import FULL, Phase, QuantContext, QuantReport, Strategy, Timer
+from harness.strategy import QuantContext, QuantReport, Timer
 
 
 @dataclass
@@ -46,16 +46,12 @@ class SmoothQuantOptions:
             raise ValueError(f"group_size must be >= 0, got {self.group_size}")
 
 
-class SmoothQuant(Strategy):
+class SmoothQuant(CompressedStrategy):
     name = "smoothquant"
     description = "SmoothQuant, then GPTQ/RTN int8 weights with dynamic per-token int8 activations (W8A8)"
-    phase = Phase.POST_TRAINING
     bits = (8,)
     act_bits = (8,)
-    kv_bits = (FULL, 8, 4)
-    needs_calibration = True
     options_class = SmoothQuantOptions
-    libraries = LIBRARIES
 
     def build(self, model_dir: Path, ctx: QuantContext):
         """The quantized model, in memory (bf16). Returns (model, fp bytes, extra)."""
