@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness.leaderboard import html as html_page
 from harness.leaderboard import markdown
-from harness.leaderboard.rows import Baseline, ReadOnlyStore, leaderboard_rows
+from harness.leaderboard.rows import DEFAULT_CONTEXT_TOKENS, Baseline, ReadOnlyStore, leaderboard_rows, memory_axis
 
 FILES = ("leaderboard.md", "index.html", "accuracy_vs_memory.png", "accuracy_vs_memory.svg", "leaderboard.json")
 
@@ -46,6 +46,7 @@ def generate(
     title: str = "Leaderboard",
     note: str = "",
     command: str | None = None,
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS,
 ) -> dict:
     """Write every leaderboard file into ``out_dir``; returns the paths and the rows as JSON."""
     from harness.leaderboard.html import _jsonable
@@ -54,9 +55,10 @@ def generate(
     spec = Baseline.parse(baseline)
     store = ReadOnlyStore(store_path)
     try:
-        rows = leaderboard_rows(store, spec, n_samples=n_samples)
+        rows = leaderboard_rows(store, spec, n_samples=n_samples, context_tokens=context_tokens)
     finally:
         store.close()
+    axis = memory_axis(rows, context_tokens)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     devices = sorted({str(run.profile.get("device")) for r in rows for run in r.runs if run.profile.get("device")})
@@ -70,8 +72,11 @@ def generate(
         "run_devices": devices,
         "baseline": spec.describe(),
         "n_runs": sum(len(r.runs) for r in rows),
+        "context_tokens": context_tokens,
+        "memory_axis": axis.title,
+        "memory_note": axis.note,
     }
-    png, svg = plot(rows, out)
+    png, svg = plot(rows, out, axis=axis)
     rows_json = _jsonable([r.to_json(n_samples) for r in rows])
     files = {
         "markdown": out / "leaderboard.md",
@@ -80,8 +85,8 @@ def generate(
         "svg": svg,
         "json": out / "leaderboard.json",
     }
-    _write(files["markdown"], markdown.render(rows, meta))
-    _write(files["html"], html_page.render(rows, meta, plot_png=png, n_samples=n_samples))
+    _write(files["markdown"], markdown.render(rows, meta, axis))
+    _write(files["html"], html_page.render(rows, meta, plot_png=png, n_samples=n_samples, axis=axis))
     _write(files["json"], json.dumps({"meta": meta, "rows": rows_json}, indent=2, allow_nan=False) + "\n")
     return {"files": {k: str(v) for k, v in files.items()}, "meta": meta, "rows": rows_json}
 

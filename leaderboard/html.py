@@ -16,9 +16,9 @@ import html
 import json
 from pathlib import Path
 
-from harness.leaderboard.markdown import LEGEND
-from harness.leaderboard.rows import Row
-from harness.leaderboard.text import diff_points, diff_reward, number, pct, reward, size
+from harness.leaderboard.markdown import legend
+from harness.leaderboard.rows import DEFAULT_CONTEXT_TOKENS, MemoryAxis, Row, memory_axis
+from harness.leaderboard.text import diff_points, diff_reward, memory_header, number, pct, reward, size
 
 FILTERS = ("model", "trainer", "bits")
 
@@ -132,14 +132,18 @@ def _jsonable(value):
     return value
 
 
-def render(rows: list[Row], meta: dict, plot_png: Path | None = None, n_samples: int = 3) -> str:
+def render(rows: list[Row], meta: dict, plot_png: Path | None = None, n_samples: int = 3,
+           axis: MemoryAxis | None = None) -> str:
+    context_tokens = int(meta.get("context_tokens", DEFAULT_CONTEXT_TOKENS))
+    axis = axis or memory_axis(rows, context_tokens)
     benches = sorted({b for r in rows for b in r.benchmarks})
     data = _jsonable({"meta": meta, "rows": [r.to_json(n_samples) for r in rows]})
     columns = [("#", "num"), ("row", "text"), ("model", "text"), ("trainer", "text"), ("strategy", "text"),
                ("bits", "text"), ("options", "text"), ("preset", "text"), ("seeds", "num"),
                ("accuracy % (all)", "num"), ("reward (all)", "num"),
                *[(f"{b} acc %", "num") for b in benches],
-               ("weights", "num"), ("peak memory", "num"), ("tok/s", "num"), ("TTFT ms", "num"),
+               ("weights", "num"), ("KV B/token", "num"), (memory_header(context_tokens), "num"),
+               ("peak memory", "num"), ("tok/s", "num"), ("TTFT ms", "num"),
                ("Δ acc vs baseline (pp)", "num"), ("baseline", "text"), ("Pareto", "num"), ("samples", "text")]
     head = "".join(f'<th data-type="{t}" scope="col">{e(name)}</th>' for name, t in columns)
     body = []
@@ -156,6 +160,8 @@ def render(rows: list[Row], meta: dict, plot_png: Path | None = None, n_samples:
             *[_td(pct(r.benchmarks.get(b, {}).get("accuracy")),
                   _num_attr((r.benchmarks.get(b, {}).get("accuracy") or {}).get("value")), True) for b in benches],
             _td(size(r.weight_bytes), _num_attr(r.weight_bytes), True),
+            _td(number(r.kv_bytes_per_token, 0), _num_attr(r.kv_bytes_per_token), True),
+            _td(size(r.memory_bytes), _num_attr(r.memory_bytes), True),
             _td(size(r.peak_memory_bytes), _num_attr(r.peak_memory_bytes), True),
             _td(number(r.tokens_per_s, 0), _num_attr(r.tokens_per_s), True),
             _td(number(r.ttft_ms, 1), _num_attr(r.ttft_ms), True),
@@ -181,8 +187,9 @@ def render(rows: list[Row], meta: dict, plot_png: Path | None = None, n_samples:
         f'<code>{e(meta["command"])}</code> on {e(meta["machine"])}. {e(meta["n_runs"])} complete runs in '
         f"{len(rows)} rows. Click a column header to sort; again to reverse.</p>",
         f'<p class="meta">{e(meta["note"])}</p>' if meta.get("note") else "",
-        f'<p class="legend">{e(LEGEND)} Baseline of Δ: {e(meta["baseline"])}. '
+        f'<p class="legend">{e(legend(context_tokens))} Baseline of Δ: {e(meta["baseline"])}. '
         "A bar at the left of a row marks the Pareto front.</p>",
+        f'<p class="legend" id="memory-note">{e(axis.note)}</p>' if axis.note else "",
         f'<div class="filters">{"".join(filters)}<span id="shown"></span></div>',
         f'<table id="board"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>',
         _twin_table(rows),
@@ -190,8 +197,8 @@ def render(rows: list[Row], meta: dict, plot_png: Path | None = None, n_samples:
     ]
     if plot_png is not None and plot_png.exists():
         b64 = base64.b64encode(plot_png.read_bytes()).decode()
-        parts.append('<h2>Accuracy against weight memory</h2>'
-                     f'<img class="plot" alt="accuracy against weight bytes, Pareto front circled" '
+        parts.append('<h2>Accuracy against memory</h2>'
+                     f'<img class="plot" alt="accuracy against {e(axis.title)}, Pareto front circled" '
                      f'src="data:image/png;base64,{b64}">')
     parts.append(_samples(rows, n_samples))
     csp = ("default-src 'none'; img-src data:; "

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
-from harness.leaderboard.rows import Row, eval_key
+from harness.leaderboard.rows import MemoryAxis, Row, eval_key, memory_axis
 
 MARKERS = "osD^v<>pPX*h"
 
 
-def plot(rows: list[Row], out_dir: Path, stem: str = "accuracy_vs_memory") -> list[Path]:
-    """Accuracy (all) against weight bytes, one marker per trainer, the front as a step line."""
+def plot(rows: list[Row], out_dir: Path, stem: str = "accuracy_vs_memory",
+         axis: MemoryAxis | None = None) -> list[Path]:
+    """Accuracy (all) against memory (``axis``: weights + one sequence's KV cache), one marker per trainer,
+    the front as a step line: the x quantity is the one :func:`~.rows.mark_pareto` used."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = [r for r in rows if r.weight_bytes and r.overall.get("accuracy")]
+    axis = axis or memory_axis(rows, rows[0].context_tokens if rows else 0)
+    points = [r for r in rows if axis.value(r) and r.overall.get("accuracy")]
     from matplotlib.ticker import FuncFormatter
 
     # svg text stays text (escaped by matplotlib's SVG writer), not paths
@@ -27,7 +31,7 @@ def plot(rows: list[Row], out_dir: Path, stem: str = "accuracy_vs_memory") -> li
         marker = {t: MARKERS[i % len(MARKERS)] for i, t in enumerate(trainers)}
         for t in trainers:
             mine = [r for r in points if r.trainer == t]
-            xs = [r.weight_bytes / 1e6 for r in mine]
+            xs = [axis.value(r) / 1e6 for r in mine]
             ys = [r.overall["accuracy"]["value"] * 100 for r in mine]
             lo = [max(0.0, y - (r.overall["accuracy"].get("lo") or r.overall["accuracy"]["value"]) * 100)
                   for r, y in zip(mine, ys)]
@@ -40,8 +44,8 @@ def plot(rows: list[Row], out_dir: Path, stem: str = "accuracy_vs_memory") -> li
             if r.pareto:
                 groups[eval_key(r)].append(r)
         for i, front in enumerate(groups.values()):
-            front.sort(key=lambda r: r.weight_bytes)
-            xs = [r.weight_bytes / 1e6 for r in front]
+            front.sort(key=axis.value)
+            xs = [axis.value(r) / 1e6 for r in front]
             ys = [r.overall["accuracy"]["value"] * 100 for r in front]
             ax.step(xs, ys, where="post", color="black", linewidth=1, alpha=0.6,
                     label="Pareto front" if i == 0 else None)
@@ -54,9 +58,11 @@ def plot(rows: list[Row], out_dir: Path, stem: str = "accuracy_vs_memory") -> li
         plain = FuncFormatter(lambda v, _: f"{v:g}")
         ax.xaxis.set_major_formatter(plain)
         ax.xaxis.set_minor_formatter(plain)
-        ax.set_xlabel("weight bytes as stored (MB, log scale)")
+        # the note (why the KV cache is left out) is a second line of the label; store text stays plain text
+        note = "\n" + textwrap.fill(axis.note, 110) if axis.note else ""
+        ax.set_xlabel(axis.label + note, parse_math=False)
         ax.set_ylabel("accuracy, all benchmarks (%)")
-        ax.set_title("accuracy against weight memory (circled: Pareto front)")
+        ax.set_title("accuracy against memory (circled: Pareto front)")
         ax.grid(True, which="both", alpha=0.3)
         if points:
             for text in ax.legend(fontsize=8, loc="best").get_texts():

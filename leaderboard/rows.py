@@ -36,6 +36,9 @@ STRATEGY_FIELDS = ("strategy", "bits", "act_bits", "kv_bits", "strategy_opts", "
 #: config fields that say how a row was evaluated; rows compared by a filter share them
 EVAL_FIELDS = ("model", "prompt", "sampling", "preset", "limit", "benchmarks")
 VARIANT_RANK = {"": 0, "corrected": 0, "faithful": 1}
+#: KV-cache tokens counted in a row's memory figure (``--context-tokens``): one long reasoning trace,
+#: long enough that a 4-bit KV cache saves about as much as 4-bit weights do on a small model
+DEFAULT_CONTEXT_TOKENS = 4096
 
 
 class ReadOnlyStore(Store):
@@ -115,6 +118,8 @@ class Row:
     baseline: dict | None = None
     twin: dict | None = None
     pareto: bool = False
+    #: KV-cache tokens counted in :attr:`memory_bytes`
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS
 
     @property
     def config(self) -> dict:
@@ -173,6 +178,26 @@ class Row:
         return self.profile("weight_bytes")
 
     @property
+    def kv_bytes_per_token(self) -> float | None:
+        """KV-cache bytes per token at the run's KV bit width (None for runs profiled before it was recorded)."""
+        return self.profile("kv_bytes_per_token")
+
+    @property
+    def memory_bytes(self) -> float | None:
+        """Weights plus the KV cache of one ``context_tokens``-token sequence.
+
+        Weight bytes alone hide what KV-cache quantization saves; a long
+        reasoning trace holds its whole KV cache beside the weights, so this
+        is the figure that shows KV4 against KV16. None when the run has no
+        KV figure (and ``context_tokens`` is not 0): a guess would mislead.
+        """
+        weights = self.weight_bytes
+        if weights is None or self.context_tokens == 0:
+            return weights
+        kv = self.kv_bytes_per_token
+        return None if kv is None else weights + self.context_tokens * kv
+
+    @property
     def peak_memory_bytes(self) -> float | None:
         """Peak memory while evaluating: GPU when the run had one, else resident memory."""
         for key in ("eval_peak_gpu_bytes", "eval_peak_rss_bytes", "peak_rss_bytes"):
@@ -204,6 +229,8 @@ class Row:
                 {"seed": r.seed, "run_id": r.id, **_run_overall(r)} for r in self.runs
             ],
             "weight_bytes": self.weight_bytes, "fp_bytes": self.profile("fp_bytes"),
+            "kv_bytes_per_token": self.kv_bytes_per_token, "context_tokens": self.context_tokens,
+            "memory_bytes": self.memory_bytes,
             "peak_memory_bytes": self.peak_memory_bytes, "tokens_per_s": self.tokens_per_s,
             "ttft_ms": self.ttft_ms, "pareto": self.pareto, "baseline": self.baseline, "twin": self.twin,
             "samples": [s for r in self.runs[:1] for s in r.samples[:n_samples]],
@@ -334,14 +361,64 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return sorted(front)
 
 
-def mark_pareto(rows: list[Row]) -> None:
-    """Mark each row on the accuracy-vs-weight-bytes front of the rows evaluated the same way."""
+@dataclass(frozen=True)
+class MemoryAxis:
+    """The memory quantity of the Pareto front and the plot's x axis.
+
+    Weights plus the KV cache of one ``context_tokens``-token sequence when
+    every row that can be placed has a KV figure; otherwise weights alone for
+    every row (``missing_kv`` names the rows that forced it), because a front
+    that counts the KV cache for some rows and not for others would favour
+    the rows profiled before KV bytes were recorded.
+    """
+
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS
+    with_kv: bool = True
+    missing_kv: tuple[str, ...] = ()
+
+    def value(self, row: Row) -> float | None:
+        return row.memory_bytes if self.with_kv else row.weight_bytes
+
+    @property
+    def title(self) -> str:
+        """What is counted, in words: ``weights + KV cache of one 4096-token sequence``."""
+        return f"weights + KV cache of one {self.context_tokens}-token sequence" if self.with_kv else "weights"
+
+    @property
+    def label(self) -> str:
+        """The plot's x-axis label."""
+        return f"{self.title} (MB, log scale)"
+
+    @property
+    def note(self) -> str:
+        """Why the KV cache is left out, or "" when it is counted."""
+        if self.with_kv:
+            return ""
+        if self.context_tokens == 0:
+            return "KV cache left out (--context-tokens 0): memory is weights only."
+        n = len(self.missing_kv)
+        names = ", ".join(self.missing_kv[:5]) + (f" and {n - 5} more" if n > 5 else "")
+        return (f"KV cache left out: {n} row{'s' if n != 1 else ''} ({names}) "
+                f"{'have' if n != 1 else 'has'} no KV bytes per token (profiled before profiles recorded it), "
+                "so memory is weights only for every row.")
+
+
+def memory_axis(rows: list[Row], context_tokens: int = DEFAULT_CONTEXT_TOKENS) -> MemoryAxis:
+    """Count the KV cache on the axis when ``context_tokens`` > 0 and every placeable row has a KV figure."""
+    placed = [r for r in rows if r.weight_bytes and r.overall.get("accuracy")]
+    missing = tuple(dict.fromkeys(r.name for r in placed if r.kv_bytes_per_token is None))
+    return MemoryAxis(context_tokens, with_kv=context_tokens > 0 and not missing, missing_kv=missing)
+
+
+def mark_pareto(rows: list[Row], axis: MemoryAxis | None = None) -> None:
+    """Mark each row on the accuracy-vs-memory front of the rows evaluated the same way."""
+    axis = axis or memory_axis(rows, rows[0].context_tokens if rows else DEFAULT_CONTEXT_TOKENS)
     by_eval: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
-        if row.weight_bytes and row.overall.get("accuracy"):
+        if axis.value(row) and row.overall.get("accuracy"):
             by_eval[eval_key(row)].append(row)
     for members in by_eval.values():
-        points = [(r.weight_bytes, r.overall["accuracy"]["value"]) for r in members]
+        points = [(axis.value(r), r.overall["accuracy"]["value"]) for r in members]
         for i in pareto_front(points):
             members[i].pareto = True
 
@@ -508,9 +585,14 @@ def attach_comparisons(rows: list[Row], spec: Baseline) -> None:
             row.twin = compare(row, twin, "faithful twin")
 
 
-def leaderboard_rows(store: ReadOnlyStore, baseline: Baseline = Baseline(), n_samples: int = 3) -> list[Row]:
+def leaderboard_rows(store: ReadOnlyStore, baseline: Baseline = Baseline(), n_samples: int = 3,
+                     context_tokens: int = DEFAULT_CONTEXT_TOKENS) -> list[Row]:
     """Everything the leaderboard shows, from one read of the store."""
+    if context_tokens < 0:
+        raise UserError(f"--context-tokens must be >= 0, got {context_tokens}")
     rows = build_rows(load_runs(store, n_samples))
-    mark_pareto(rows)
+    for row in rows:
+        row.context_tokens = context_tokens
+    mark_pareto(rows, memory_axis(rows, context_tokens))
     attach_comparisons(rows, baseline)
     return rows

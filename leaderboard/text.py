@@ -47,3 +47,9 @@ def size(n: float | None) -> str:
 
 def number(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{x:,.{digits}f}"
+
+
+def memory_header(context_tokens: int) -> str:
+    """``memory @4k tok``: the memory column's header, naming the KV-cache tokens it counts."""
+    n = f"{context_tokens // 1024}k" if context_tokens and context_tokens % 1024 == 0 else str(context_tokens)
+    return f"memory @{n} tok"

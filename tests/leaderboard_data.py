@@ -16,6 +16,8 @@ from harness.store import Store
 XSS = "<script>alert(1)</script>"
 BOLD_ROW = "<b>STE</b> 8-bit"
 N = 60  # problems
+KV16 = 2048.0  # KV-cache bytes per token of the synthetic model at 16 bits
+KV4 = 512.0    # ... and at 4 bits
 
 
 def _samples(correct: set[int], completion: str = "The answer is \\boxed{1}.") -> list[dict]:
@@ -27,10 +29,11 @@ def _samples(correct: set[int], completion: str = "The answer is \\boxed{1}.") -
     ]
 
 
-def add_run(store: Store, *, trainer="none", strategy="none", bits=16, seed=0, correct: set[int],
+def add_run(store: Store, *, trainer="none", strategy="none", bits=16, kv_bits=16, seed=0, correct: set[int],
             weight_bytes: int, preset="default", tags: dict | None = None, completion: str | None = None,
-            label: str | None = None, ttft_ms: float | None = 5.0) -> str:
-    config = RunConfig(trainer=trainer, strategy=strategy, bits=bits, seed=seed, preset=preset, limit=N)
+            label: str | None = None, ttft_ms: float | None = 5.0, kv_bytes_per_token: float | None = KV16) -> str:
+    config = RunConfig(trainer=trainer, strategy=strategy, bits=bits, kv_bits=kv_bits, seed=seed, preset=preset,
+                       limit=N)
     rid = config.run_id
     store.start_run(rid, label or config.label, config.to_dict(), {"quant-rl-harness": "test"}, None)
     rows = _samples(correct, completion) if completion else _samples(correct)
@@ -40,6 +43,8 @@ def add_run(store: Store, *, trainer="none", strategy="none", bits=16, seed=0, c
                "peak_rss_bytes": 500_000_000 + weight_bytes, "eval_tokens_per_s": 1000.0 + bits}
     if ttft_ms is not None:
         profile["bs1_ttft_ms"] = ttft_ms
+    if kv_bytes_per_token is not None:  # None: a run profiled before KV bytes were recorded
+        profile.update(kv_bits=kv_bits, kv_bytes_per_token=kv_bytes_per_token)
     store.set_profile(rid, profile)
     if tags:
         store.add_artifacts(rid, {"sweep": tags})
@@ -72,5 +77,19 @@ def build_store(path: Path) -> Path:
     # an unfinished run is never shown
     cfg = RunConfig(trainer="grpo", strategy="rtn", bits=3, limit=N)
     s.start_run(cfg.run_id, cfg.label, cfg.to_dict(), {}, None)
+    s.close()
+    return path
+
+
+def build_kv_store(path: Path, old_run: bool = False) -> Path:
+    """Two rows that differ only in kv_bits (W4A16 and W4A16KV4): equal weight bytes, equal accuracy,
+    KV16 vs KV4 bytes per token; with ``old_run``, a third row profiled before KV bytes were recorded."""
+    s = Store(path)
+    add_run(s, trainer="grpo", strategy="rtn", bits=4, correct=GOOD, weight_bytes=2_700_000)
+    add_run(s, trainer="grpo", strategy="rtn", bits=4, kv_bits=4, correct=GOOD, weight_bytes=2_700_000,
+            kv_bytes_per_token=KV4)
+    if old_run:
+        add_run(s, trainer="grpo", strategy="rtn", bits=8, correct=GOOD, weight_bytes=4_300_000,
+                kv_bytes_per_token=None)
     s.close()
     return path

@@ -92,6 +92,14 @@ def test_clicking_a_header_sorts(page):
     page.find_element(By.XPATH, "//table[@id='board']/thead//th[normalize-space()='TTFT ms']").click()
     ttft = _column(page, "TTFT ms")
     assert ttft[-1] == "" and all(v != "" for v in ttft[:-1])
+    # the KV and memory columns sort as numbers, like the other byte columns
+    for name in ("KV B/token", "memory @4k tok"):
+        th = page.find_element(By.XPATH, f"//table[@id='board']/thead//th[normalize-space()='{name}']")
+        assert th.get_attribute("data-type") == "num", name
+        th.click()
+        values = [float(v) for v in _column(page, name)]
+        assert values == sorted(values), name
+    assert len(set(_column(page, "memory @4k tok"))) > 1
 
 
 def test_filters(page):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from leaderboard_data import BOLD_ROW, N, XSS, build_store
+from leaderboard_data import BOLD_ROW, KV4, KV16, N, XSS, build_kv_store, build_store
 
 from harness.cli import cli
 from harness.config import RunConfig
@@ -53,6 +53,7 @@ def test_files_rows_and_seed_pooling(store_path, tmp_path):
     assert rows[("grpo", "rtn", "W4A16")]["ttft_ms"] is None and rows[("grpo", "rtn", "W8A16")]["ttft_ms"] == 5.0
     md = (out / "leaderboard.md").read_text()
     assert "| reward (all) |" in md and "arith acc %" in md and "TTFT ms" in md
+    assert "| KV B/token | memory @4k tok |" in md
 
 
 def test_paired_difference_against_default_baseline(store_path, tmp_path):
@@ -113,11 +114,82 @@ def test_pareto_front_hand_made():
 def test_pareto_rows(store_path, tmp_path):
     rows = by_name(generate(store_path, tmp_path / "b")["rows"])
     on_front = {k for k, r in rows.items() if r["pareto"]}
-    # default-preset rows: 2.0 MB at 45 %, 4.3 MB at 90 % and GRPO's 13 MB at 90.8 % (the seed mean) beat
+    # every row has the same KV cache (KV16), so memory is weight bytes plus a constant.
+    # Default-preset rows: 2.0 MB at 45 %, 4.3 MB at 90 % and GRPO's 13 MB at 90.8 % (the seed mean) beat
     # 2.7 MB at 45 % and the base model's 13 MB at 90 %; the faithful row was evaluated another way
     # (preset rlquant), so it is compared with no other row and is its own front
     assert on_front == {("grpo", "rtn", "W2A16/corrected"), ("grpo", "rtn", "W8A16"), ("grpo", "none", "bf16"),
                         ("grpo", "rtn", "W2A16/faithful")}
+
+
+W4, W4KV4 = ("grpo", "rtn", "W4A16"), ("grpo", "rtn", "W4A16KV4")
+
+
+def test_kv_cache_memory_moves_kv4_onto_the_front(tmp_path):
+    out = tmp_path / "b"
+    result = generate(build_kv_store(tmp_path / "kv.db"), out)
+    rows = by_name(json.loads((out / "leaderboard.json").read_text())["rows"])
+    kv16, kv4 = rows[W4], rows[W4KV4]
+    assert (kv16["kv_bytes_per_token"], kv4["kv_bytes_per_token"]) == (KV16, KV4)
+    assert kv16["weight_bytes"] == kv4["weight_bytes"] == 2_700_000
+    assert kv16["all"]["accuracy"]["value"] == kv4["all"]["accuracy"]["value"]
+    assert kv16["context_tokens"] == kv4["context_tokens"] == 4096
+    assert kv16["memory_bytes"] == 2_700_000 + 4096 * KV16 and kv4["memory_bytes"] == 2_700_000 + 4096 * KV4
+    # equal weights and accuracy: only the KV cache tells them apart, and the KV4 row wins
+    assert kv4["pareto"] and not kv16["pareto"]
+    assert result["meta"]["memory_axis"] == "weights + KV cache of one 4096-token sequence"
+    assert result["meta"]["memory_note"] == ""
+    md = (out / "leaderboard.md").read_text()
+    assert "| weights | KV B/token | memory @4k tok | peak memory |" in md
+    assert "| 2.70 MB | 512 | 4.80 MB |" in md and "| 2.70 MB | 2,048 | 11.09 MB |" in md
+    assert "memory @4k tok: weights plus the KV cache of one 4096-token reasoning trace" in md
+    assert "## Pareto front (accuracy against weights + KV cache of one 4096-token sequence)" in md
+    page = (out / "index.html").read_text()
+    assert '<th data-type="num" scope="col">KV B/token</th>' in page
+    assert '<th data-type="num" scope="col">memory @4k tok</th>' in page
+    assert f'data-v="{float(2_700_000 + 4096 * KV4)!r}"' in page
+    svg = (out / "accuracy_vs_memory.svg").read_text()
+    assert "weights + KV cache of one 4096-token sequence (MB, log scale)" in svg
+
+
+def test_context_tokens_zero_is_weights_only(tmp_path):
+    out = tmp_path / "b"
+    result = CliRunner().invoke(cli, ["leaderboard", "--store", str(build_kv_store(tmp_path / "kv.db")),
+                                      "--out", str(out), "--context-tokens", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = by_name(json.loads(result.stdout)["rows"])
+    for key in (W4, W4KV4):
+        assert rows[key]["memory_bytes"] == rows[key]["weight_bytes"] == 2_700_000
+        assert rows[key]["context_tokens"] == 0
+    assert rows[W4KV4]["kv_bytes_per_token"] == KV4, "the KV column still shows"
+    assert rows[W4]["pareto"] and rows[W4KV4]["pareto"], "identical points: neither beats the other"
+    meta = json.loads((out / "leaderboard.json").read_text())["meta"]
+    assert meta["context_tokens"] == 0 and meta["memory_axis"] == "weights"
+    assert "--context-tokens 0" in meta["memory_note"]
+    assert "weights (MB, log scale)" in (out / "accuracy_vs_memory.svg").read_text()
+    assert "| memory @0 tok |" in (out / "leaderboard.md").read_text()
+    bad = CliRunner().invoke(cli, ["leaderboard", "--store", str(tmp_path / "kv.db"), "--out", str(out),
+                                   "--context-tokens", "-1"])
+    assert bad.exit_code == 2 and "--context-tokens must be >= 0" in bad.output
+
+
+def test_run_without_kv_figure_falls_back_to_weights(tmp_path):
+    out = tmp_path / "b"
+    result = generate(build_kv_store(tmp_path / "kv.db", old_run=True), out)
+    rows = by_name(result["rows"])
+    old = rows[("grpo", "rtn", "W8A16")]
+    assert old["kv_bytes_per_token"] is None and old["memory_bytes"] is None
+    assert rows[W4KV4]["memory_bytes"] == 2_700_000 + 4096 * KV4, "the column keeps each row's own figure"
+    # the front and the plot count weights alone for every row, rather than favour the row without a KV figure
+    assert rows[W4]["pareto"] and rows[W4KV4]["pareto"] and not old["pareto"]
+    note = result["meta"]["memory_note"]
+    assert result["meta"]["memory_axis"] == "weights"
+    assert note.startswith("KV cache left out: 1 row (grpo rtn W8A16) has no KV bytes per token")
+    md = (out / "leaderboard.md").read_text()
+    assert note in md and "## Pareto front (accuracy against weights)" in md
+    assert "KV cache left out" in (out / "index.html").read_text()
+    svg = (out / "accuracy_vs_memory.svg").read_text()
+    assert "weights (MB, log scale)" in svg and "KV cache left out" in svg
 
 
 class _Collect(HTMLParser):

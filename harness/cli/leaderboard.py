@@ -19,10 +19,13 @@ from harness.cli.options import store_option
                    "(default: the full-precision row of the same model, trainer and settings)")
 @click.option("--samples", "n_samples", type=int, default=3, show_default=True,
               help="sample generations shown per row in the HTML page")
+@click.option("--context-tokens", type=int, default=4096, show_default=True, metavar="N",
+              help="KV-cache tokens counted in each row's memory figure and on the plot's x axis (one long "
+                   "reasoning trace, so KV-cache quantization shows); 0: weights only")
 @click.option("--title", default="Leaderboard", show_default=True)
 @click.option("--note", default="", help="a paragraph written under the title (e.g. the command that made the runs)")
 @click.option("--json", "as_json", is_flag=True, help="print the rows as JSON")
-def leaderboard(store, out_dir, baseline, n_samples, title, note, as_json) -> None:
+def leaderboard(store, out_dir, baseline, n_samples, context_tokens, title, note, as_json) -> None:
     """Render every complete run in the store; seeds of one configuration form one row."""
     from harness.errors import UserError
     from harness.leaderboard.generate import generate
@@ -30,8 +33,10 @@ def leaderboard(store, out_dir, baseline, n_samples, title, note, as_json) -> No
 
     if n_samples < 0:
         raise UserError(f"--samples must be >= 0, got {n_samples}")
+    if context_tokens < 0:
+        raise UserError(f"--context-tokens must be >= 0, got {context_tokens}")
     result = generate(store or default_store_path(), out_dir, baseline=baseline, n_samples=n_samples,
-                      title=title, note=note)
+                      title=title, note=note, context_tokens=context_tokens)
     if as_json:
         click.echo(json.dumps({"files": result["files"], "rows": result["rows"]}, indent=2))
         return
@@ -45,7 +50,8 @@ def leaderboard(store, out_dir, baseline, n_samples, title, note, as_json) -> No
         console.print(
             f"{r['name']}{' (faithful)' if r['variant'] == 'faithful' else ''} · {r['model']} · {r['bits']}: "
             f"acc {pct(r['all'].get('accuracy'))} %, reward {reward(r['all'].get('reward'))}, "
-            f"{size(r['weight_bytes'])}" + (f", Δ {diff_points(delta)} pp" if delta else ""),
+            f"{size(r['weight_bytes'])}, memory {size(r['memory_bytes'])}"
+            + (f", Δ {diff_points(delta)} pp" if delta else ""),
             markup=False, highlight=False,
         )
     names = sorted(Path(p).name for p in result["files"].values())
