@@ -45,8 +45,14 @@ class Plan:
         return self.strategy.phase is Phase.IN_TRAINING
 
 
-def plan(config: RunConfig, registry: Registry) -> Plan:
-    """Resolve names, bits, options, device, model and data; raise UserError on anything wrong."""
+def plan(config: RunConfig, registry: Registry, check_device: bool = True) -> Plan:
+    """Resolve names, bits, options, device, model and data; raise UserError on anything wrong.
+
+    ``check_device=False`` plans a run that will run on another machine (a Ray
+    worker, which plans it again on its own device): the driver's lack of a
+    GPU must not refuse it there, so the device stays as configured and only
+    the checks that do not depend on this machine's hardware are made.
+    """
     from harness.model import resolve_device, resolve_model
     from harness.prompts import get_template
 
@@ -72,10 +78,16 @@ def plan(config: RunConfig, registry: Registry) -> Plan:
     elif config.trainer_opts:
         raise UserError("--trainer-opt given without --trainer")
     get_template(config.prompt)
-    device = resolve_device(config.device)
-    strategy.check_runnable(device)
-    if trainer is not None and trainer.needs_gpu and not device.startswith("cuda"):
-        raise UserError(f"trainer {trainer.name!r} needs a CUDA GPU, but the run's device is {device!r}")
+    if check_device:
+        device = resolve_device(config.device)
+        strategy.check_runnable(device)
+        if trainer is not None and trainer.needs_gpu and not device.startswith("cuda"):
+            raise UserError(f"trainer {trainer.name!r} needs a CUDA GPU, but the run's device is {device!r}")
+    else:
+        device = config.device
+        reason = strategy.unavailable_reason()
+        if reason:
+            raise UserError(f"strategy {strategy.name!r} is unavailable: {reason}")
     model = resolve_model(config.model)
     data_dir = Path(config.data_dir) if config.data_dir else None
     problems = {}
@@ -156,18 +168,7 @@ class Runner:
 
         cfg = plan.config
         trainer = plan.trainer
-        key_parts = {
-            "model": plan.model.identity,
-            "trainer": trainer.name,
-            "trainer_config": trainer.describe_config(plan.trainer_config),
-            "seed": cfg.seed,
-            "train_data": cfg.train_data,
-            "prompt": cfg.prompt,
-        }
-        if plan.in_training:
-            key_parts["strategy"] = [plan.strategy.name, plan.quant.spec.label, _opts(plan.quant.options)]
-            if plan.strategy.needs_calibration:
-                key_parts["calib"] = cfg.calib_data
+        key_parts = train_key_parts(plan)
         key = stable_hash(key_parts)
         template = get_template(cfg.prompt)
         problems = plan.registry.benchmarks.get(cfg.train_data).load(
@@ -212,16 +213,7 @@ class Runner:
         return path, record
 
     def quantize_stage(self, plan: Plan, source: str, source_identity: str, tokenizer) -> tuple[Path, dict]:
-        cfg = plan.config
-        key_parts = {
-            "source": source_identity,
-            "strategy": plan.strategy.name,
-            "spec": plan.quant.spec.label,
-            "options": _opts(plan.quant.options),
-            "calib": cfg.calib_data if plan.strategy.needs_calibration else None,
-            "prompt": cfg.prompt if plan.strategy.needs_calibration else None,
-            "seed": cfg.seed if plan.strategy.needs_calibration else None,
-        }
+        key_parts = quantize_key_parts(plan, source_identity)
         key = stable_hash(key_parts)
 
         def make(out: Path) -> dict:
@@ -241,15 +233,7 @@ class Runner:
     def strategy_train_stage(self, plan: Plan, tokenizer, run_id: str) -> tuple[Path, dict]:
         """An in-training strategy that trains by itself (``needs_trainer = False``) and no trainer:
         ``prepare`` (which trains) then ``finalize``, cached like a train stage."""
-        cfg = plan.config
-        key_parts = {
-            "model": plan.model.identity,
-            "trainer": "none",
-            "strategy": [plan.strategy.name, plan.quant.spec.label, _opts(plan.quant.options)],
-            "seed": cfg.seed,
-            "calib": cfg.calib_data if plan.strategy.needs_calibration else None,
-            "prompt": cfg.prompt,
-        }
+        key_parts = strategy_train_key_parts(plan)
         key = stable_hash(key_parts)
 
         def make(out: Path) -> dict:
@@ -284,16 +268,7 @@ class Runner:
         from harness.model import load_tokenizer
 
         tokenizer = load_tokenizer(plan.model.source)
-        source, identity = plan.model.source, plan.model.identity
-        artifacts: dict[str, Any] = {}
-        if plan.trainer is not None:
-            path, record = self.train_stage(plan, tokenizer, run_id)
-            source, identity = str(path), f"train:{record['key']}"
-            artifacts["train"] = {k: record[k] for k in ("key", "steps", "seconds", "quant") if k in record}
-        elif plan.in_training:  # a strategy that trains by itself (needs_trainer False)
-            path, record = self.strategy_train_stage(plan, tokenizer, run_id)
-            source, identity = str(path), f"train:{record['key']}"
-            artifacts["train"] = {k: record[k] for k in ("key", "steps", "seconds", "quant") if k in record}
+        source, identity, artifacts = self.train(plan, tokenizer, run_id)
         if plan.in_training:
             model_dir = Path(source)
             artifacts["quant"] = artifacts["train"].get("quant")
@@ -302,6 +277,23 @@ class Runner:
             artifacts["quant"] = record["quant"]
             artifacts["quantize_key"] = record["key"]
         return model_dir, artifacts
+
+    def train(self, plan: Plan, tokenizer, run_id: str) -> tuple[str, str, dict[str, Any]]:
+        """The train part of :meth:`materialize`: the model source the next stage reads, its cache
+        identity, and the train record. The plan's own model when the run trains nothing.
+
+        Separate so that an executor can build one RL checkpoint that several cells share
+        (a Ray task) before those cells run, through the same stages as a single run."""
+        source, identity = plan.model.source, plan.model.identity
+        artifacts: dict[str, Any] = {}
+        if plan.trainer is not None:
+            path, record = self.train_stage(plan, tokenizer, run_id)
+        elif plan.in_training:  # a strategy that trains by itself (needs_trainer False)
+            path, record = self.strategy_train_stage(plan, tokenizer, run_id)
+        else:
+            return source, identity, artifacts
+        artifacts["train"] = {k: record[k] for k in ("key", "steps", "seconds", "quant") if k in record}
+        return str(path), f"train:{record['key']}", artifacts
 
     # -- the run --------------------------------------------------------------------------
     def run(self, plan: Plan, force: bool = False) -> dict:
@@ -374,6 +366,71 @@ class Runner:
             "profile": self.store.profile(run_id),
             "artifacts": run["artifacts"],
         }
+
+
+def train_key_parts(plan: Plan) -> dict:
+    """What a trainer's checkpoint depends on (its cache key is their hash)."""
+    cfg, trainer = plan.config, plan.trainer
+    key_parts = {
+        "model": plan.model.identity,
+        "trainer": trainer.name,
+        "trainer_config": trainer.describe_config(plan.trainer_config),
+        "seed": cfg.seed,
+        "train_data": cfg.train_data,
+        "prompt": cfg.prompt,
+    }
+    if plan.in_training:
+        key_parts["strategy"] = [plan.strategy.name, plan.quant.spec.label, _opts(plan.quant.options)]
+        if plan.strategy.needs_calibration:
+            key_parts["calib"] = cfg.calib_data
+    return key_parts
+
+
+def strategy_train_key_parts(plan: Plan) -> dict:
+    """What the checkpoint of an in-training strategy that trains by itself depends on."""
+    cfg = plan.config
+    return {
+        "model": plan.model.identity,
+        "trainer": "none",
+        "strategy": [plan.strategy.name, plan.quant.spec.label, _opts(plan.quant.options)],
+        "seed": cfg.seed,
+        "calib": cfg.calib_data if plan.strategy.needs_calibration else None,
+        "prompt": cfg.prompt,
+    }
+
+
+def quantize_key_parts(plan: Plan, source_identity: str) -> dict:
+    """What a post-training quantized model depends on: its source model and the strategy's settings."""
+    cfg = plan.config
+    return {
+        "source": source_identity,
+        "strategy": plan.strategy.name,
+        "spec": plan.quant.spec.label,
+        "options": _opts(plan.quant.options),
+        "calib": cfg.calib_data if plan.strategy.needs_calibration else None,
+        "prompt": cfg.prompt if plan.strategy.needs_calibration else None,
+        "seed": cfg.seed if plan.strategy.needs_calibration else None,
+    }
+
+
+def train_key(plan: Plan) -> str | None:
+    """The cache key of the plan's train stage, or None when it trains nothing.
+
+    Cells with the same key share one checkpoint: an executor that runs cells
+    at once builds it once, before them (see :mod:`harness.ray_executor`)."""
+    if plan.trainer is not None:
+        return stable_hash(train_key_parts(plan))
+    if plan.in_training:
+        return stable_hash(strategy_train_key_parts(plan))
+    return None
+
+
+def quantize_key(plan: Plan) -> str | None:
+    """The cache key of the plan's quantize stage (None for in-training plans, which have none)."""
+    if plan.in_training:
+        return None
+    tkey = train_key(plan)
+    return stable_hash(quantize_key_parts(plan, f"train:{tkey}" if tkey else plan.model.identity))
 
 
 def _opts(options: Any) -> dict:

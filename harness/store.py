@@ -207,6 +207,67 @@ class Store:
         rows = self.db.execute("SELECT step, logs FROM train_curves WHERE run_id = ? ORDER BY step", (run_id,))
         return [{"step": s, **json.loads(logs)} for s, logs in rows]
 
+    # -- moving a run between stores ------------------------------------------------------
+    def export_run(self, run_id: str) -> dict:
+        """Everything stored for one run, as plain data (JSON-able, picklable).
+
+        A Ray worker runs a cell against a store of its own and returns this to
+        the driver, which alone writes the sweep's store (:meth:`import_run`).
+        """
+        run = self.get_run(run_id)
+        if run is None or run["id"] != run_id:
+            raise StoreError(f"run {run_id!r} is not in {self.path}")
+        metrics = [tuple(r) for r in self.db.execute(
+            "SELECT benchmark, metric, value, lo, hi FROM metrics WHERE run_id = ? ORDER BY benchmark, metric",
+            (run_id,))]
+        curve = [(s, json.loads(logs)) for s, logs in self.db.execute(
+            "SELECT step, logs FROM train_curves WHERE run_id = ? ORDER BY step", (run_id,))]
+        return {"format": EXPORT_FORMAT, "run": run, "samples": self.samples(run_id), "metrics": metrics,
+                "profile": self.profile(run_id), "curve": curve}
+
+    def import_run(self, data: dict) -> str:
+        """Store a run that :meth:`export_run` gave, replacing whatever this store held for its id.
+
+        One transaction, so the run appears complete or not at all; importing the
+        same run twice stores it once. Artifacts already recorded here (a sweep's
+        tags) are kept under the imported ones.
+        """
+        if data.get("format") != EXPORT_FORMAT:
+            raise StoreError(f"cannot import a run exported as format {data.get('format')!r}; "
+                             f"this store reads format {EXPORT_FORMAT}")
+        run = data["run"]
+        run_id = run["id"]
+        old = self.db.execute("SELECT artifacts FROM runs WHERE id = ?", (run_id,)).fetchone()
+        artifacts = {**(json.loads(old[0]) if old else {}), **run["artifacts"]}
+        with self.db:
+            for table, column in (("samples", "run_id"), ("metrics", "run_id"), ("profiles", "run_id"),
+                                  ("train_curves", "run_id"), ("runs", "id")):
+                self.db.execute(f"DELETE FROM {table} WHERE {column} = ?", (run_id,))
+            self.db.execute(
+                "INSERT INTO runs (id, label, config, status, created, finished, versions, git_commit, error, "
+                "artifacts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, run["label"], json.dumps(run["config"]), run["status"], run["created"], run["finished"],
+                 json.dumps(run["versions"]), run["git_commit"], run["error"], json.dumps(artifacts, default=str)),
+            )
+            self.db.executemany(
+                """INSERT INTO samples (run_id, benchmark, problem_id, sample, level, prompt, completion, predicted,
+                    reference, correct, formatted, reward, n_tokens)
+                   VALUES (:run_id, :benchmark, :problem_id, :sample, :level, :prompt, :completion, :predicted,
+                           :reference, :correct, :formatted, :reward, :n_tokens)""",
+                [{**r, "run_id": run_id} for r in data["samples"]],
+            )
+            self.db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)",
+                                [(run_id, *m) for m in data["metrics"]])
+            if data.get("profile") is not None:
+                self.db.execute("INSERT INTO profiles VALUES (?, ?)", (run_id, json.dumps(data["profile"])))
+            self.db.executemany("INSERT INTO train_curves VALUES (?, ?, ?)",
+                                [(run_id, step, json.dumps(logs)) for step, logs in data["curve"]])
+        return run_id
+
+
+#: version of :meth:`Store.export_run`'s layout (a driver and its workers must agree on it)
+EXPORT_FORMAT = 1
+
 
 def _run_dict(row: sqlite3.Row) -> dict:
     d = dict(row)

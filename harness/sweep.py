@@ -55,9 +55,10 @@ NOT_SETTABLE = {
     "strategy_opts": "set plugin options in the sweep file's [strategy_opts.NAME] table",
 }
 
-#: executor name -> "module:Class" (imported on use; the Ray executor adds itself here)
+#: executor name -> "module:Class" (imported on use: naming "ray" here never imports Ray)
 EXECUTORS: dict[str, str] = {
     "local": "harness.sweep:LocalExecutor",
+    "ray": "harness.ray_executor:RayExecutor",
 }
 
 
@@ -361,8 +362,13 @@ def cell_config(cell: dict) -> RunConfig:
 # -- planning ------------------------------------------------------------------------------------
 
 
-def prepare(spec: SweepSpec, overrides: Overrides, registry, store) -> list[Cell]:
-    """Plan every cell (the checks, nothing written): ids, twins, what is stored, what failed."""
+def prepare(spec: SweepSpec, overrides: Overrides, registry, store, check_device: bool = True) -> list[Cell]:
+    """Plan every cell (the checks, nothing written): ids, twins, what is stored, what failed.
+
+    ``check_device=False`` when the cells run on other machines (Ray): whether
+    *this* machine has a GPU says nothing about them (the executor checks the
+    cluster instead).
+    """
     from harness.pipeline import plan
 
     cells: list[Cell] = []
@@ -372,7 +378,7 @@ def prepare(spec: SweepSpec, overrides: Overrides, registry, store) -> list[Cell
                     seed=item["seed"])
         cells.append(cell)
         try:
-            config = plan(cell_config(item["cell"]), registry).config
+            config = plan(cell_config(item["cell"]), registry, check_device=check_device).config
         except UserError as exc:
             cell.state, cell.error = "failed", str(exc)
             continue
@@ -404,11 +410,16 @@ def _default_row(config: RunConfig) -> str:
 # -- running -------------------------------------------------------------------------------------
 
 
-def run_cell(config: dict, store_path: str | None, cache_dir: str | None, console=None) -> dict:
+def run_cell(
+    config: dict, store_path: str | None, cache_dir: str | None, console=None, shard: tuple[int, int] | None = None,
+) -> dict:
     """Run one cell: plain data in (``RunConfig.to_dict()``), plain data out (the run's result).
 
     The whole pipeline of one run (train, quantize, evaluate, profile, store)
     behind one picklable call, so any executor can ship it to a worker.
+    ``shard=(index, count)`` evaluates only that shard's problems (see
+    :func:`shard_of`) under the run's own id; its metrics cover the shard
+    alone, and whoever merges the shards' samples recomputes them.
     """
     from harness.cache import ArtifactCache
     from harness.pipeline import Runner, plan
@@ -420,8 +431,50 @@ def run_cell(config: dict, store_path: str | None, cache_dir: str | None, consol
     store = Store(store_path)
     try:
         the_plan = plan(RunConfig.from_dict(config), get_registry())
+        if shard is not None:
+            the_plan.problems = {name: shard_of(problems, *shard) for name, problems in the_plan.problems.items()}
         runner = Runner(store, ArtifactCache(Path(cache_dir) if cache_dir else None), console=console)
         return runner.run(the_plan)
+    finally:
+        store.close()
+
+
+def shard_of(problems: list, index: int, count: int) -> list:
+    """Problems ``i`` with ``i % count == index``, in their order: every shard gets easy and hard
+    ones alike (benchmarks are often sorted by level), and the shards together are the whole list."""
+    if not 0 <= index < count:
+        raise UserError(f"shard index must be in 0..{count - 1}, got {index}")
+    return problems[index::count]
+
+
+def build_stage(config: dict, cache_dir: str | None, stage: str, console=None) -> str | None:
+    """Build one cell's ``train`` or ``quantize`` stage into the artifact cache; its key.
+
+    What several cells share (an RL checkpoint, a quantized model that shards
+    of one cell evaluate) is built once, by this, before they run; they then
+    find it in the cache. The stages run through the Runner as in
+    :func:`run_cell`, against a throw-away store: only the artifact is kept.
+    """
+    from harness.cache import ArtifactCache
+    from harness.model import load_tokenizer
+    from harness.pipeline import Runner, plan, quantize_key, train_key
+    from harness.plugins import get_registry
+    from harness.quiet import quiet_libraries
+    from harness.store import Store
+
+    if stage not in ("train", "quantize"):
+        raise UserError(f"unknown stage {stage!r}; choose train or quantize")
+    quiet_libraries()
+    the_plan = plan(RunConfig.from_dict(config), get_registry())
+    store = Store(":memory:")
+    try:
+        runner = Runner(store, ArtifactCache(Path(cache_dir) if cache_dir else None), console=console)
+        run_id = the_plan.config.run_id
+        if stage == "train":
+            runner.train(the_plan, load_tokenizer(the_plan.model.source), run_id)
+            return train_key(the_plan)
+        runner.materialize(the_plan, run_id)
+        return quantize_key(the_plan)
     finally:
         store.close()
 
@@ -435,6 +488,8 @@ class Job:
     config: dict
     store_path: str | None
     cache_dir: str | None
+    #: (index, count): evaluate only that shard of the problems (see :func:`shard_of`); None: all
+    shard: tuple[int, int] | None = None
 
 
 #: on_done(job, result or None, error text or None)
@@ -444,7 +499,7 @@ DoneCallback = Callable[[Job, "dict | None", "str | None"], None]
 def execute_job(job: Job, console=None) -> tuple[dict | None, str | None]:
     """Run one job, turning a failure into its error text: (result, None) or (None, error)."""
     try:
-        return run_cell(job.config, job.store_path, job.cache_dir, console=console), None
+        return run_cell(job.config, job.store_path, job.cache_dir, console=console, shard=job.shard), None
     except UserError as exc:
         return None, str(exc)
     except Exception as exc:  # noqa: BLE001 - one failing cell must not stop the sweep
@@ -632,5 +687,7 @@ def run_sweep(
 
 
 def _status(report: SweepReport) -> str:
+    running = report.count("running")
     return (f"[green]{report.count('done')} run[/green] · {report.count('stored')} stored · "
-            f"[red]{report.count('failed')} failed[/red]")
+            + (f"[yellow]{running} running[/yellow] · " if running else "")
+            + f"[red]{report.count('failed')} failed[/red]")

@@ -63,7 +63,7 @@ def test_table1_rows_and_faithful_settings():
     assert "loss_type" not in dict(fcfg["GRPO"].trainer_opts)
     assert fcfg["PTQ bnb 8-bit"].strategy_opts == ()
     # trainer options reach only the cells with a trainer (a base cell with one would be refused)
-    assert cfg["base"].trainer_opts == () and dict(cfg["GRPO"].trainer_opts)["levels"] == "3,4,5"
+    assert cfg["base"].trainer_opts == () and dict(cfg["GRPO"].trainer_opts)["levels"] == "1,2"
     # each cell's twin is the other form of the same row
     for c, f in zip(corrected, faithful):
         assert cell_config(c["twin"]).run_id == cell_config(f["cell"]).run_id

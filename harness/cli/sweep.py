@@ -25,6 +25,11 @@ def sweep_options(f):
                      help="where cells run"),
         click.option("--isolate/--in-process", default=True, show_default=True,
                      help="local executor: run each cell in a fresh process (its memory figures are its own)"),
+        click.option("--ray-address", default=None, metavar="HOST:PORT|auto",
+                     help="ray executor: a running cluster (the address `ray start --head` prints, or auto); "
+                          "default: start a Ray instance with this machine's CPUs and GPUs"),
+        click.option("--shards", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="ray executor: split each cell's evaluation over N tasks (samples merged by problem id)"),
         click.option("--dry-run", is_flag=True, help="plan and list the cells, run nothing"),
         click.option("--json", "as_json", is_flag=True, help="print the sweep report as JSON"),
         store_option,
@@ -49,7 +54,8 @@ def sweep(config, **kw) -> None:
 
 
 def execute(
-    spec, *, model, seeds, limit, faithful, sets, executor, isolate, dry_run, as_json, store, cache_dir
+    spec, *, model, seeds, limit, faithful, sets, executor, isolate, dry_run, as_json, store, cache_dir,
+    ray_address=None, shards=1,
 ) -> None:
     """Plan, run and report one sweep (the body of ``sweep`` and ``reproduce``)."""
     from rich.console import Console
@@ -63,15 +69,17 @@ def execute(
     quiet_libraries()
     if faithful and spec.faithful is None:
         raise UserError(f"sweep {spec.name!r} has no [faithful] table, so --faithful has nothing to apply")
+    check_executor_options(executor, ray_address, shards)
     overrides = Overrides(model=model, seeds=seeds, limit=limit, faithful=faithful, sets=tuple(sets))
     the_store = Store(store)
     console = Console(stderr=True)
-    cells = prepare(spec, overrides, get_registry(), the_store)
+    # cells that run on a Ray cluster are checked against its devices there, not against this machine's
+    cells = prepare(spec, overrides, get_registry(), the_store, check_device=executor == "local")
     if dry_run:
         report = SweepReport(spec.name, cells)
     else:
         report = run_sweep(spec.name, cells, the_store, cache_dir, executor=executor, console=console,
-                           isolate=isolate)
+                           isolate=isolate, ray_address=ray_address, shards=shards)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -81,6 +89,20 @@ def execute(
         sys.exit(130)
     if report.failed:
         sys.exit(1)
+
+
+def check_executor_options(executor: str, ray_address: str | None, shards: int) -> None:
+    """Refuse options the chosen executor ignores, and a missing Ray, before anything is planned."""
+    from harness.errors import UserError
+
+    if executor != "ray":
+        for flag, given in (("--ray-address", ray_address is not None), (f"--shards {shards}", shards != 1)):
+            if given:
+                raise UserError(f"{flag} applies to --executor ray only (got --executor {executor})")
+        return
+    from harness.ray_executor import require_ray
+
+    require_ray()
 
 
 def print_report(report, console) -> None:

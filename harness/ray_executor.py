@@ -1,0 +1,465 @@
+"""Run a sweep's cells on a Ray cluster: ``harness sweep CONFIG --executor ray``.
+
+Every cell runs through :func:`harness.sweep.execute_job`, the function the
+local executor calls, inside a Ray task. What the sweep's cells share is built
+once, before them: an RL checkpoint several rows quantize, or the quantized
+model that the shards of one evaluation read, is a Ray task of its own
+(:func:`harness.sweep.build_stage`) whose result the cells' tasks take as an
+argument, so Ray starts them only once it is in the artifact cache. Cells that
+share nothing run at the same time, each asking Ray for what its plugins
+declare (a GPU for a strategy or trainer with ``needs_gpu``, one CPU
+otherwise).
+
+Large artifacts travel through the cache directory, which every node must be
+able to read (a shared filesystem); small results come back through Ray. A
+task runs its cell against a store of its own under the cache directory
+(``ray-stores/``), so a retried task resumes from the samples already there,
+and returns the run as plain data (:meth:`harness.store.Store.export_run`);
+the driver alone writes the sweep's store (:meth:`~harness.store.Store.import_run`),
+whole runs only, so a Ctrl-C never leaves half a run in it.
+
+``ray`` is an optional extra, imported only here and only when this executor
+runs: ``harness --help`` and the local executor never load it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import MissingDependencyError, UserError
+from harness.sweep import DoneCallback, Job
+
+INSTALL_HINT = "pip install -e '.[ray]' (or pip install 'quant-rl-harness[ray]')"
+#: how many times Ray re-runs a task whose worker process died (a user error is never retried)
+MAX_RETRIES = 2
+#: seconds to wait for a TCP answer from a cluster's address before giving up on it
+PROBE_SECONDS = 5.0
+#: seconds a cancelled task gets to mark its run interrupted before the driver leaves
+CANCEL_GRACE_SECONDS = 10.0
+#: test hook: a folder where each run task writes ``<unit>.<pid>.<ns>.pid`` as it starts (one file per attempt)
+PID_DIR_ENV = "HARNESS_RAY_PID_DIR"
+
+
+def require_ray():
+    """The ``ray`` module, or a one-line error that says how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependencyError(f"--executor ray needs Ray, which is not installed: {INSTALL_HINT}") from None
+    return ray
+
+
+def check_address(address: str, timeout: float = PROBE_SECONDS) -> None:
+    """Refuse, within ``timeout`` seconds, an address where nothing listens.
+
+    ``ray.init`` may wait a long time for a cluster that is not there; a plain
+    TCP connect to the head node's GCS port answers in seconds. ``auto`` is the
+    cluster that ``ray start`` last started on this machine (or ``RAY_ADDRESS``).
+    """
+    if address == "auto":
+        address = _auto_address() or ""
+        if not address:
+            return
+    if address.startswith("local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise UserError(f"--ray-address {address!r} is not HOST:PORT (the head node's GCS, e.g. 10.0.0.1:6379), "
+                        "ray://HOST:PORT or auto")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = (f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError)
+                  else (exc.strerror or type(exc).__name__).lower())
+        raise UserError(f"no Ray cluster answers at {address!r} ({reason}); start one with "
+                        "`ray start --head` and pass the address it prints, or --ray-address auto on its head node"
+                        ) from None
+
+
+def _auto_address() -> str | None:
+    """What ``auto`` stands for, as Ray itself looks it up (None: leave it to ``ray.init``)."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+    except ImportError:  # a private helper of Ray's: without it, ray.init reports the same, later
+        return None
+    try:
+        return canonicalize_bootstrap_address("auto")
+    except (ConnectionError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"--ray-address auto: {first}") from None
+
+
+@dataclass
+class CellPlan:
+    """A job as the driver sees it: its plan (problems, plugins) and the stages it shares."""
+
+    job: Job
+    plan: Any  # harness.pipeline.Plan, planned without this machine's device checks
+    train_key: str | None
+    quantize_key: str | None
+
+    @property
+    def name(self) -> str:
+        return f"cell {self.job.index + 1} ({self.job.label})"
+
+
+@dataclass
+class Unit:
+    """One run task: a cell, or one shard of its evaluation."""
+
+    cell: CellPlan
+    shard: tuple[int, int] | None
+    worker_store: str
+    deps: list = field(default_factory=list)  # ObjectRefs of the stage tasks it waits for
+
+
+def gpu_reason(plan, stage: str) -> str | None:
+    """Why a stage of ``plan`` cannot run without a GPU (what its plugins or its device say), or None."""
+    from harness.strategy import Phase
+
+    strategy, trainer = plan.strategy, plan.trainer
+    if stage in ("train", "run") and trainer is not None and trainer.needs_gpu:
+        return f"trainer {trainer.name!r} needs a CUDA GPU"
+    if strategy.needs_gpu and (stage != "train" or strategy.phase is Phase.IN_TRAINING):
+        return f"strategy {strategy.name!r} needs a CUDA GPU"
+    if str(plan.config.device).startswith("cuda"):
+        return f"its device is {plan.config.device!r}"
+    return None
+
+
+def task_resources(plan, stage: str, cluster_gpus: float) -> dict[str, float]:
+    """What a task asks Ray for: a GPU when the stage needs one, or when its device is ``auto`` and the
+    cluster has GPUs (as ``auto`` picks CUDA on a machine that has it); one CPU otherwise."""
+    wants_gpu = gpu_reason(plan, stage) is not None or (plan.config.device == "auto" and cluster_gpus > 0)
+    return {"num_cpus": 1, "num_gpus": 1} if wants_gpu else {"num_cpus": 1}
+
+
+def _write_pid(unit_name: str) -> None:
+    folder = os.environ.get(PID_DIR_ENV)
+    if folder:
+        Path(folder, f"{unit_name}.{os.getpid()}.{time.time_ns()}.pid").write_text(str(os.getpid()))
+
+
+def _stage_task(config: dict, cache_dir: str, stage: str, *deps: tuple) -> tuple[str | None, str | None]:
+    """Ray task body: build a shared stage; (key, None) or (None, error text)."""
+    from rich.console import Console
+
+    from harness.sweep import build_stage
+
+    failed = _failed_dependency(deps)
+    if failed:
+        return None, failed
+    try:
+        return build_stage(config, cache_dir, stage, console=Console(file=io.StringIO())), None
+    except UserError as exc:
+        return None, f"{stage} stage: {exc}"
+    except Exception as exc:  # noqa: BLE001 - reported with the cells that needed it
+        import traceback
+
+        traceback.print_exc()
+        return None, f"{stage} stage: {type(exc).__name__}: {exc}"
+
+
+def _run_task(job: Job, unit_name: str, *deps: tuple) -> tuple[dict | None, str | None]:
+    """Ray task body: run a cell (or a shard) through ``execute_job``; (exported run, None) or (None, error)."""
+    from rich.console import Console
+
+    from harness.store import Store
+    from harness.sweep import execute_job
+
+    failed = _failed_dependency(deps)
+    if failed:
+        return None, failed
+    _write_pid(unit_name)
+    result, error = execute_job(job, console=Console(file=io.StringIO()))
+    if error is not None:
+        return None, error
+    store = Store(job.store_path)
+    try:
+        return store.export_run(result["run_id"]), None
+    finally:
+        store.close()
+
+
+def _failed_dependency(deps: tuple) -> str | None:
+    for _key, error in deps:
+        if error is not None:
+            return error
+    return None
+
+
+class RayExecutor:
+    """Runs the cells as Ray tasks, on this machine's own Ray instance or on a cluster.
+
+    ``ray_address``: a running cluster (``HOST:PORT`` or ``auto``); without it a
+    Ray instance with this machine's CPUs (and GPUs) starts for the sweep. A
+    Ray already initialised in this process (an embedding program, the tests)
+    is used as it is. ``shards`` splits each cell's evaluation over that many
+    tasks; the driver merges their samples by problem id.
+    """
+
+    name = "ray"
+    pauses_display = False  # workers' output stays in Ray's logs; the driver's bar keeps the terminal
+
+    def __init__(self, console=None, ray_address: str | None = None, shards: int = 1, **_: Any):
+        self.console = console
+        self.address = ray_address
+        if shards < 1:
+            raise UserError(f"--shards must be >= 1, got {shards}")
+        self.shards = shards
+        require_ray()
+        if ray_address:
+            check_address(ray_address)
+        self._stores: dict[str, Any] = {}
+
+    # -- the sweep ---------------------------------------------------------------------
+    def run(self, jobs: list[Job], on_start: Callable[[Job], None], on_done: DoneCallback) -> None:
+        if not jobs:
+            return  # everything is stored: no cluster needed
+        cells = [self._plan(job) for job in jobs]  # refuses bad shard counts before anything starts
+        ray = require_ray()
+        # Ray prints its cluster's messages (a worker that died, and so on) to stdout; stdout is the
+        # sweep's report (``--json``), so they go to stderr while the cells run
+        with contextlib.redirect_stdout(sys.stderr):
+            started_here = self._connect(ray)
+            try:
+                gpus = float(ray.cluster_resources().get("GPU", 0))
+                self._check_gpus(cells, gpus)
+                self._run(ray, cells, gpus, on_start, on_done)
+            finally:
+                for store in self._stores.values():
+                    store.close()
+                self._stores.clear()
+                if started_here:
+                    ray.shutdown()
+
+    def _plan(self, job: Job) -> CellPlan:
+        from harness.config import RunConfig
+        from harness.pipeline import plan, quantize_key, train_key
+        from harness.plugins import get_registry
+
+        the_plan = plan(RunConfig.from_dict(job.config), get_registry(), check_device=False)
+        if self.shards > 1:
+            for name, problems in the_plan.problems.items():
+                if self.shards > len(problems):
+                    raise UserError(f"--shards {self.shards} is more than the {len(problems)} problems of "
+                                    f"benchmark {name!r} in cell {job.index + 1} ({job.label}); use at most "
+                                    f"{len(problems)} shards")
+        return CellPlan(job, the_plan, train_key(the_plan), quantize_key(the_plan))
+
+    def _connect(self, ray) -> bool:
+        """Connect to the cluster (or start a local instance); True when this call did (and must shut down)."""
+        if ray.is_initialized():
+            return False
+        try:
+            if self.address:
+                ray.init(address=self.address, log_to_driver=False)
+            else:
+                ray.init(include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
+            where = f"at {self.address!r}" if self.address else "on this machine"
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"cannot connect to a Ray cluster {where}: {first}") from None
+        return True
+
+    def _check_gpus(self, cells: list[CellPlan], gpus: float) -> None:
+        """A cell that needs a GPU on a cluster without one is refused before anything starts."""
+        if gpus > 0:
+            return
+        needy = [(c, gpu_reason(c.plan, "run")) for c in cells]
+        needy = [(c, why) for c, why in needy if why]
+        if needy:
+            listed = "; ".join(f"{c.name}: {why}" for c, why in needy)
+            raise UserError(f"the Ray cluster has no GPU, but {listed}; add GPU nodes, or drop those cells "
+                            "(run them with --executor local on a machine with a GPU)")
+
+    def _run(self, ray, cells: list[CellPlan], gpus: float, on_start, on_done: DoneCallback) -> None:
+        from harness.cache import ArtifactCache
+
+        stage_remote = ray.remote(max_retries=MAX_RETRIES)(_stage_task)
+        run_remote = ray.remote(max_retries=MAX_RETRIES)(_run_task)
+        cache_dir = _cache_root(cells[0].job.cache_dir)
+        cache = ArtifactCache(Path(cache_dir))
+        units = [Unit(c, shard, _worker_store(cache_dir, c, shard)) for c in cells for shard in self._shards()]
+        self._chain_shared_stages(units, cache, cache_dir, stage_remote, gpus)
+
+        pending: dict[Any, Unit] = {}
+        parts: dict[int, list[tuple[Unit, dict | None, str | None]]] = {}
+        for c in cells:
+            on_start(c.job)
+        for unit in units:
+            job = _unit_job(unit, cache_dir)
+            ref = run_remote.options(**task_resources(unit.cell.plan, "run", gpus)).remote(
+                job, _unit_name(unit), *unit.deps)
+            pending[ref] = unit
+        stage_refs = self._stage_refs
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                for ref in ready:
+                    unit = pending.pop(ref)
+                    try:
+                        exported, error = ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        exported, error = None, _ray_error_text(exc)
+                    self._settle(unit, exported, error, parts, on_done)
+        except KeyboardInterrupt:
+            outstanding = list(pending) + stage_refs
+            for ref in outstanding:
+                try:
+                    ray.cancel(ref)
+                except Exception:  # noqa: BLE001 - finished meanwhile; cancelling is best effort
+                    pass
+            ray.wait(outstanding, num_returns=len(outstanding), timeout=CANCEL_GRACE_SECONDS)
+            raise
+
+    def _shards(self) -> list[tuple[int, int] | None]:
+        return [None] if self.shards == 1 else [(i, self.shards) for i in range(self.shards)]
+
+    def _chain_shared_stages(self, units: list[Unit], cache, cache_dir: str, stage_remote, gpus: float) -> None:
+        """One task per train key, then per quantize key, that more than one unit needs and the cache lacks;
+        each unit waits for the last of them it needs. A stage only one unit needs is built inside it."""
+        self._stage_refs: list = []
+        train_refs: dict[str, Any] = {}
+        quant_refs: dict[str, Any] = {}
+        for stage, refs, key_of in (("train", train_refs, lambda u: u.cell.train_key),
+                                    ("quantize", quant_refs, lambda u: u.cell.quantize_key)):
+            users: dict[str, list[Unit]] = {}
+            for unit in units:
+                key = key_of(unit)
+                if key is not None and cache.get(stage, key) is None:
+                    users.setdefault(key, []).append(unit)
+            for key, needing in users.items():
+                if len(needing) < 2:
+                    continue
+                first = needing[0].cell
+                deps = [train_refs[first.train_key]] if stage == "quantize" and first.train_key in train_refs else []
+                ref = stage_remote.options(**task_resources(first.plan, stage, gpus)).remote(
+                    first.job.config, cache_dir, stage, *deps)
+                refs[key] = ref
+                self._stage_refs.append(ref)
+                for unit in needing:  # a shared quantized model replaces the checkpoint it waits for
+                    unit.deps = [ref]
+
+    # -- results -----------------------------------------------------------------------
+    def _settle(self, unit: Unit, exported: dict | None, error: str | None, parts: dict, on_done) -> None:
+        """Store a finished cell (all its shards) in the driver's store, then report it."""
+        job = unit.cell.job
+        got = parts.setdefault(job.index, [])
+        got.append((unit, exported, error))
+        if len(got) < self.shards:
+            return  # the cell is done when all its shards are
+        got.sort(key=lambda p: p[0].shard or (0, 1))
+        errors = [e if u.shard is None else f"shard {u.shard[0] + 1}/{self.shards}: {e}"
+                  for u, _, e in got if e is not None]
+        if errors:
+            on_done(job, None, "; ".join(errors))
+            return
+        try:
+            result = self._import(unit.cell, [u for u, _, _ in got], [x for _, x, _ in got])
+        except UserError as exc:
+            on_done(job, None, str(exc))
+            return
+        on_done(job, result, None)
+
+    def _import(self, cell: CellPlan, units: list[Unit], exports: list[dict]) -> dict:
+        """Import the run (shards merged) into the driver's store, then drop the workers' stores."""
+        store = self._store(cell.job.store_path)
+        data = exports[0] if len(exports) == 1 else merge_shards(exports, cell.plan)
+        run_id = store.import_run(data)
+        for unit in units:
+            _remove_store(unit.worker_store)
+        run = store.get_run(run_id)
+        return {"run_id": run_id, "label": run["label"], "status": run["status"], "config": run["config"],
+                "metrics": store.metrics(run_id), "profile": store.profile(run_id), "artifacts": run["artifacts"]}
+
+    def _store(self, path: str | None):
+        from harness.store import Store
+
+        key = str(path)
+        if key not in self._stores:
+            self._stores[key] = Store(path)
+        return self._stores[key]
+
+
+def merge_shards(exports: list[dict], plan) -> dict:
+    """One run from its shards' exports (in shard order): every shard's samples, metrics computed
+    over all of them by :func:`harness.evaluation.compute_metrics`, as one worker would.
+
+    The run record, the profile and the training curve are shard 0's: the
+    profile's evaluation figures (wall time, problems per second) therefore
+    describe shard 0's share of the problems, not the whole evaluation.
+    """
+    from harness.evaluation import compute_metrics
+
+    samples: dict[tuple, dict] = {}
+    for export in exports:
+        for row in export["samples"]:
+            samples.setdefault((row["benchmark"], row["problem_id"], row["sample"]), row)
+    rows = [samples[k] for k in sorted(samples)]
+    metrics = []
+    seed = plan.config.seed
+    for name, problems in plan.problems.items():
+        bench_rows = [r for r in rows if r["benchmark"] == name]
+        missing = {p.id for p in problems} - {r["problem_id"] for r in bench_rows}
+        if missing:
+            raise UserError(f"the shards of run {exports[0]['run']['id']} left {len(missing)} problems of "
+                            f"{name!r} unevaluated (e.g. {sorted(missing)[0]!r})")
+        for metric, (value, lo, hi) in compute_metrics(bench_rows, seed=seed, problems=problems).items():
+            metrics.append((name, metric, value, lo, hi))
+    first = exports[0]
+    run = dict(first["run"])
+    run["finished"] = max(e["run"]["finished"] or 0 for e in exports) or run["finished"]
+    run["artifacts"] = {**run["artifacts"], "shards": len(exports)}
+    return {**first, "run": run, "samples": rows, "metrics": metrics}
+
+
+def _cache_root(cache_dir: str | None) -> str:
+    """The cache directory as an absolute path, resolved on the driver: every worker must use the
+    same one (a shared filesystem on a real cluster), not whatever its own environment says."""
+    from harness.cache import default_root
+
+    return str(Path(cache_dir).expanduser().resolve() if cache_dir else default_root().expanduser().resolve())
+
+
+def _unit_name(unit: Unit) -> str:
+    run_id = unit.cell.plan.config.run_id
+    return run_id if unit.shard is None else f"{run_id}.shard-{unit.shard[0]}-of-{unit.shard[1]}"
+
+
+def _worker_store(cache_dir: str, cell: CellPlan, shard: tuple[int, int] | None) -> str:
+    """Where a task keeps its run until the driver imports it: under the cache directory (so a retry on
+    another node finds it), one file per run and shard."""
+    unit = Unit(cell, shard, "")
+    return str(Path(cache_dir) / "ray-stores" / f"{_unit_name(unit)}.db")
+
+
+def _unit_job(unit: Unit, cache_dir: str) -> Job:
+    job = unit.cell.job
+    return Job(job.index, job.label, job.config, unit.worker_store, cache_dir, shard=unit.shard)
+
+
+def _remove_store(path: str) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(path + suffix).unlink(missing_ok=True)
+
+
+def _ray_error_text(exc: Exception) -> str:
+    """A task that Ray gave up on (its worker died more than MAX_RETRIES times, or it was cancelled),
+    or that raised: the exception inside, not Ray's wrapper (whose first line names only the task)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        exc = cause
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else 'the task failed'}"
