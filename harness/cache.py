@@ -54,7 +54,9 @@ class ArtifactCache:
             return found
         final = self.path(stage, key)
         final.parent.mkdir(parents=True, exist_ok=True)
-        with exclusive(final.parent / f".{key}.lock", f"{stage} artifact {key}"):
+        locks = self.root / "locks" / stage
+        locks.mkdir(parents=True, exist_ok=True)
+        with exclusive(locks / f"{key}.lock", f"{stage} artifact {key}"):
             found = self.get(stage, key)  # built by whoever held the lock before us
             if found:
                 return found
