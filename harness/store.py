@@ -144,6 +144,20 @@ class Store:
             merged = {**json.loads(row[0]), **artifacts}
             self.db.execute("UPDATE runs SET artifacts = ? WHERE id = ?", (json.dumps(merged, default=str), run_id))
 
+    def tag_sweep(self, run_id: str, tags: dict) -> None:
+        """Record that a sweep row is this run: ``artifacts["sweeps"][name]``, and ``["sweep"]`` = the latest.
+
+        One run can be a row of several sweeps (two sweeps that name the same
+        configuration share it); each keeps its own row name, order and twin,
+        so a leaderboard of one sweep (``--sweep NAME``) shows that sweep's names.
+        """
+        with self.db:
+            row = self.db.execute("SELECT artifacts FROM runs WHERE id = ?", (run_id,)).fetchone()
+            artifacts = json.loads(row[0])
+            sweeps = {**(artifacts.get("sweeps") or {}), str(tags.get("sweep")): tags}
+            artifacts.update(sweep=tags, sweeps=sweeps)
+            self.db.execute("UPDATE runs SET artifacts = ? WHERE id = ?", (json.dumps(artifacts, default=str), run_id))
+
     def list_runs(self) -> list[dict]:
         return [_run_dict(r) for r in self.db.execute("SELECT * FROM runs ORDER BY created")]
 
@@ -238,7 +252,10 @@ class Store:
         run = data["run"]
         run_id = run["id"]
         old = self.db.execute("SELECT artifacts FROM runs WHERE id = ?", (run_id,)).fetchone()
-        artifacts = {**(json.loads(old[0]) if old else {}), **run["artifacts"]}
+        before = json.loads(old[0]) if old else {}
+        artifacts = {**before, **run["artifacts"]}
+        if before.get("sweeps") or run["artifacts"].get("sweeps"):  # rows of several sweeps: keep them all
+            artifacts["sweeps"] = {**(before.get("sweeps") or {}), **(run["artifacts"].get("sweeps") or {})}
         with self.db:
             for table, column in (("samples", "run_id"), ("metrics", "run_id"), ("profiles", "run_id"),
                                   ("train_curves", "run_id"), ("runs", "id")):

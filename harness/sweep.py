@@ -630,7 +630,7 @@ def run_sweep(
     by_index = {c.index: c for c in cells}
     for cell in cells:
         if cell.state == "stored":
-            store.add_artifacts(cell.run_id, {"sweep": cell.tags})
+            store.tag_sweep(cell.run_id, cell.tags)
     pending = [c for c in cells if c.state == "pending"]
     jobs = [Job(c.index, c.label, c.config.to_dict(), str(store.path), cache_dir) for c in pending]
     runner = get_executor(executor, console=console, **executor_kwargs)
@@ -665,7 +665,7 @@ def run_sweep(
             cell.seconds = time.perf_counter() - started.get(job.index, start)
             if error is None:
                 cell.state = "done"
-                store.add_artifacts(cell.run_id, {"sweep": cell.tags})
+                store.tag_sweep(cell.run_id, cell.tags)
             else:
                 cell.state, cell.error = "failed", error
                 console.print(f"[red]cell {cell.index + 1} failed[/red] ", end="", highlight=False)

@@ -47,6 +47,7 @@ def generate(
     note: str = "",
     command: str | None = None,
     context_tokens: int = DEFAULT_CONTEXT_TOKENS,
+    sweep: str | None = None,
 ) -> dict:
     """Write every leaderboard file into ``out_dir``; returns the paths and the rows as JSON."""
     from harness.leaderboard.html import _jsonable
@@ -55,7 +56,7 @@ def generate(
     spec = Baseline.parse(baseline)
     store = ReadOnlyStore(store_path)
     try:
-        rows = leaderboard_rows(store, spec, n_samples=n_samples, context_tokens=context_tokens)
+        rows = leaderboard_rows(store, spec, n_samples=n_samples, context_tokens=context_tokens, sweep=sweep)
     finally:
         store.close()
     axis = memory_axis(rows, context_tokens)
@@ -67,6 +68,7 @@ def generate(
         "note": note,
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "store": str(store_path),
+        "sweep": sweep,
         "command": command or shlex.join(["harness", *sys.argv[1:]]),
         "machine": machine(),
         "run_devices": devices,

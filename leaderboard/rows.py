@@ -246,19 +246,38 @@ def bits_label(config: dict) -> str:
     return QuantSpec(int(config["bits"]), int(config.get("act_bits", 16)), int(config.get("kv_bits", 16))).label
 
 
-def load_runs(store: ReadOnlyStore, n_samples: int = 3) -> list[Run]:
-    """Every complete run, with its metrics, profile, per-problem scores and first samples."""
+def sweep_tags(artifacts: dict) -> dict[str, dict]:
+    """The sweeps a run is a row of, by name (stores written before ``sweeps`` have only ``sweep``)."""
+    tags = dict(artifacts.get("sweeps") or {})
+    latest = artifacts.get("sweep") or {}
+    if latest.get("sweep") and latest["sweep"] not in tags:
+        tags[latest["sweep"]] = latest
+    return tags
+
+
+def load_runs(store: ReadOnlyStore, n_samples: int = 3, sweep: str | None = None) -> list[Run]:
+    """Every complete run (of ``sweep`` only, named as that sweep names it, when given), with its
+    metrics, profile, per-problem scores and first samples."""
     runs = []
+    seen: set[str] = set()
     for r in store.list_runs():
         if r["status"] != "complete":
             continue
         artifacts = r.get("artifacts") or {}
+        by_sweep = sweep_tags(artifacts)
+        seen.update(by_sweep)
+        if sweep is not None and sweep not in by_sweep:
+            continue
         runs.append(Run(
             id=r["id"], label=r["label"], created=r["created"], config=r["config"],
-            tags=artifacts.get("sweep") or {}, metrics=store.metrics(r["id"]),
+            tags=by_sweep[sweep] if sweep is not None else artifacts.get("sweep") or {},
+            metrics=store.metrics(r["id"]),
             profile=store.profile(r["id"]) or {}, scores=store.problem_scores(r["id"]),
             samples=store.first_samples(r["id"], n_samples),
         ))
+    if sweep is not None and not runs:
+        known = ", ".join(sorted(seen)) or "none (no run in this store was made by a sweep)"
+        raise UserError(f"no complete run in {store.path} belongs to sweep {sweep!r}; sweeps here: {known}")
     return runs
 
 
@@ -586,11 +605,11 @@ def attach_comparisons(rows: list[Row], spec: Baseline) -> None:
 
 
 def leaderboard_rows(store: ReadOnlyStore, baseline: Baseline = Baseline(), n_samples: int = 3,
-                     context_tokens: int = DEFAULT_CONTEXT_TOKENS) -> list[Row]:
+                     context_tokens: int = DEFAULT_CONTEXT_TOKENS, sweep: str | None = None) -> list[Row]:
     """Everything the leaderboard shows, from one read of the store."""
     if context_tokens < 0:
         raise UserError(f"--context-tokens must be >= 0, got {context_tokens}")
-    rows = build_rows(load_runs(store, n_samples))
+    rows = build_rows(load_runs(store, n_samples, sweep))
     for row in rows:
         row.context_tokens = context_tokens
     mark_pareto(rows, memory_axis(rows, context_tokens))

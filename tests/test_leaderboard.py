@@ -259,3 +259,33 @@ def test_store_is_not_written(store_path, tmp_path):
     before = store_path.read_bytes()
     generate(store_path, tmp_path / "b")
     assert store_path.read_bytes() == before
+
+
+def test_a_run_two_sweeps_share_is_a_row_of_each(tmp_path):
+    from leaderboard_data import N
+
+    from harness.store import Store
+
+    path = build_store(tmp_path / "results.db")
+    store = Store(path)
+    shared = RunConfig(trainer="grpo", strategy="rtn", bits=8, limit=N).run_id
+    for sweep in ("first", "second"):
+        store.tag_sweep(shared, {"sweep": sweep, "row": f"row of {sweep}", "order": 0, "variant": "", "twin": None})
+    store.close()
+
+    assert [r["name"] for r in generate(path, tmp_path / "a", sweep="first")["rows"]] == ["row of first"]
+    assert [r["name"] for r in generate(path, tmp_path / "b", sweep="second")["rows"]] == ["row of second"]
+    # runs tagged before per-sweep tags existed ("sweep" only) are still found by their sweep
+    assert {r["variant"] for r in generate(path, tmp_path / "c", sweep="t")["rows"]} == {"corrected", "faithful"}
+    # no --sweep: every run, a shared one named by the sweep that tagged it last
+    assert "row of second" in {r["name"] for r in generate(path, tmp_path / "d")["rows"]}
+    result = CliRunner().invoke(cli, ["leaderboard", "--store", str(path), "--out", str(tmp_path / "e"),
+                                      "--sweep", "nope"])
+    assert result.exit_code == 2
+    assert "'nope'" in result.output and "sweeps here: first, second, t" in result.output
+    # merging stores keeps every sweep's tags of a run both hold
+    source, merged = Store(path), Store(tmp_path / "merged.db")
+    merged.import_run(source.export_run(shared))
+    merged.tag_sweep(shared, {"sweep": "third", "row": "row of third", "order": 0, "variant": "", "twin": None})
+    merged.import_run(source.export_run(shared))
+    assert set(merged.get_run(shared)["artifacts"]["sweeps"]) == {"first", "second", "third"}

@@ -22,10 +22,12 @@ from harness.cli.options import store_option
 @click.option("--context-tokens", type=int, default=4096, show_default=True, metavar="N",
               help="KV-cache tokens counted in each row's memory figure and on the plot's x axis (one long "
                    "reasoning trace, so KV-cache quantization shows); 0: weights only")
+@click.option("--sweep", default=None, metavar="NAME",
+              help="only the runs of this sweep, with its row names (a run several sweeps share is a row of each)")
 @click.option("--title", default="Leaderboard", show_default=True)
 @click.option("--note", default="", help="a paragraph written under the title (e.g. the command that made the runs)")
 @click.option("--json", "as_json", is_flag=True, help="print the rows as JSON")
-def leaderboard(store, out_dir, baseline, n_samples, context_tokens, title, note, as_json) -> None:
+def leaderboard(store, out_dir, baseline, n_samples, context_tokens, sweep, title, note, as_json) -> None:
     """Render every complete run in the store; seeds of one configuration form one row."""
     from harness.errors import UserError
     from harness.leaderboard.generate import generate
@@ -36,7 +38,7 @@ def leaderboard(store, out_dir, baseline, n_samples, context_tokens, title, note
     if context_tokens < 0:
         raise UserError(f"--context-tokens must be >= 0, got {context_tokens}")
     result = generate(store or default_store_path(), out_dir, baseline=baseline, n_samples=n_samples,
-                      title=title, note=note, context_tokens=context_tokens)
+                      title=title, note=note, context_tokens=context_tokens, sweep=sweep)
     if as_json:
         click.echo(json.dumps({"files": result["files"], "rows": result["rows"]}, indent=2))
         return
