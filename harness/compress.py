@@ -36,6 +36,18 @@ class CompressedStrategy(Strategy):
         """The quantized model in memory (what :meth:`quantize` saves) and its report, less the stored bytes."""
         raise NotImplementedError
 
+    def calibrated_model(self, model_dir: Path, ctx: QuantContext) -> tuple[list[str], Any, int]:
+        """The calibration texts this run uses (``num_samples`` of them), the bf16 model and its bf16 bytes.
+
+        Checked in this order so that missing calibration data or a bad group
+        size fails before the model is quantized and nothing is written.
+        """
+        opts = ctx.options
+        texts = ctx.calibration[: opts.num_samples]
+        require_calibration(texts, self.name)
+        model, fp = load_for_compression(model_dir, opts.group_size, self.name)
+        return texts, model, fp
+
     def quantize(self, model_dir: Path, out_dir: Path, ctx: QuantContext) -> QuantReport:
         from harness.weights import stored_weight_bytes
 

@@ -25,8 +25,6 @@ from harness import hookimpl
 from harness.compress import (
     CompressedStrategy,
     kv_cache_scheme,
-    load_for_compression,
-    require_calibration,
     run_oneshot,
     scheme_label,
     weight_scheme,
@@ -106,9 +104,7 @@ class AWQ(CompressedStrategy):
         from llmcompressor.modifiers.transform.awq import AWQModifier
 
         opts: AWQOptions = ctx.options
-        texts = ctx.calibration[: opts.num_samples]
-        require_calibration(texts, self.name)
-        model, fp = load_for_compression(model_dir, opts.group_size, self.name)
+        texts, model, fp = self.calibrated_model(model_dir, ctx)
         kv = kv_cache_scheme(ctx.spec.kv_bits)
         if opts.variant == "reference":
             quantization = QuantizationModifier(

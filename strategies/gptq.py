@@ -20,8 +20,6 @@ from harness import hookimpl
 from harness.compress import (
     CompressedStrategy,
     kv_cache_scheme,
-    load_for_compression,
-    require_calibration,
     run_oneshot,
     scheme_label,
     weight_scheme,
@@ -67,9 +65,7 @@ class GPTQ(CompressedStrategy):
         from llmcompressor.modifiers.quantization import GPTQModifier
 
         opts: GPTQOptions = ctx.options
-        texts = ctx.calibration[: opts.num_samples]
-        require_calibration(texts, self.name)
-        model, fp = load_for_compression(model_dir, opts.group_size, self.name)
+        texts, model, fp = self.calibrated_model(model_dir, ctx)
         scheme = weight_scheme(ctx.spec.bits, opts.group_size, opts.symmetric)
         recipe = GPTQModifier(
             config_groups={"group_0": scheme},

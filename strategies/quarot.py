@@ -36,9 +36,7 @@ from harness import hookimpl
 from harness.compress import (
     CompressedStrategy,
     attach_online_transforms,
-    load_for_compression,
     quant_scheme,
-    require_calibration,
     run_oneshot,
     save_verified,
     weight_modifier,
@@ -145,8 +143,7 @@ class QuaRot(CompressedStrategy):
         import torch
 
         opts: QuaRotOptions = ctx.options
-        require_calibration(ctx.calibration, self.name)
-        model, fp = load_for_compression(model_dir, opts.group_size, self.name)
+        texts, model, fp = self.calibrated_model(model_dir, ctx)
         rotations = opts.rotation_list
         recipe = []
         extra: dict = {"rotations": rotations}
@@ -160,7 +157,7 @@ class QuaRot(CompressedStrategy):
         scheme = quant_scheme(ctx.spec.bits, ctx.spec.act_bits, opts.group_size)
         recipe.append(weight_modifier(opts.weights, scheme, ctx.spec.kv_bits))
         with Timer() as t:
-            run_oneshot(model, recipe, ctx.tokenizer, ctx.calibration[: opts.num_samples])
+            run_oneshot(model, recipe, ctx.tokenizer, texts)
         extra["oneshot_seconds"] = t.seconds
         return model, fp, extra
 

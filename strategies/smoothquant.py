@@ -17,9 +17,7 @@ from typing import Literal
 from harness import hookimpl
 from harness.compress import (
     CompressedStrategy,
-    load_for_compression,
     quant_scheme,
-    require_calibration,
     run_oneshot,
     save_verified,
     weight_modifier,
@@ -58,15 +56,14 @@ class SmoothQuant(CompressedStrategy):
         from llmcompressor.modifiers.transform import SmoothQuantModifier
 
         opts: SmoothQuantOptions = ctx.options
-        require_calibration(ctx.calibration, self.name)
-        model, fp = load_for_compression(model_dir, opts.group_size, self.name)
+        texts, model, fp = self.calibrated_model(model_dir, ctx)
         recipe = [
             SmoothQuantModifier(smoothing_strength=opts.smoothing_strength),
             weight_modifier(opts.weights, quant_scheme(ctx.spec.bits, ctx.spec.act_bits, opts.group_size),
                             ctx.spec.kv_bits),
         ]
         with Timer() as t:
-            run_oneshot(model, recipe, ctx.tokenizer, ctx.calibration[: opts.num_samples])
+            run_oneshot(model, recipe, ctx.tokenizer, texts)
         return model, fp, {"oneshot_seconds": t.seconds}
 
     def quantize(self, model_dir: Path, out_dir: Path, ctx: QuantContext) -> QuantReport:
