@@ -155,20 +155,14 @@ def _stage_task(config: dict, cache_dir: str, stage: str, *deps: tuple) -> tuple
     """Ray task body: build a shared stage; (key, None) or (None, error text)."""
     from rich.console import Console
 
-    from harness.sweep import build_stage
+    from harness.sweep import as_outcome, build_stage
 
     failed = _failed_dependency(deps)
     if failed:
         return None, failed
-    try:
-        return build_stage(config, cache_dir, stage, console=Console(file=io.StringIO())), None
-    except UserError as exc:
-        return None, f"{stage} stage: {exc}"
-    except Exception as exc:  # noqa: BLE001 - reported with the cells that needed it
-        import traceback
-
-        traceback.print_exc()
-        return None, f"{stage} stage: {type(exc).__name__}: {exc}"
+    # a failure is reported with the cells that needed the stage
+    return as_outcome(lambda: build_stage(config, cache_dir, stage, console=Console(file=io.StringIO())),
+                      f"{stage} stage")
 
 
 def _run_task(job: Job, unit_name: str, *deps: tuple) -> tuple[dict | None, str | None]:

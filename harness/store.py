@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from harness.errors import StoreError
@@ -139,10 +139,14 @@ class Store:
 
     def add_artifacts(self, run_id: str, artifacts: dict) -> None:
         """Merge ``artifacts`` (quantization and training reports) into the run's record."""
+        self._update_artifacts(run_id, lambda old: {**old, **artifacts})
+
+    def _update_artifacts(self, run_id: str, update: Callable[[dict], dict]) -> None:
+        """Read, change and write a run's artifacts in one transaction (no writer in between)."""
         with self.db:
             row = self.db.execute("SELECT artifacts FROM runs WHERE id = ?", (run_id,)).fetchone()
-            merged = {**json.loads(row[0]), **artifacts}
-            self.db.execute("UPDATE runs SET artifacts = ? WHERE id = ?", (json.dumps(merged, default=str), run_id))
+            new = update(json.loads(row[0]))
+            self.db.execute("UPDATE runs SET artifacts = ? WHERE id = ?", (json.dumps(new, default=str), run_id))
 
     def tag_sweep(self, run_id: str, tags: dict) -> None:
         """Record that a sweep row is this run: ``artifacts["sweeps"][name]``, and ``["sweep"]`` = the latest.
@@ -151,12 +155,9 @@ class Store:
         configuration share it); each keeps its own row name, order and twin,
         so a leaderboard of one sweep (``--sweep NAME``) shows that sweep's names.
         """
-        with self.db:
-            row = self.db.execute("SELECT artifacts FROM runs WHERE id = ?", (run_id,)).fetchone()
-            artifacts = json.loads(row[0])
-            sweeps = {**(artifacts.get("sweeps") or {}), str(tags.get("sweep")): tags}
-            artifacts.update(sweep=tags, sweeps=sweeps)
-            self.db.execute("UPDATE runs SET artifacts = ? WHERE id = ?", (json.dumps(artifacts, default=str), run_id))
+        self._update_artifacts(run_id, lambda old: {
+            **old, "sweep": tags, "sweeps": {**(old.get("sweeps") or {}), str(tags.get("sweep")): tags},
+        })
 
     def list_runs(self) -> list[dict]:
         return [_run_dict(r) for r in self.db.execute("SELECT * FROM runs ORDER BY created")]

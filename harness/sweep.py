@@ -496,15 +496,26 @@ class Job:
 DoneCallback = Callable[[Job, "dict | None", "str | None"], None]
 
 
+def as_outcome(call: Callable[[], Any], what: str = "") -> tuple[Any, str | None]:
+    """``(call(), None)``, or ``(None, error text)`` when it fails: what executors hand back for a cell.
+
+    A user error is its one-line message; anything else also prints its
+    traceback on stderr, since it is a bug. One failing cell must not stop
+    the sweep, so nothing is re-raised (KeyboardInterrupt is not caught).
+    """
+    prefix = f"{what}: " if what else ""
+    try:
+        return call(), None
+    except UserError as exc:
+        return None, f"{prefix}{exc}"
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        print(traceback.format_exc(), file=sys.stderr)
+        return None, f"{prefix}{type(exc).__name__}: {exc}"
+
+
 def execute_job(job: Job, console=None) -> tuple[dict | None, str | None]:
     """Run one job, turning a failure into its error text: (result, None) or (None, error)."""
-    try:
-        return run_cell(job.config, job.store_path, job.cache_dir, console=console, shard=job.shard), None
-    except UserError as exc:
-        return None, str(exc)
-    except Exception as exc:  # noqa: BLE001 - one failing cell must not stop the sweep
-        print(traceback.format_exc(), file=sys.stderr)
-        return None, f"{type(exc).__name__}: {exc}"
+    return as_outcome(lambda: run_cell(job.config, job.store_path, job.cache_dir, console=console, shard=job.shard))
 
 
 def _cell_process(job: Job, conn) -> None:

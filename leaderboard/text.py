@@ -5,22 +5,22 @@ from __future__ import annotations
 
 def pct(stat: dict | None) -> str:
     """``61.2 [55.0, 67.1]``: a proportion as percent with its interval."""
-    if not stat or stat.get("value") is None:
-        return "-"
-    v = f"{stat['value'] * 100:.1f}"
-    if stat.get("lo") is None or stat.get("hi") is None:
-        return v
-    return f"{v} [{stat['lo'] * 100:.1f}, {stat['hi'] * 100:.1f}]"
+    return _with_interval(stat, scale=100.0, digits=1)
 
 
 def reward(stat: dict | None) -> str:
     """``0.673 [0.610, 0.731]``: the seed study's mean reward (from {0, 0.1, 1.1})."""
+    return _with_interval(stat, scale=1.0, digits=3)
+
+
+def _with_interval(stat: dict | None, scale: float, digits: int) -> str:
+    """``value [lo, hi]`` scaled and rounded alike; the value alone without an interval; ``-`` without a value."""
     if not stat or stat.get("value") is None:
         return "-"
-    v = f"{stat['value']:.3f}"
+    v = f"{stat['value'] * scale:.{digits}f}"
     if stat.get("lo") is None or stat.get("hi") is None:
         return v
-    return f"{v} [{stat['lo']:.3f}, {stat['hi']:.3f}]"
+    return f"{v} [{stat['lo'] * scale:.{digits}f}, {stat['hi'] * scale:.{digits}f}]"
 
 
 def diff_points(d: dict | None, scale: float = 100.0, digits: int = 1) -> str:

@@ -35,8 +35,6 @@ def leaderboard(store, out_dir, baseline, n_samples, context_tokens, sweep, titl
 
     if n_samples < 0:
         raise UserError(f"--samples must be >= 0, got {n_samples}")
-    if context_tokens < 0:
-        raise UserError(f"--context-tokens must be >= 0, got {context_tokens}")
     result = generate(store or default_store_path(), out_dir, baseline=baseline, n_samples=n_samples,
                       title=title, note=note, context_tokens=context_tokens, sweep=sweep)
     if as_json:
