@@ -13,9 +13,9 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from harness.strategy import Phase, QuantContext, QuantReport, Strategy, Timer, library_versions
+from harness.strategy import QuantContext, QuantReport, Timer
 
-from harness_gptqmodel.common import GPTQBackendOptions, calibration_examples, missing_reason
+from harness_gptqmodel.common import GPTQBackendOptions, GPTQBackendStrategy, calibration_examples, missing_reason
 
 
 @functools.lru_cache(maxsize=1)
@@ -32,14 +32,10 @@ def import_failure() -> str | None:
     return None
 
 
-class AutoGPTQ(Strategy):
+class AutoGPTQ(GPTQBackendStrategy):
     name = "autogptq"
     description = "GPTQ through auto-gptq (archived; does not import with transformers 5)"
-    phase = Phase.POST_TRAINING
-    bits = (4, 8, 3, 2)
-    needs_calibration = True
     needs_gpu = True
-    options_class = GPTQBackendOptions
     libraries = ("auto-gptq", "transformers", "torch")
 
     def unavailable_reason(self) -> str | None:
@@ -49,17 +45,12 @@ class AutoGPTQ(Strategy):
         import torch
         from auto_gptq import AutoGPTQForCausalLM, BaseQuantizeConfig
 
-        from harness.compress import check_group_size, meta_model
-        from harness.weights import bf16_bytes, stored_weight_bytes
-
         opts: GPTQBackendOptions = ctx.options
         config = BaseQuantizeConfig(
             bits=ctx.spec.bits, group_size=opts.group_size, sym=opts.symmetric,
             desc_act=opts.desc_act, damp_percent=opts.damp_percent,
         )
-        shapes = meta_model(model_dir)
-        check_group_size(shapes, max(opts.group_size, 0), self.name, per_channel=-1)
-        fp = bf16_bytes(shapes)
+        fp = self.checked_bf16_bytes(model_dir, opts)
         texts = ctx.calibration[: opts.num_samples]
         examples = [
             {k: torch.tensor([v]) for k, v in row.items()}
@@ -69,15 +60,7 @@ class AutoGPTQ(Strategy):
             model = AutoGPTQForCausalLM.from_pretrained(str(model_dir), config, torch_dtype=torch.float16)
             model.quantize(examples)
         model.save_quantized(str(out_dir), use_safetensors=True)
-        if ctx.tokenizer is not None:
-            ctx.tokenizer.save_pretrained(out_dir)
-        return QuantReport(
-            weight_bytes=stored_weight_bytes(out_dir),
-            fp_bytes=fp,
-            seconds=t.seconds,
-            versions=library_versions(self.libraries),
-            extra={"format": "gptq", "calibration_samples": len(texts)},
-        )
+        return self.saved_report(out_dir, ctx, fp, t.seconds, {"format": "gptq", "calibration_samples": len(texts)})
 
     def load(self, model_dir: Path, device: str):
         from auto_gptq import AutoGPTQForCausalLM

@@ -5,6 +5,10 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from harness.strategy import Phase, QuantContext, QuantReport, Strategy, library_versions
 
 
 @dataclass
@@ -44,3 +48,36 @@ def calibration_examples(tokenizer, texts: list[str], max_length: int) -> list[d
         raise UserError("GPTQ needs calibration data, but the calibration set is empty")
     ids = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=False)["input_ids"]
     return [{"input_ids": row, "attention_mask": [1] * len(row)} for row in ids]
+
+
+class GPTQBackendStrategy(Strategy):
+    """What the GPTQ backends share: a calibrated post-training method with GPTQ's bit widths and
+    options, sized and checked from the checkpoint's shapes, reported the same way."""
+
+    phase = Phase.POST_TRAINING
+    bits = (4, 8, 3, 2)
+    needs_calibration = True
+    options_class = GPTQBackendOptions
+
+    def checked_bf16_bytes(self, model_dir: Path | str, opts: GPTQBackendOptions) -> int:
+        """The model's bf16 bytes, after refusing a group size some layer's width does not divide.
+
+        Read from the shapes alone (no weights loaded), before the backend
+        starts, so a bad group size fails at once and writes nothing.
+        """
+        from harness.compress import check_group_size, meta_model
+        from harness.weights import bf16_bytes
+
+        shapes = meta_model(model_dir)
+        check_group_size(shapes, max(opts.group_size, 0), self.name, per_channel=-1)
+        return bf16_bytes(shapes)
+
+    def saved_report(self, out_dir: Path, ctx: QuantContext, fp: int, seconds: float,
+                     extra: dict[str, Any]) -> QuantReport:
+        """Save the tokenizer beside the backend's checkpoint and report it (bytes as stored)."""
+        from harness.weights import stored_weight_bytes
+
+        if ctx.tokenizer is not None:
+            ctx.tokenizer.save_pretrained(out_dir)
+        return QuantReport(weight_bytes=stored_weight_bytes(out_dir), fp_bytes=fp, seconds=seconds,
+                           versions=library_versions(self.libraries), extra=extra)

@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.strategy import Phase, QuantContext, QuantReport, Strategy, Timer, library_versions
+from harness.strategy import QuantContext, QuantReport, Timer
 
-from harness_gptqmodel.common import GPTQBackendOptions, calibration_examples, missing_reason
+from harness_gptqmodel.common import GPTQBackendOptions, GPTQBackendStrategy, calibration_examples, missing_reason
 
 
 def _import_gptqmodel():
@@ -47,22 +47,15 @@ def working_directory(path: Path) -> Iterator[None]:
         os.chdir(previous)
 
 
-class GPTQModelStrategy(Strategy):
+class GPTQModelStrategy(GPTQBackendStrategy):
     name = "gptqmodel"
     description = "GPTQ through gptqmodel (GPTQ v1 checkpoint; loads through gptqmodel)"
-    phase = Phase.POST_TRAINING
-    bits = (4, 8, 3, 2)
-    needs_calibration = True
-    options_class = GPTQBackendOptions
     libraries = ("gptqmodel", "transformers", "torch")
 
     def unavailable_reason(self) -> str | None:
         return missing_reason("gptqmodel", "gptqmodel", "gptqmodel")
 
     def quantize(self, model_dir: Path, out_dir: Path, ctx: QuantContext) -> QuantReport:
-        from harness.compress import check_group_size, meta_model
-        from harness.weights import bf16_bytes, stored_weight_bytes
-
         gm = _import_gptqmodel()
         opts: GPTQBackendOptions = ctx.options
         config = gm.QuantizeConfig(
@@ -77,9 +70,7 @@ class GPTQModelStrategy(Strategy):
         )
         # absolute paths: the quantization runs inside out_dir (see working_directory)
         source = str(Path(model_dir).resolve()) if Path(model_dir).exists() else str(model_dir)
-        shapes = meta_model(source)
-        check_group_size(shapes, max(opts.group_size, 0), self.name, per_channel=-1)
-        fp = bf16_bytes(shapes)
+        fp = self.checked_bf16_bytes(source, opts)
         texts = ctx.calibration[: opts.num_samples]
         examples = calibration_examples(ctx.tokenizer, texts, opts.max_length)
         out_dir = Path(out_dir).resolve()
@@ -88,16 +79,10 @@ class GPTQModelStrategy(Strategy):
             model = gm.GPTQModel.load(source, config, device=ctx.device)
             model.quantize(examples, tokenizer=ctx.tokenizer, batch_size=1)
         model.save(str(out_dir))
-        if ctx.tokenizer is not None:
-            ctx.tokenizer.save_pretrained(out_dir)
-        return QuantReport(
-            weight_bytes=stored_weight_bytes(out_dir),
-            fp_bytes=fp,
-            seconds=t.seconds,
-            versions=library_versions(self.libraries),
-            extra={"format": "gptq", "log_dir": "logs", "group_size": opts.group_size, "symmetric": opts.symmetric,
-                   "desc_act": opts.desc_act, "calibration_samples": len(texts)},
-        )
+        return self.saved_report(out_dir, ctx, fp, t.seconds, {
+            "format": "gptq", "log_dir": "logs", "group_size": opts.group_size, "symmetric": opts.symmetric,
+            "desc_act": opts.desc_act, "calibration_samples": len(texts),
+        })
 
     def load(self, model_dir: Path, device: str):
         """The transformers model inside ``GPTQModel.load``: torch kernel in bf16 on CPU, the best kernel on GPU."""
