@@ -17,6 +17,11 @@ from harness.errors import UserError
 #: fields that never change a result (where things live, how fast they run)
 NOT_HASHED = frozenset({"data_dir", "batch_size", "device"})
 
+#: fields added after results were published: hashed only when they differ from the value every
+#: earlier run implicitly had, so the ids of stored and published runs stay what they were
+#: (a field added later goes here with that value; never remove an entry)
+HASHED_UNLESS: dict[str, object] = {}
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -106,7 +111,11 @@ class RunConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def hashed_dict(self) -> dict:
-        return {k: v for k, v in self.to_dict().items() if k not in NOT_HASHED}
+        return {
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in NOT_HASHED and not (k in HASHED_UNLESS and v == HASHED_UNLESS[k])
+        }
 
     @property
     def run_id(self) -> str:

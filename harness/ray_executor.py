@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.compat.ray import auto_address
 from harness.errors import MissingDependencyError, UserError
 from harness.sweep import DoneCallback, Job
 
@@ -66,7 +67,7 @@ def check_address(address: str, timeout: float = PROBE_SECONDS) -> None:
     cluster that ``ray start`` last started on this machine (or ``RAY_ADDRESS``).
     """
     if address == "auto":
-        address = _auto_address() or ""
+        address = auto_address() or ""
         if not address:
             return
     if address.startswith("local"):
@@ -85,19 +86,6 @@ def check_address(address: str, timeout: float = PROBE_SECONDS) -> None:
         raise UserError(f"no Ray cluster answers at {address!r} ({reason}); start one with "
                         "`ray start --head` and pass the address it prints, or --ray-address auto on its head node"
                         ) from None
-
-
-def _auto_address() -> str | None:
-    """What ``auto`` stands for, as Ray itself looks it up (None: leave it to ``ray.init``)."""
-    try:
-        from ray._private.services import canonicalize_bootstrap_address
-    except ImportError:  # a private helper of Ray's: without it, ray.init reports the same, later
-        return None
-    try:
-        return canonicalize_bootstrap_address("auto")
-    except (ConnectionError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"--ray-address auto: {first}") from None
 
 
 @dataclass

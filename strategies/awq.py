@@ -15,13 +15,12 @@ which scheme actually ran.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from harness import hookimpl
+from harness.compat.llmcompressor import cpu_pin_memory_guard
 from harness.compress import (
     CompressedStrategy,
     kv_cache_scheme,
@@ -66,31 +65,6 @@ class AWQOptions:
                 f"variant 'reference' runs the seed study's {REFERENCE_SCHEME} preset (group 128, asymmetric); "
                 f"got group_size={self.group_size}, symmetric={self.symmetric} (use variant=standard to change them)"
             )
-
-
-@contextmanager
-def cpu_pin_memory_guard() -> Iterator[None]:
-    """Skip ``llmcompressor.pipelines.cache.IntermediatesCache.pin_memory`` while no accelerator exists.
-
-    llmcompressor 0.14's AWQ pins its cached activations before each grid search
-    to speed host-to-device copies; without an accelerator ``Tensor.pin_memory``
-    raises ``RuntimeError: Cannot access accelerator device when none is
-    available``. Pinning changes no values, so skipping it is exact. Applied
-    only for the duration of one quantization and restored afterwards; a no-op
-    on a machine with a GPU.
-    """
-    import torch
-    from llmcompressor.pipelines.cache import IntermediatesCache
-
-    if torch.accelerator.is_available():
-        yield
-        return
-    original = IntermediatesCache.__dict__["pin_memory"]
-    IntermediatesCache.pin_memory = lambda self, *args, **kwargs: None
-    try:
-        yield
-    finally:
-        IntermediatesCache.pin_memory = original
 
 
 class AWQ(CompressedStrategy):

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Literal
 
 from harness import hookimpl
+from harness.compat.compressed_tensors import attach_online_transforms
 from harness.compress import (
     CompressedStrategy,
-    attach_online_transforms,
     quant_scheme,
     run_oneshot,
     save_verified,

@@ -118,7 +118,8 @@ def test_rotation_reload_needs_the_online_rotations(quantized, tokenizer, probe,
     """transformers alone drops R4's matrices and gives a wrong model; verify_reload refuses it."""
     import torch
 
-    from harness.compress import attach_online_transforms, probe_logits, verify_reload
+    from harness.compat.compressed_tensors import attach_online_transforms
+    from harness.compress import probe_logits, verify_reload
     from harness.model import load_model
 
     got = quantized("W4A4KV4 rotated")

@@ -146,7 +146,7 @@ def test_awq_cpu_guard_is_scoped_to_the_call():
     import torch
     from llmcompressor.pipelines.cache import IntermediatesCache
 
-    from harness.strategies.awq import cpu_pin_memory_guard
+    from harness.compat.llmcompressor import cpu_pin_memory_guard
 
     original = IntermediatesCache.__dict__["pin_memory"]
     with cpu_pin_memory_guard():

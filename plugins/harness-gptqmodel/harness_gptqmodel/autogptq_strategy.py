@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from harness.strategy import QuantContext, QuantReport, Timer
+from harness.api import QuantContext, QuantReport, Timer
 
 from harness_gptqmodel.common import GPTQBackendOptions, GPTQBackendStrategy, calibration_examples, missing_reason
 

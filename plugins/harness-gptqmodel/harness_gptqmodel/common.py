@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from harness.strategy import Phase, QuantContext, QuantReport, Strategy, library_versions
+from harness.api import Phase, QuantContext, QuantReport, Strategy, library_versions
 
 
 @dataclass
@@ -42,7 +42,7 @@ def missing_reason(module: str, distribution: str, extra: str) -> str | None:
 
 def calibration_examples(tokenizer, texts: list[str], max_length: int) -> list[dict[str, list[int]]]:
     """Tokenized calibration rows (input ids + attention mask), the form both libraries accept."""
-    from harness.errors import UserError
+    from harness.api import UserError
 
     if not texts:
         raise UserError("GPTQ needs calibration data, but the calibration set is empty")
@@ -65,8 +65,7 @@ class GPTQBackendStrategy(Strategy):
         Read from the shapes alone (no weights loaded), before the backend
         starts, so a bad group size fails at once and writes nothing.
         """
-        from harness.compress import check_group_size, meta_model
-        from harness.weights import bf16_bytes
+        from harness.api import bf16_bytes, check_group_size, meta_model
 
         shapes = meta_model(model_dir)
         check_group_size(shapes, max(opts.group_size, 0), self.name, per_channel=-1)
@@ -75,7 +74,7 @@ class GPTQBackendStrategy(Strategy):
     def saved_report(self, out_dir: Path, ctx: QuantContext, fp: int, seconds: float,
                      extra: dict[str, Any]) -> QuantReport:
         """Save the tokenizer beside the backend's checkpoint and report it (bytes as stored)."""
-        from harness.weights import stored_weight_bytes
+        from harness.api import stored_weight_bytes
 
         if ctx.tokenizer is not None:
             ctx.tokenizer.save_pretrained(out_dir)

@@ -13,38 +13,12 @@ so it belongs in its own environment (see the README).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from harness.errors import UserError
-from harness.strategy import QuantContext, QuantReport, Timer
+from harness.api import QuantContext, QuantReport, Timer
 
+from harness_gptqmodel.compat import import_gptqmodel, working_directory
 from harness_gptqmodel.common import GPTQBackendOptions, GPTQBackendStrategy, calibration_examples, missing_reason
-
-
-def _import_gptqmodel():
-    """Import gptqmodel, sized to this machine's cores (its CPU pool otherwise asks for more than 2 cores
-    provide and stops), with its warnings and banners kept off the console."""
-    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, min(os.cpu_count() or 1, 4))))
-    try:
-        import gptqmodel
-    except Exception as exc:  # noqa: BLE001 - any import failure means the backend is unusable here
-        raise UserError(f"strategy 'gptqmodel' is unavailable: importing gptqmodel failed: {exc}") from None
-    return gptqmodel
-
-
-@contextmanager
-def working_directory(path: Path) -> Iterator[None]:
-    """Run inside ``path``: gptqmodel writes per-layer quantization logs to ``./logs`` relative to the
-    current directory, and a strategy must write nothing outside its output folder."""
-    previous = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
 
 
 class GPTQModelStrategy(GPTQBackendStrategy):
@@ -56,7 +30,7 @@ class GPTQModelStrategy(GPTQBackendStrategy):
         return missing_reason("gptqmodel", "gptqmodel", "gptqmodel")
 
     def quantize(self, model_dir: Path, out_dir: Path, ctx: QuantContext) -> QuantReport:
-        gm = _import_gptqmodel()
+        gm = import_gptqmodel()
         opts: GPTQBackendOptions = ctx.options
         config = gm.QuantizeConfig(
             bits=ctx.spec.bits,
@@ -88,7 +62,7 @@ class GPTQModelStrategy(GPTQBackendStrategy):
         """The transformers model inside ``GPTQModel.load``: torch kernel in bf16 on CPU, the best kernel on GPU."""
         import torch
 
-        gm = _import_gptqmodel()
+        gm = import_gptqmodel()
         backend = gm.BACKEND.TORCH if device == "cpu" else gm.BACKEND.AUTO
         wrapped = gm.GPTQModel.load(str(model_dir), device=device, backend=backend, dtype=torch.bfloat16)
         model = wrapped.model

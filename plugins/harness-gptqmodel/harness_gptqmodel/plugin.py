@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness import hookimpl
+from harness.api import hookimpl
 
 from harness_gptqmodel.autogptq_strategy import AutoGPTQ
 from harness_gptqmodel.gptqmodel_strategy import GPTQModelStrategy
