@@ -93,6 +93,7 @@ class Arith(Benchmark):
     source = "generated (seeded, deterministic)"
     splits = ("test", "train")
     version = "1"
+    generated = True
 
     def load(self, split: str = "test", data_dir: Path | None = None) -> list[Problem]:
         self.check_split(split)

@@ -17,6 +17,7 @@ from harness.benchmark import Benchmark, Problem
 from harness.compat import Seam
 from harness.compress import check_group_size, meta_model
 from harness.errors import DataError, HarnessError, MissingDependencyError, UserError
+from harness.executor import Executor, Job, Run, execute_job
 from harness.strategy import FULL, Phase, QuantContext, QuantReport, QuantSpec, Strategy, Timer, library_versions
 from harness.trainer import TrainContext, Trainer, TrainReport
 from harness.weights import bf16_bytes, stored_weight_bytes
@@ -25,13 +26,16 @@ __all__ = [
     "FULL",
     "Benchmark",
     "DataError",
+    "Executor",
     "HarnessError",
+    "Job",
     "MissingDependencyError",
     "Phase",
     "Problem",
     "QuantContext",
     "QuantReport",
     "QuantSpec",
+    "Run",
     "Seam",
     "Strategy",
     "Timer",
@@ -41,6 +45,7 @@ __all__ = [
     "UserError",
     "bf16_bytes",
     "check_group_size",
+    "execute_job",
     "hookimpl",
     "library_versions",
     "meta_model",

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+from harness.errors import UserError
+
 T = TypeVar("T")
 DONE = "harness-artifact.json"
 
@@ -53,13 +55,20 @@ class ArtifactCache:
         if found:
             return found
         final = self.path(stage, key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        locks = self.root / "locks" / stage
-        locks.mkdir(parents=True, exist_ok=True)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            locks = self.root / "locks" / stage
+            locks.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create the artifact cache {self.root}: {exc.strerror or exc}; "
+                            "choose another --cache-dir") from None
+        self.remove_stale(stage, skip=key)
         with exclusive(locks / f"{key}.lock", f"{stage} artifact {key}"):
             found = self.get(stage, key)  # built by whoever held the lock before us
             if found:
                 return found
+            for dead in final.parent.glob(f".{key}.*"):  # we hold the lock: no live builder owns these
+                shutil.rmtree(dead, ignore_errors=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
             try:
                 record = make(tmp)
@@ -71,13 +80,59 @@ class ArtifactCache:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
+            shutil.rmtree(self.root / "scratch" / stage / key, ignore_errors=True)  # resumable state, now moot
         return final, record
+
+    def remove_stale(self, stage: str, skip: str | None = None) -> list[Path]:
+        """Delete what killed builders left behind in ``stage``; returns what was removed.
+
+        A temporary ``.KEY.xxxx`` folder whose key's lock is free has no live
+        builder (the lock dies with its process), and the scratch folder of a
+        published artifact is resumable state nothing will resume.
+        """
+        removed: list[Path] = []
+        artifacts, locks = self.root / "artifacts" / stage, self.root / "locks" / stage
+        for tmp in sorted(artifacts.glob(".*.*")) if artifacts.is_dir() else []:
+            key = tmp.name[1:].split(".", 1)[0]
+            if key == skip or not tmp.is_dir():
+                continue
+            if _holds_if_free(locks / f"{key}.lock", lambda: shutil.rmtree(tmp, ignore_errors=True)):  # noqa: B023
+                removed.append(tmp)
+        scratch = self.root / "scratch" / stage
+        for folder in sorted(scratch.iterdir()) if scratch.is_dir() else []:
+            if (artifacts / folder.name / DONE).exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        return removed
 
     def scratch(self, stage: str, key: str) -> Path:
         """A persistent folder for resumable state (training checkpoints) of one artifact."""
         path = self.root / "scratch" / stage / key
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create {path}: {exc.strerror or exc}; choose another --cache-dir") from None
         return path
+
+
+def _holds_if_free(lock_path: Path, action: Callable[[], object]) -> bool:
+    """Run ``action`` under the lock if no process holds it now (never waits); whether it ran."""
+    try:
+        import fcntl
+    except ImportError:  # no flock: cannot tell a live builder from a dead one, so touch nothing
+        return False
+    if not lock_path.exists():
+        return False  # never locked by this layout's builders: not ours to judge
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        try:
+            action()
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    return True
 
 
 @contextlib.contextmanager

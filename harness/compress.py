@@ -31,6 +31,10 @@ class CompressedStrategy(Strategy):
     kv_bits = (FULL, 8, 4)
     needs_calibration = True
     libraries = LIBRARIES
+    artifact_format = "compressed-tensors"
+
+    def artifact_format_for(self, spec, options) -> str:
+        return compressed_format(spec, getattr(options, "group_size", None))
 
     def compress(self, model_dir: Path, ctx: QuantContext) -> tuple[Any, QuantReport]:
         """The quantized model in memory (what :meth:`quantize` saves) and its report, less the stored bytes."""
@@ -55,6 +59,23 @@ class CompressedStrategy(Strategy):
         save_compressed(model, ctx.tokenizer, out_dir)
         report.weight_bytes = stored_weight_bytes(out_dir)
         return report
+
+
+def compressed_format(spec, group_size: int | None = None) -> str:
+    """The artifact format of a compressed-tensors checkpoint at ``spec``: an integer KV cache, 4-bit
+    activations, weights under 4 bits and grouped weights under int8 activations are formats of their
+    own, since not every engine runs them (vLLM has no scheme for group-wise W8A8)."""
+    if spec.kv_bits < FULL:
+        return "compressed-tensors-int-kv"
+    if spec.act_bits < 8:
+        return "compressed-tensors-int4-activations"
+    if spec.bits < 4:
+        return "compressed-tensors-sub4-weights"
+    if spec.act_bits < FULL:
+        if spec.bits != 8:
+            return "compressed-tensors-w4a8"
+        return "compressed-tensors-w8a8-grouped" if group_size else "compressed-tensors-w8a8"
+    return "compressed-tensors"
 
 
 def weight_scheme(bits: int, group_size: int | None, symmetric: bool = True, targets: Sequence[str] = ("Linear",)):

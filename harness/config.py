@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from harness.errors import UserError
 
 #: fields that never change a result (where things live, how fast they run)
-NOT_HASHED = frozenset({"data_dir", "batch_size", "device"})
+NOT_HASHED = frozenset({"data_dir", "batch_size", "device", "engine_url", "engine_python"})
 
 #: fields added after results were published: hashed only when they differ from the value every
 #: earlier run implicitly had, so the ids of stored and published runs stay what they were
 #: (a field added later goes here with that value; never remove an entry)
-HASHED_UNLESS: dict[str, object] = {}
+HASHED_UNLESS: dict[str, object] = {"engine": "hf", "engine_opts": {}, "extraction": "strict", "data": {}}
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,9 @@ class Sampling:
 PRESETS: dict[str, dict] = {
     "default": {"prompt": "boxed", "sampling": Sampling()},
     # The seed study (arXiv 2511.15694): one sample, T=1, top-p 1, 512 tokens, raw problem.
-    "rlquant": {"prompt": "raw", "sampling": Sampling(temperature=1.0, top_p=1.0, n=1, max_new_tokens=512)},
+    # Its grading is strict (last box, "the answer is"): the preset fixes --extraction strict.
+    "rlquant": {"prompt": "raw", "sampling": Sampling(temperature=1.0, top_p=1.0, n=1, max_new_tokens=512),
+                "extraction": "strict"},
 }
 
 
@@ -79,8 +81,25 @@ class RunConfig:
     data_dir: str | None = None
     batch_size: int = 64
     device: str = "auto"
+    #: the generation engine that evaluates and profiles (``hf``, ``vllm``, ``openai``; see harness.engines)
+    engine: str = "hf"
+    #: ``--engine-opt`` options: hashed, since they can change a result (the server's dtype, its flags)
+    engine_opts: tuple[tuple[str, str], ...] = ()
+    #: where the engine's server is (``--engine-url``) and which Python starts it (``--vllm-python``):
+    #: not hashed, like ``device``: the same artifact under the same options gives the same result anywhere
+    engine_url: str | None = None
+    engine_python: str | None = None
+    #: how the grader finds a completion's answer: ``strict`` (box, "the answer is"; the RL reward's)
+    #: or ``lenient`` (also an unformatted completion's final expression); see harness.grading
+    extraction: str = "strict"
+    #: what identifies each benchmark's data: filled in by ``pipeline.plan`` (version, and a fingerprint
+    #: of problems read from files or a hub); part of the run id, so new data is a new run
+    data: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        from harness.grading.extraction import check_extraction
+
+        check_extraction(self.extraction)
         if self.limit is not None and self.limit < 1:
             raise UserError(f"--limit must be >= 1, got {self.limit}")
         if self.batch_size < 1:
@@ -97,6 +116,8 @@ class RunConfig:
         d = dataclasses.asdict(self)
         d["trainer_opts"] = dict(self.trainer_opts)
         d["strategy_opts"] = dict(self.strategy_opts)
+        d["engine_opts"] = dict(self.engine_opts)
+        d["data"] = dict(self.data)
         d["benchmarks"] = list(self.benchmarks)
         return d
 
@@ -105,6 +126,8 @@ class RunConfig:
         d = dict(d)
         d["trainer_opts"] = tuple(sorted(d.get("trainer_opts", {}).items()))
         d["strategy_opts"] = tuple(sorted(d.get("strategy_opts", {}).items()))
+        d["engine_opts"] = tuple(sorted((d.get("engine_opts") or {}).items()))
+        d["data"] = tuple(sorted((d.get("data") or {}).items()))
         d["benchmarks"] = tuple(d.get("benchmarks", ("arith",)))
         d["sampling"] = Sampling(**d.get("sampling", {}))
         known = {f.name for f in dataclasses.fields(cls)}
@@ -123,12 +146,73 @@ class RunConfig:
 
     @property
     def label(self) -> str:
-        """Short human name: ``tiny-arith grpo rtn W4A16``."""
+        """Short human name: ``tiny-arith grpo rtn W4A16``; ``... W4A16 (vllm)`` on another engine than hf."""
         from harness.strategy import QuantSpec
 
         spec = QuantSpec(self.bits, self.act_bits, self.kv_bits).label if self.strategy != "none" else "bf16"
         parts = [self.model, self.trainer if self.trainer != "none" else "base", self.strategy, spec]
+        if self.engine != "hf":
+            parts.append(f"({self.engine})")
         return " ".join(parts)
+
+
+#: decoding settings given one by one (a CLI flag each, a sweep-cell key each), over the preset's
+SAMPLING_KEYS = ("temperature", "top_p", "n", "max_new_tokens")
+#: plugin option tables: ``{key: value}`` in, ``((key, "value"), ...)`` in the config
+OPTION_FIELDS = ("trainer_opts", "strategy_opts", "engine_opts")
+
+
+def field_default(name: str):
+    """The default of a :class:`RunConfig` field: the one place defaults are written (the CLI reads it)."""
+    f = {f.name: f for f in dataclasses.fields(RunConfig)}[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def resolve_config(values: dict) -> RunConfig:
+    """A RunConfig from field values, as ``harness run`` flags and sweep cells give them.
+
+    The preset first, then every value given (None: not given) over it:
+    sampling keys one by one (or a ``sampling`` table), plugin options as
+    ``{key: value}`` tables, benchmarks as a comma-separated string or a list,
+    and the extraction policy as :func:`harness.grading.policy.choose_extraction`
+    decides it. The CLI and the sweep both call this, so a flag and a cell key
+    mean the same thing.
+    """
+    from harness.grading.policy import choose_extraction
+
+    values = {k: v for k, v in values.items() if v is not None}
+    preset_name = values.pop("preset", field_default("preset"))
+    if preset_name not in PRESETS:
+        raise UserError(f"unknown preset {preset_name!r}; choose one of {', '.join(sorted(PRESETS))}")
+    preset = PRESETS[preset_name]
+    sampling = dataclasses.asdict(preset["sampling"])
+    sampling.update(values.pop("sampling", None) or {})
+    sampling.update({key: values.pop(key) for key in SAMPLING_KEYS if key in values})
+    benchmarks = values.pop("benchmarks", field_default("benchmarks"))
+    if isinstance(benchmarks, str):
+        benchmarks = [b.strip() for b in benchmarks.split(",") if b.strip()]
+    prompt = values.pop("prompt", None) or preset["prompt"]
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    kwargs = {k: v for k, v in values.items() if k in known}
+    kwargs.update(
+        {name: tuple(sorted((k, option_text(v)) for k, v in (values.get(name) or {}).items()))
+         for name in OPTION_FIELDS},
+        benchmarks=tuple(benchmarks), prompt=prompt, sampling=Sampling(**sampling), preset=preset_name,
+        extraction=choose_extraction(values.get("extraction"), preset_name, prompt),
+    )
+    try:
+        return RunConfig(**kwargs)
+    except TypeError as exc:
+        raise UserError(f"bad run configuration {values}: {exc}") from None
+
+
+def option_text(value: object) -> str:
+    """A plugin option value as the ``key=value`` text plugins' options parse (TOML values too)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(option_text(v) for v in value)
+    return str(value)
 
 
 def stable_hash(obj: object, length: int = 16) -> str:

@@ -1,4 +1,4 @@
-"""The evaluation loop: prompts -> batched generation -> grading -> per-sample rows -> metrics.
+"""The evaluation loop: prompts -> an engine's generation -> grading -> per-sample rows -> metrics.
 
 Resumable by construction: samples already in the store for this run are
 skipped, and each batch is committed as soon as it is graded. Metrics are
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from harness.benchmark import Problem
 from harness.config import Sampling
 from harness.grading import grade_full, references, unparseable_answers
-from harness.metrics import mean_ci, pass_at_k_over_problems
+from harness.metrics import mean_ci, pass_at_k_report
 from harness.store import Store
 
 
@@ -35,17 +35,18 @@ def evaluate(
     run_id: str,
     benchmark: str,
     problems: Sequence[Problem],
-    model,
-    tokenizer,
+    session,
     prompt_for,
     sampling: Sampling,
     batch_size: int,
     seed: int,
     progress=None,
+    extraction: str = "strict",
 ) -> EvalTiming:
-    """Generate and grade every (problem, sample) not yet stored for ``run_id``."""
-    from harness.generation import generate
+    """Generate and grade every (problem, sample) not yet stored for ``run_id``.
 
+    ``session`` is a started engine (:class:`harness.engines.base.Session`): whatever
+    generates, this loop grades and stores the same way, batch by batch as they finish."""
     timing = EvalTiming()
     start = time.perf_counter()
     done = store.done_samples(run_id, benchmark)
@@ -65,7 +66,7 @@ def evaluate(
                 for k, gen in enumerate(comps):
                     if (p.id, k) in done:
                         continue
-                    g = grade_full(gen.text, references(p))
+                    g = grade_full(gen.text, references(p), extraction=extraction)
                     rows.append(
                         dict(problem_id=p.id, sample=k, level=p.level, prompt=prompts[i], completion=gen.text,
                              predicted=g.predicted, reference=p.answer, correct=int(g.correct),
@@ -78,21 +79,22 @@ def evaluate(
                 progress.update(task, advance=len(indices))
 
         t0 = time.perf_counter()
-        generate(model, tokenizer, prompts, sampling, batch_size=batch_size, seed=seed, on_batch=on_batch)
+        session.generate(prompts, sampling, batch_size=batch_size, seed=seed, on_batch=on_batch)
         timing.generate = time.perf_counter() - t0
     timing.wall = time.perf_counter() - start
     return timing
 
 
 def compute_metrics(
-    rows: list[dict], seed: int = 0, problems: Sequence[Problem] = ()
+    rows: list[dict], seed: int = 0, problems: Sequence[Problem] = (), n_requested: int | None = None
 ) -> dict[str, tuple[float, float | None, float | None]]:
     """Per-benchmark metrics from stored sample rows: (value, lo, hi) each.
 
     Intervals resample problems (not samples), the unit the benchmark draws.
     ``reward`` is the seed study's Table 1 metric (1 correct + 0.1 formatted).
     With n samples per problem, ``accuracy`` is pass@1 (mean over samples) and
-    unbiased pass@k is reported for k = 2, 4, ... up to n. References the
+    unbiased pass@k is reported for k = 2, 4, ... up to n (up to the fewest stored, with
+    ``problems_short_of_n`` saying so, when some have fewer than ``n_requested``). References the
     grader cannot parse are counted (``unparseable_refs``), never hidden.
     """
     by_problem: dict[str, list[dict]] = defaultdict(list)
@@ -110,11 +112,7 @@ def compute_metrics(
         "problems": (float(len(pids)), None, None),
         "samples": (float(len(rows)), None, None),
     }
-    n = min(len(v) for v in by_problem.values())
-    k = 2
-    while k <= n:
-        out[f"pass@{k}"] = pass_at_k_over_problems({p: [r["correct"] for r in by_problem[p]] for p in pids}, k)
-        k *= 2
+    out.update(pass_at_k_report({p: [r["correct"] for r in by_problem[p]] for p in pids}, n_requested))
     if problems:
         out["unparseable_refs"] = (float(len(unparseable_answers(problems))), None, None)
     levels: dict[str, list[float]] = defaultdict(list)

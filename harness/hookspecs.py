@@ -20,6 +20,8 @@ import pluggy
 
 if TYPE_CHECKING:
     from harness.benchmark import Benchmark
+    from harness.engines.base import Engine
+    from harness.executor import Executor
     from harness.strategy import Strategy
     from harness.trainer import Trainer
 
@@ -53,4 +55,33 @@ def register_benchmarks(register: Callable[[Benchmark], None]) -> None:
     :param register: call ``register(benchmark)`` once per benchmark, an
         instance of :class:`harness.benchmark.Benchmark`. Benchmarks double as
         training and calibration data through their ``train`` split.
+    """
+
+
+@hookspec
+def register_executors(register: Callable[[Executor], None]) -> None:
+    """Register executors: where a sweep's cells run (this machine, a Ray cluster, a job queue).
+
+    :param register: call ``register(executor)`` once per executor, an
+        instance of :class:`harness.executor.Executor`. Its ``options_class``
+        (a dataclass) is what ``--executor-opt KEY=VALUE`` sets; its ``start``
+        returns the object that runs the sweep's jobs, each through
+        :func:`harness.executor.execute_job` so a cell runs exactly as a local
+        run does.
+    """
+
+
+@hookspec
+def register_engines(register: Callable[[Engine], None]) -> None:
+    """Register generation engines: what serves an artifact while it is evaluated and profiled.
+
+    :param register: call ``register(engine)`` once per engine, an instance of
+        :class:`harness.engines.base.Engine`. It declares the artifact ``formats``
+        it runs (``"transformers"``, ``"compressed-tensors"``, ``"bitsandbytes"``,
+        ...; see :data:`harness.engines.base.FORMATS`) and its ``devices``, so a run
+        it cannot serve is refused before anything starts; ``start(model_dir,
+        settings)`` returns a :class:`harness.engines.base.Session` (a context
+        manager that always stops what it started) that generates and profiles.
+        ``--engine NAME`` picks one; its ``options_class`` is what
+        ``--engine-opt KEY=VALUE`` sets, and those options are part of a run's identity.
     """

@@ -61,6 +61,34 @@ def pass_at_k_over_problems(
     return mean_ci(list(pass_at_k_per_problem(correct, k).values()), n_boot=n_boot, alpha=alpha, seed=seed)
 
 
+def pass_at_k_report(
+    correct: Mapping[str, Sequence[bool | int]], n_requested: int | None = None
+) -> dict[str, tuple[float, float | None, float | None]]:
+    """pass@k for k = 2, 4, ... up to the fewest samples any problem has, and a note when some fell short.
+
+    The unbiased estimator needs k <= n for every problem. When a run stored
+    fewer samples for some problems than ``-n`` asked for (``n_requested``;
+    None: the most any problem has), k stops at what every problem has --
+    never an estimate that mixes problems with k > n, nor one that silently
+    drops them -- and two metrics say so: ``problems_short_of_n`` (how many
+    problems have fewer samples than asked) and ``samples_fewest``.
+    """
+    sizes = [len(samples) for samples in correct.values()]
+    if not sizes:
+        return {}
+    fewest, asked = min(sizes), n_requested or max(sizes)
+    out: dict[str, tuple[float, float | None, float | None]] = {}
+    k = 2
+    while k <= fewest:
+        out[f"pass@{k}"] = pass_at_k_over_problems(correct, k)
+        k *= 2
+    short = sum(1 for n in sizes if n < asked)
+    if short:
+        out["problems_short_of_n"] = (float(short), None, None)
+        out["samples_fewest"] = (float(fewest), None, None)
+    return out
+
+
 # ---------------------------------------------------------------------------
 # paired comparison
 

@@ -66,6 +66,9 @@ def resolve_model(ref: str) -> ModelRef:
         raise UserError(
             f"model {ref!r} is neither tiny-arith, an existing directory, nor a hub id of the form org/name"
         )
+    from harness.hub import check_hub_model
+
+    check_hub_model(ref)  # before anything is stored: an unknown or unreachable id fails in seconds, in one line
     return ModelRef(ref, ref, f"hub:{ref}")
 
 

@@ -8,6 +8,7 @@ check on user input happens before anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import subprocess
@@ -21,7 +22,7 @@ from harness.config import RunConfig, stable_hash
 from harness.errors import UserError
 from harness.registry import Registry
 from harness.store import Store
-from harness.strategy import Phase, QuantContext, Strategy
+from harness.strategy import FULL, Phase, QuantContext, QuantSpec, Strategy
 
 N_CALIBRATION = 256
 
@@ -39,6 +40,8 @@ class Plan:
     model: Any  # ModelRef
     device: str
     problems: dict[str, list] = field(default_factory=dict)
+    engine: Any = None  # the Engine that evaluates and profiles (harness.engines)
+    engine_options: Any = None
 
     @property
     def in_training(self) -> bool:
@@ -88,6 +91,9 @@ def plan(config: RunConfig, registry: Registry, check_device: bool = True) -> Pl
         reason = strategy.unavailable_reason()
         if reason:
             raise UserError(f"strategy {strategy.name!r} is unavailable: {reason}")
+    from harness.engine_stage import check_engine
+
+    engine, engine_options = check_engine(config, registry, strategy, spec, device, check_here=check_device)
     model = resolve_model(config.model)
     data_dir = Path(config.data_dir) if config.data_dir else None
     problems = {}
@@ -99,8 +105,20 @@ def plan(config: RunConfig, registry: Registry, check_device: bool = True) -> Pl
     if strategy.needs_calibration:
         registry.benchmarks.get(config.calib_data).check_split("train")
     quant = QuantContext(spec=spec, options=options, seed=config.seed, device=device)
-    config = dataclasses.replace(config, bits=spec.bits)
-    return Plan(config, registry, strategy, trainer, trainer_config, quant, model, device, problems)
+    config = dataclasses.replace(config, bits=spec.bits, data=data_identity(benches, problems))
+    return Plan(config, registry, strategy, trainer, trainer_config, quant, model, device, problems,
+                engine, engine_options)
+
+
+def data_identity(benches: dict, problems: dict[str, list]) -> tuple[tuple[str, str], ...]:
+    """The ``data`` part of a run's identity: each benchmark's :meth:`~harness.benchmark.Benchmark.identity`.
+
+    A benchmark at version 1 whose problems are generated is left out: that is
+    what every run stored before benchmark identities were hashed had, so their
+    ids (and the published leaderboards') stay what they were.
+    """
+    out = {name: bench.identity(problems[name]) for name, bench in benches.items()}
+    return tuple(sorted((name, ident) for name, ident in out.items() if ident != "v1"))
 
 
 def versions(plan: Plan) -> dict[str, str]:
@@ -160,6 +178,8 @@ class Runner:
         from rich.console import Console
 
         self.console = console or Console(stderr=True)
+        #: a training stage was built in this process (its evaluation then runs in a fresh one)
+        self.trained_here = False
 
     # -- stages -----------------------------------------------------------------------
     def train_stage(self, plan: Plan, tokenizer, run_id: str) -> tuple[Path, dict]:
@@ -177,7 +197,10 @@ class Runner:
         curve: list[tuple[int, dict]] = []
 
         def make(out: Path) -> dict:
+            from harness import training
+
             self.console.print(f"[bold]train[/bold] {trainer.name} on {cfg.train_data} (seed {cfg.seed}) -> {key}")
+            self.trained_here = True
             quant = plan.quant
             quant.tokenizer = tokenizer
             if plan.in_training:
@@ -190,14 +213,12 @@ class Runner:
                 config=plan.trainer_config,
                 seed=cfg.seed,
                 device=plan.device,
-                strategy=plan.strategy if plan.in_training else None,
-                quant=quant if plan.in_training else None,
                 checkpoint_dir=self.cache.scratch("train", key),
                 on_log=lambda step, logs: curve.append((step, logs)),
             )
-            report = trainer.train(ctx)
-            if not (out / "tokenizer_config.json").exists():
-                tokenizer.save_pretrained(out)
+            strategy = plan.strategy if plan.in_training else None
+            report = training.train(trainer, ctx, strategy, quant if strategy is not None else None)
+            with_tokenizer(out, tokenizer)
             return {
                 "stage": "train",
                 "key": key,
@@ -217,13 +238,18 @@ class Runner:
         key = stable_hash(key_parts)
 
         def make(out: Path) -> dict:
-            self.console.print(f"[bold]quantize[/bold] {plan.strategy.name} {plan.quant.spec.label} -> {key}")
+            from harness.progress import heartbeat
+
+            what = f"{plan.strategy.name} {plan.quant.spec.label}"
+            full = plan.quant.spec == QuantSpec(FULL)  # nothing to announce for a full-precision copy
+            if not full:
+                self.console.print(f"[bold]quantize[/bold] {what} -> {key}")
             plan.quant.tokenizer = tokenizer
             calibrate(plan, tokenizer)
             start = time.perf_counter()
-            report = plan.strategy.quantize(Path(source) if Path(source).is_dir() else source, out, plan.quant)
-            if not (out / "tokenizer_config.json").exists():
-                tokenizer.save_pretrained(out)
+            with heartbeat("quantize", what, self.console) if not full else contextlib.nullcontext():
+                report = plan.strategy.quantize(Path(source) if Path(source).is_dir() else source, out, plan.quant)
+            with_tokenizer(out, tokenizer)
             rec = _asdict(report)
             rec["stage_seconds"] = time.perf_counter() - start
             return {"stage": "quantize", "key": key, "inputs": key_parts, "quant": rec}
@@ -238,14 +264,14 @@ class Runner:
 
         def make(out: Path) -> dict:
             self.console.print(f"[bold]train[/bold] {plan.strategy.name} {plan.quant.spec.label} -> {key}")
+            self.trained_here = True
             plan.quant.tokenizer = tokenizer
             calibrate(plan, tokenizer)
             source = plan.model.source
             start = time.perf_counter()
             model, _ = plan.strategy.prepare(Path(source) if Path(source).is_dir() else source, plan.quant)
             report = plan.strategy.finalize(model, out, plan.quant)
-            if not (out / "tokenizer_config.json").exists():
-                tokenizer.save_pretrained(out)
+            with_tokenizer(out, tokenizer)
             quant = _asdict(report)
             curve = quant["extra"].pop("curve", []) if quant and quant.get("extra") else []
             return {
@@ -269,6 +295,7 @@ class Runner:
 
         tokenizer = load_tokenizer(plan.model.source)
         source, identity, artifacts = self.train(plan, tokenizer, run_id)
+        artifacts["reference"] = plan.strategy.is_reference
         if plan.in_training:
             model_dir = Path(source)
             artifacts["quant"] = artifacts["train"].get("quant")
@@ -298,12 +325,7 @@ class Runner:
     # -- the run --------------------------------------------------------------------------
     def run(self, plan: Plan, force: bool = False) -> dict:
         """Run (or resume) ``plan``; returns the stored run with its metrics."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        from harness import profiling
-        from harness.evaluation import compute_metrics, evaluate
-        from harness.model import load_tokenizer
-        from harness.prompts import get_template
+        from harness.engine_stage import evaluate_and_profile
 
         cfg = plan.config
         run_id = cfg.run_id
@@ -311,28 +333,15 @@ class Runner:
         if existing and existing["status"] == "complete" and not force:
             self.console.print(f"run {run_id} ({existing['label']}) is already complete: showing stored results")
             return self.result(run_id)
+        if force and existing:  # --force: evaluate again from nothing; cached artifacts are reused
+            self.store.discard_results(run_id)
         self.store.start_run(run_id, cfg.label, cfg.to_dict(), versions(plan), git_commit())
         try:
             model_dir, artifacts = self.materialize(plan, run_id)
             self.store.add_artifacts(run_id, artifacts)
 
-            model = plan.strategy.load(model_dir, plan.device)
-            tokenizer = load_tokenizer(model_dir)
-            template = get_template(cfg.prompt)
-            prompt_for = lambda p: template.render(p.problem, tokenizer)  # noqa: E731
-            timings = {}
-            with profiling.watch(model, plan.device) as eval_watch, Progress(
-                TextColumn("[bold]evaluate[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), console=self.console, transient=False,
-            ) as progress:
-                for name, problems in plan.problems.items():
-                    timings[name] = evaluate(
-                        self.store, run_id, name, problems, model, tokenizer, prompt_for, cfg.sampling,
-                        cfg.batch_size, cfg.seed, progress,
-                    )
-                    rows = self.store.samples(run_id, name)
-                    self.store.set_metrics(run_id, name, compute_metrics(rows, seed=cfg.seed, problems=problems))
-            self._profile(plan, run_id, model, tokenizer, model_dir, prompt_for, timings, artifacts, eval_watch.stats)
+            # evaluate and profile through the run's engine; in a fresh process when this one trained
+            evaluate_and_profile(self, plan, run_id, model_dir, artifacts, fresh_process=self.trained_here)
             self.store.finish_run(run_id, "complete")
         except KeyboardInterrupt:
             self.store.finish_run(run_id, "interrupted", "interrupted by the user")
@@ -342,30 +351,17 @@ class Runner:
             raise
         return self.result(run_id)
 
-    def _profile(self, plan: Plan, run_id: str, model, tokenizer, model_dir: Path, prompt_for, timings, artifacts, eval_stats=None) -> None:
-        """Memory and latency figures stored beside the accuracy (see harness.profiling)."""
-        from harness import profiling
-
-        profile = profiling.profile_run(
-            model=model, tokenizer=tokenizer, model_dir=model_dir, plan=plan,
-            prompts=[prompt_for(p) for probs in plan.problems.values() for p in probs],
-            timings=timings, quant=artifacts.get("quant") or {},
-            phases={"eval": eval_stats} if eval_stats is not None else None,
-        )
-        self.store.set_profile(run_id, profile)
-
     def result(self, run_id: str) -> dict:
-        run = self.store.get_run(run_id)
-        assert run is not None
-        return {
-            "run_id": run_id,
-            "label": run["label"],
-            "status": run["status"],
-            "config": run["config"],
-            "metrics": self.store.metrics(run_id),
-            "profile": self.store.profile(run_id),
-            "artifacts": run["artifacts"],
-        }
+        from harness.results import run_result
+
+        return run_result(self.store, run_id)
+
+
+def with_tokenizer(model_dir: Path, tokenizer) -> None:
+    """Every model artifact carries its tokenizer (and chat template), so whatever reads the folder
+    (evaluation, a serving engine, an export) needs nothing else; a plugin's own copy is kept."""
+    if not (Path(model_dir) / "tokenizer_config.json").exists():
+        tokenizer.save_pretrained(model_dir)
 
 
 def train_key_parts(plan: Plan) -> dict:
@@ -379,11 +375,27 @@ def train_key_parts(plan: Plan) -> dict:
         "train_data": cfg.train_data,
         "prompt": cfg.prompt,
     }
+    key_parts["code"] = {"trainer": code_identity(trainer)}
     if plan.in_training:
         key_parts["strategy"] = [plan.strategy.name, plan.quant.spec.label, _opts(plan.quant.options)]
+        key_parts["code"]["strategy"] = code_identity(plan.strategy)
         if plan.strategy.needs_calibration:
             key_parts["calib"] = cfg.calib_data
     return key_parts
+
+
+def code_identity(plugin: Any) -> dict:
+    """The code an artifact was made by: the plugin's own version and its libraries' versions.
+
+    Part of every artifact key, so upgrading llmcompressor, TRL or a strategy
+    rebuilds what the old code made instead of reusing it. Run ids do not hold
+    it (the versions are recorded with every result instead): the same
+    configuration under a newer library is the same experiment, measured again.
+    """
+    from harness.strategy import library_versions
+
+    return {"version": str(getattr(plugin, "version", "1")),
+            "libraries": library_versions(tuple(getattr(plugin, "libraries", ())))}
 
 
 def strategy_train_key_parts(plan: Plan) -> dict:
@@ -393,6 +405,7 @@ def strategy_train_key_parts(plan: Plan) -> dict:
         "model": plan.model.identity,
         "trainer": "none",
         "strategy": [plan.strategy.name, plan.quant.spec.label, _opts(plan.quant.options)],
+        "code": {"strategy": code_identity(plan.strategy)},
         "seed": cfg.seed,
         "calib": cfg.calib_data if plan.strategy.needs_calibration else None,
         "prompt": cfg.prompt,
@@ -410,6 +423,7 @@ def quantize_key_parts(plan: Plan, source_identity: str) -> dict:
         "calib": cfg.calib_data if plan.strategy.needs_calibration else None,
         "prompt": cfg.prompt if plan.strategy.needs_calibration else None,
         "seed": cfg.seed if plan.strategy.needs_calibration else None,
+        "code": code_identity(plan.strategy),
     }
 
 
@@ -417,7 +431,7 @@ def train_key(plan: Plan) -> str | None:
     """The cache key of the plan's train stage, or None when it trains nothing.
 
     Cells with the same key share one checkpoint: an executor that runs cells
-    at once builds it once, before them (see :mod:`harness.ray_executor`)."""
+    at once builds it once, before them (see :mod:`harness.executors.ray_driver`)."""
     if plan.trainer is not None:
         return stable_hash(train_key_parts(plan))
     if plan.in_training:

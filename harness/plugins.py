@@ -12,6 +12,7 @@ Environment switches:
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 import warnings
@@ -20,9 +21,12 @@ from importlib.metadata import entry_points
 import pluggy
 
 from harness import hookspecs
-from harness.registry import Registry
+from harness.errors import DuplicateNameError
+from harness.registry import Kind, Registry
 
 GROUP = "harness"
+#: the distribution whose entry points are the built-ins
+DISTRIBUTION = "quant-rl-harness"
 
 
 class PluginLoadWarning(UserWarning):
@@ -36,6 +40,14 @@ def _allowed() -> set[str] | None:
     return {name.strip() for name in raw.split(",") if name.strip()}
 
 
+def _load_order(ep) -> tuple[bool, str]:
+    """Built-ins first, then third parties by name: the plugin registered first keeps a name two
+    plugins claim, so a third party can never take ``rtn`` from the harness by sorting before it."""
+    dist = getattr(ep, "dist", None)
+    builtin = dist is not None and dist.metadata["Name"] == DISTRIBUTION
+    return (not builtin, ep.name)
+
+
 def make_manager(load_entry_points: bool = True) -> tuple[pluggy.PluginManager, dict[str, str]]:
     """A fresh plugin manager with the entry points loaded, plus the load failures."""
     pm = pluggy.PluginManager(GROUP)
@@ -46,7 +58,7 @@ def make_manager(load_entry_points: bool = True) -> tuple[pluggy.PluginManager, 
     allowed = _allowed()
     trace = os.environ.get("HARNESS_TRACE_PLUGINS")
     seen: set[str] = set()
-    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+    for ep in sorted(entry_points(group=GROUP), key=_load_order):
         if allowed is not None and ep.name not in allowed:
             continue
         if ep.name in seen:  # the same distribution seen twice on sys.path
@@ -71,21 +83,74 @@ def build_registry(pm: pluggy.PluginManager, failures: dict[str, str] | None = N
     """Call every plugin's ``register_*`` hooks and collect what they registered.
 
     Hooks are called plugin by plugin (not through ``pm.hook``) so each item is
-    attributed to the plugin that registered it, and a duplicate name names both.
+    attributed to the plugin that registered it. A plugin fails whole, like an import
+    failure, and the rest still register: an unknown (misspelled) hook, a hook that raises,
+    an item of the wrong type, or a name another plugin already owns (that one keeps it).
+    A failed plugin's items are all dropped and it is unregistered from ``pm``.
     """
     registry = Registry.empty()
     registry.failures.update(failures or {})
-    kinds = {
-        "register_strategies": registry.strategies,
-        "register_trainers": registry.trainers,
-        "register_benchmarks": registry.benchmarks,
-    }
-    for hook_name, kind in kinds.items():
-        caller = getattr(pm.hook, hook_name)
-        for impl in caller.get_hookimpls():
-            plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
-            impl.function(register=lambda item, _p=plugin_name, _k=kind: _k.add(item, _p))
+    # one hook per kind: register_<attribute> (register_strategies fills registry.strategies)
+    kinds = {f"register_{attr}": kind for attr, kind in registry.kinds().items()}
+    for name, error in _unknown_hooks(pm).items():
+        _fail(pm, registry, name, error)
+    for name, plugin in pm.list_name_plugin():
+        if plugin is not None and (error := _register_plugin(pm, plugin, name, kinds)) is not None:
+            _fail(pm, registry, name, error)
     return registry
+
+
+def _unknown_hooks(pm: pluggy.PluginManager) -> dict[str, str]:
+    """Plugin name -> why, for every plugin with a hook implementation no hookspec declares.
+
+    pluggy's ``check_pending`` raises on the first such hook only; each offender is set
+    aside in turn (on a copy of the check) so that all of them are reported."""
+    known = sorted(n for n in dir(hookspecs) if n.startswith("register_"))
+    bad: dict[str, str] = {}
+    while True:
+        try:
+            pm.check_pending()
+            return bad
+        except pluggy.PluginValidationError as exc:
+            name = pm.get_name(exc.plugin) or repr(exc.plugin)
+            hooks = sorted(h.name for h in pm.get_hookcallers(exc.plugin) or [] if not h.has_spec())
+            hints = [f"did you mean {close[0]!r}?" for h in hooks if (close := difflib.get_close_matches(h, known, n=1))]
+            bad[name] = (
+                f"unknown hook {', '.join(map(repr, hooks))} (the hooks are {', '.join(known)})"
+                + (f"; {' '.join(hints)}" if hints else "")
+            )
+            pm.unregister(exc.plugin)
+
+
+def _register_plugin(pm: pluggy.PluginManager, plugin: object, name: str, kinds: dict[str, Kind]) -> str | None:
+    """Register everything ``plugin`` offers, or nothing: the reason it failed, or None."""
+    offered: list[tuple[Kind, object]] = []
+    for hook_name, kind in kinds.items():
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+            try:
+                impl.function(register=lambda item, _k=kind: offered.append((_k, item)))
+            except Exception as exc:  # noqa: BLE001 - a plugin may fail in any way
+                return f"its {hook_name} hook raised {type(exc).__name__}: {exc}"
+    added: list[tuple[Kind, str]] = []
+    for kind, item in offered:
+        try:
+            kind.add(item, name)
+        except (DuplicateNameError, TypeError) as exc:
+            for done_kind, done_name in added:
+                done_kind.discard(done_name)
+            return str(exc)
+        added.append((kind, item.name))  # type: ignore[attr-defined]
+    return None
+
+
+def _fail(pm: pluggy.PluginManager, registry: Registry, name: str, error: str) -> None:
+    registry.failures[name] = error
+    plugin = pm.get_plugin(name)
+    if plugin is not None:
+        pm.unregister(plugin)
+    warnings.warn(f"harness plugin {name!r} failed to register: {error}", PluginLoadWarning, stacklevel=3)
 
 
 _REGISTRY: Registry | None = None
@@ -108,7 +173,7 @@ def reset_registry() -> None:
 
 
 def plugin_listing(pm: pluggy.PluginManager, registry: Registry) -> list[dict]:
-    """One row per plugin: name, version, hooks, what it registered, load error."""
+    """One row per plugin: name, version, hooks, what it registered (one key per kind), error."""
     from importlib.metadata import entry_points as eps
 
     dist_of = {}
@@ -116,19 +181,18 @@ def plugin_listing(pm: pluggy.PluginManager, registry: Registry) -> list[dict]:
         dist = getattr(ep, "dist", None)
         if dist is not None:
             dist_of[ep.name] = (dist.metadata["Name"], dist.version)
+    kinds = registry.kinds()
     rows = []
-    for plugin in pm.get_plugins():
-        name = pm.get_name(plugin)
-        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
-        registered = {
-            kind.kind: sorted(n for n, owner in kind.owners.items() if owner == name)
-            for kind in (registry.strategies, registry.trainers, registry.benchmarks)
-        }
+    names = [(name, plugin) for name, plugin in pm.list_name_plugin() if plugin is not None]
+    for name, error in [(n, None) for n, _ in names] + sorted(registry.failures.items()):
+        plugin = pm.get_plugin(name) if error is None else None
+        registered = {attr: sorted(n for n, owner in kind.owners.items() if owner == name) for attr, kind in kinds.items()}
         unavailable = {
             n: reason
-            for n in registered["strategy"] + registered["trainer"]
-            for item in [registry.strategies.items.get(n) or registry.trainers.items.get(n)]
-            if item is not None and (reason := item.unavailable_reason()) is not None
+            for attr, kind in kinds.items()
+            for n in registered[attr]
+            if callable(getattr(kind.items[n], "unavailable_reason", None))
+            and (reason := kind.items[n].unavailable_reason()) is not None
         }
         dist_name, dist_version = dist_of.get(name, (None, None))
         rows.append(
@@ -136,26 +200,9 @@ def plugin_listing(pm: pluggy.PluginManager, registry: Registry) -> list[dict]:
                 "name": name,
                 "distribution": dist_name,
                 "version": dist_version,
-                "hooks": hooks,
-                "strategies": registered["strategy"],
-                "trainers": registered["trainer"],
-                "benchmarks": registered["benchmark"],
+                "hooks": sorted(h.name for h in pm.get_hookcallers(plugin) or []) if plugin is not None else [],
+                **registered,
                 "unavailable": unavailable,
-                "error": None,
-            }
-        )
-    for name, error in sorted(registry.failures.items()):
-        dist_name, dist_version = dist_of.get(name, (None, None))
-        rows.append(
-            {
-                "name": name,
-                "distribution": dist_name,
-                "version": dist_version,
-                "hooks": [],
-                "strategies": [],
-                "trainers": [],
-                "benchmarks": [],
-                "unavailable": {},
                 "error": error,
             }
         )

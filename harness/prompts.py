@@ -17,6 +17,8 @@ class PromptTemplate:
     template: str
     chat: bool
     description: str = ""
+    #: the extraction policy the prompt implies (``strict``/``lenient``; None: no opinion), see harness.grading.policy
+    extraction: str | None = None
 
     def render(self, problem: str, tokenizer: Any = None) -> str:
         """The prompt text; wrapped in the tokenizer's chat template when both allow it."""
@@ -34,7 +36,8 @@ def templates() -> dict[str, PromptTemplate]:
         resources.files("harness.benchmarks").joinpath("prompts.toml").read_text("utf-8")
     )
     return {
-        name: PromptTemplate(name, spec["template"], bool(spec.get("chat", True)), spec.get("description", ""))
+        name: PromptTemplate(name, spec["template"], bool(spec.get("chat", True)), spec.get("description", ""),
+                             spec.get("extraction"))
         for name, spec in raw.items()
     }
 

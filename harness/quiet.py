@@ -1,5 +1,7 @@
 """Keep library chatter off the console: progress bars and per-call warnings of transformers,
-bitsandbytes (a warning on every 8-bit matmul) and llmcompressor (loguru INFO)."""
+bitsandbytes (a warning on every 8-bit matmul), llmcompressor (loguru INFO) and compressed-tensors
+(tqdm bars), and torch.fx's tracing advice. Nothing here hides an error or a warning about the
+user's own input."""
 
 from __future__ import annotations
 
@@ -32,3 +34,31 @@ def quiet_libraries() -> None:
         pass
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    # transformers' save_pretrained, on every save of a model llmcompressor dispatched on the CPU:
+    # it is the default 50 GB shard size, not a memory problem of this run
+    warnings.filterwarnings("ignore", message="Attempting to save a model with offloaded modules")
+    # torch.fx, once per process when llmcompressor traces a model for its sequential pipeline:
+    # advice to torch's own developers (is_fx_tracing vs is_fx_symbolic_tracing)
+    logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
+    _silence_tqdm()
+
+
+def _silence_tqdm() -> None:
+    """Every tqdm bar off. ``TQDM_DISABLE`` alone is not enough: compressed-tensors passes
+    ``disable=not show_progress`` explicitly ("Applying quantization config", "Dispatching model"
+    in ``apply_quantization_config`` and ``dispatch_model``), which overrides the variable. Through
+    tqdm's public constructor argument, so it holds across tqdm versions; idempotent."""
+    try:
+        from tqdm import std
+    except ImportError:
+        return
+    init = std.tqdm.__init__
+    if getattr(init, "_harness_silenced", False):
+        return
+
+    def silenced(self, *args, **kwargs):
+        kwargs["disable"] = True
+        init(self, *args, **kwargs)
+
+    silenced._harness_silenced = True  # type: ignore[attr-defined]
+    std.tqdm.__init__ = silenced  # type: ignore[method-assign]

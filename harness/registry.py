@@ -33,12 +33,19 @@ class Kind(Generic[T]):
         if not isinstance(name, str) or not name:
             raise TypeError(f"plugin {plugin!r} registered a {self.kind} without a name")
         if name in self.items:
+            if self.owners[name] == plugin:
+                raise DuplicateNameError(f"plugin {plugin!r} registered {self.kind} {name!r} twice")
             raise DuplicateNameError(
                 f"{self.kind} {name!r} is registered by two plugins: "
-                f"{self.owners[name]!r} and {plugin!r}"
+                f"{self.owners[name]!r} (registered first, keeps it) and {plugin!r}"
             )
         self.items[name] = item
         self.owners[name] = plugin
+
+    def discard(self, name: str) -> None:
+        """Forget ``name`` (a plugin that failed half-way gives back what it had registered)."""
+        self.items.pop(name, None)
+        self.owners.pop(name, None)
 
     def get(self, name: str) -> T:
         try:
@@ -63,12 +70,21 @@ class Registry:
     strategies: Kind
     trainers: Kind
     benchmarks: Kind
+    executors: Kind
+    engines: Kind
     #: entry point (or plugin) name -> error text, for plugins that failed to load
     failures: dict[str, str] = field(default_factory=dict)
+
+    def kinds(self) -> dict[str, Kind]:
+        """Attribute name (``strategies``) -> kind, for every kind this registry holds, in
+        declaration order: listings and look-ups read it instead of keeping their own list."""
+        return {attr: value for attr, value in vars(self).items() if isinstance(value, Kind)}
 
     @classmethod
     def empty(cls) -> Registry:
         from harness.benchmark import Benchmark
+        from harness.engines.base import Engine
+        from harness.executor import Executor
         from harness.strategy import Strategy
         from harness.trainer import Trainer
 
@@ -76,4 +92,6 @@ class Registry:
             strategies=Kind("strategy", Strategy),
             trainers=Kind("trainer", Trainer),
             benchmarks=Kind("benchmark", Benchmark),
+            executors=Kind("executor", Executor),
+            engines=Kind("engine", Engine),
         )

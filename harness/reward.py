@@ -8,7 +8,10 @@ which is the "format reward" curve the issue asks to store.
 
 Both call :func:`harness.grading.grade_full`, the function evaluation uses, so
 training and evaluation can never disagree on what "correct" means. The
-dataset passed to the trainer needs an ``answer`` column (the reference).
+reward always extracts with the ``strict`` policy, whatever a run's
+``--extraction``: the study's format bonus and its strictness are part of the
+method (a lenient reward would pay for unformatted answers). The dataset
+passed to the trainer needs an ``answer`` column (the reference).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 from harness.grading import CORRECT_REWARD, FORMAT_REWARD, Grade, grade_full
 
-__all__ = ["REWARD_FUNCS", "correctness_reward", "format_reward", "completion_text"]
+__all__ = ["REWARD_FUNCS", "completion_text", "correctness_reward", "format_reward"]
 
 
 def completion_text(completion: Any) -> str:
@@ -35,7 +38,7 @@ def completion_text(completion: Any) -> str:
 def _grade(completion: str, answer: str) -> Grade:
     # Both reward functions grade the same (completion, answer) pairs of a step:
     # the cache makes the second one free.
-    return grade_full(completion, answer)
+    return grade_full(completion, answer, extraction="strict")
 
 
 def correctness_reward(completions: Sequence[Any], answer: Sequence[str], **kwargs: Any) -> list[float]:

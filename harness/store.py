@@ -8,72 +8,22 @@ Schema changes are an append-only list of named migrations.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import random
 import sqlite3
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from harness.errors import StoreError
+from harness.run_owner import owner_alive, this_process
+from harness.store_schema import MIGRATIONS
 
-
-def _m001_initial(db: sqlite3.Connection) -> None:
-    db.executescript(
-        """
-        CREATE TABLE runs (
-            id TEXT PRIMARY KEY,
-            label TEXT NOT NULL,
-            config TEXT NOT NULL,
-            status TEXT NOT NULL,
-            created REAL NOT NULL,
-            finished REAL,
-            versions TEXT NOT NULL,
-            git_commit TEXT,
-            error TEXT,
-            artifacts TEXT NOT NULL DEFAULT '{}'
-        );
-        CREATE TABLE metrics (
-            run_id TEXT NOT NULL REFERENCES runs(id),
-            benchmark TEXT NOT NULL,
-            metric TEXT NOT NULL,
-            value REAL,
-            lo REAL,
-            hi REAL,
-            PRIMARY KEY (run_id, benchmark, metric)
-        );
-        CREATE TABLE samples (
-            run_id TEXT NOT NULL REFERENCES runs(id),
-            benchmark TEXT NOT NULL,
-            problem_id TEXT NOT NULL,
-            sample INTEGER NOT NULL,
-            level TEXT,
-            prompt TEXT NOT NULL,
-            completion TEXT NOT NULL,
-            predicted TEXT,
-            reference TEXT NOT NULL,
-            correct INTEGER NOT NULL,
-            formatted INTEGER NOT NULL,
-            reward REAL NOT NULL,
-            n_tokens INTEGER NOT NULL,
-            PRIMARY KEY (run_id, benchmark, problem_id, sample)
-        );
-        CREATE TABLE profiles (
-            run_id TEXT PRIMARY KEY REFERENCES runs(id),
-            profile TEXT NOT NULL
-        );
-        CREATE TABLE train_curves (
-            run_id TEXT NOT NULL,
-            step INTEGER NOT NULL,
-            logs TEXT NOT NULL,
-            PRIMARY KEY (run_id, step)
-        );
-        """
-    )
-
-
-#: append-only: never edit or reorder a migration that has shipped
-MIGRATIONS = [("m001_initial", _m001_initial)]
+#: seconds a process waits for another one that holds the store's write lock (creating, migrating, writing)
+BUSY_TIMEOUT_S = 30.0
 
 
 def default_store_path() -> Path:
@@ -83,31 +33,100 @@ def default_store_path() -> Path:
 
 
 class Store:
-    def __init__(self, path: Path | str | None = None):
+    def __init__(self, path: Path | str | None = None, read_only: bool = False):
         self.path = Path(path) if path else default_store_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if read_only:  # a reader's view (the leaderboard): nothing created, migrated or written
+            self._open_read_only()
+            return
         try:
-            self.db = sqlite3.connect(self.path, timeout=30)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder of the result store {self.path}: "
+                             f"{exc.strerror or exc}; choose another --store") from None
+        try:
+            self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
             self.db.row_factory = sqlite3.Row
-            self._check_and_migrate()
+            self._open(time.monotonic() + BUSY_TIMEOUT_S)
         except sqlite3.DatabaseError as exc:
+            if _is_busy(exc):
+                raise StoreError(f"{self.path} stayed locked by another process for {BUSY_TIMEOUT_S:.0f} s "
+                                 f"({exc}); try again when it has finished") from None
+            if "unable to open" in str(exc):
+                raise StoreError(f"cannot open the result store {self.path} ({exc}); choose another --store") from None
             raise StoreError(f"{self.path} is not a harness result store ({exc})") from None
 
+    def _open(self, deadline: float) -> None:
+        """Check and migrate, retrying while another process holds the lock (it may be creating the store)."""
+        delay = 0.02
+        while True:
+            try:
+                self._check_and_migrate()
+                return
+            except sqlite3.OperationalError as exc:
+                if self.db.in_transaction:
+                    self.db.rollback()
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 0.5)
+
+    def _open_read_only(self) -> None:
+        """Open an existing store with SQLite's ``mode=ro``: no write can happen through it.
+
+        No migration runs (it would write), so a store an older harness wrote is read as it is.
+        """
+        if not self.path.is_file():
+            raise StoreError(f"no result store at {self.path}; run `harness run` or `harness sweep` first, "
+                             "or pass --store")
+        try:
+            self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+            self.db.row_factory = sqlite3.Row
+            tables = self._tables()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a harness result store ({exc})") from None
+        if "_migrations" not in tables or "runs" not in tables:
+            raise StoreError(f"{self.path} is not a harness result store (tables: {', '.join(sorted(tables))})")
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
     def _check_and_migrate(self) -> None:
-        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if tables and "_migrations" not in tables:
-            raise StoreError(
-                f"{self.path} is an SQLite database but not a harness result store "
-                f"(tables: {', '.join(sorted(tables))}); choose another --store"
-            )
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL)")
-        done = {r[0] for r in self.db.execute("SELECT name FROM _migrations")}
-        for name, fn in MIGRATIONS:
-            if name not in done:
-                with self.db:
+        """Refuse a foreign database; apply the missing migrations under one write lock.
+
+        The check and the migrations run in one ``BEGIN IMMEDIATE`` transaction:
+        two processes that open a new store together cannot both create it, and
+        neither sees it half-created. A store that is up to date takes no lock.
+        """
+        tables = self._tables()
+        if "_migrations" in tables:
+            done = {r[0] for r in self.db.execute("SELECT name FROM _migrations")}
+            if all(name in done for name, _ in MIGRATIONS):
+                return
+        self.db.execute("PRAGMA journal_mode=WAL")  # outside a transaction; persists in the file
+        with self._write():
+            tables = self._tables()
+            if tables and "_migrations" not in tables:
+                raise StoreError(
+                    f"{self.path} is an SQLite database but not a harness result store "
+                    f"(tables: {', '.join(sorted(tables))}); choose another --store"
+                )
+            self.db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL)")
+            done = {r[0] for r in self.db.execute("SELECT name FROM _migrations")}
+            for name, fn in MIGRATIONS:
+                if name not in done:
                     fn(self.db)
                     self.db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        """A transaction that takes the write lock at once, so what it reads no other writer changes."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.rollback()
+            raise
+        self.db.commit()
 
     def close(self) -> None:
         self.db.close()
@@ -121,14 +140,26 @@ class Store:
         return _run_dict(row) if row else None
 
     def start_run(self, run_id: str, label: str, config: dict, versions: dict, git_commit: str | None) -> None:
+        """Mark the run running and owned by this process (a dead owner shows it as ``interrupted``)."""
+        pid, host, started = this_process()
         with self.db:
             self.db.execute(
-                """INSERT INTO runs (id, label, config, status, created, versions, git_commit)
-                   VALUES (?, ?, ?, 'running', ?, ?, ?)
+                """INSERT INTO runs (id, label, config, status, created, versions, git_commit,
+                                     owner_pid, owner_host, owner_started)
+                   VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)
                    ON CONFLICT(id) DO UPDATE SET status='running', error=NULL,
-                       versions=excluded.versions, git_commit=excluded.git_commit""",
-                (run_id, label, json.dumps(config), time.time(), json.dumps(versions), git_commit),
+                       versions=excluded.versions, git_commit=excluded.git_commit,
+                       owner_pid=excluded.owner_pid, owner_host=excluded.owner_host,
+                       owner_started=excluded.owner_started""",
+                (run_id, label, json.dumps(config), time.time(), json.dumps(versions), git_commit,
+                 pid, host, started),
             )
+
+    def discard_results(self, run_id: str) -> None:
+        """Forget a run's samples, metrics, profile and curve (``--force``: evaluate again from nothing)."""
+        with self.db:
+            for table in ("samples", "metrics", "profiles", "train_curves"):
+                self.db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
 
     def finish_run(self, run_id: str, status: str = "complete", error: str | None = None) -> None:
         with self.db:
@@ -143,7 +174,7 @@ class Store:
 
     def _update_artifacts(self, run_id: str, update: Callable[[dict], dict]) -> None:
         """Read, change and write a run's artifacts in one transaction (no writer in between)."""
-        with self.db:
+        with self._write():
             row = self.db.execute("SELECT artifacts FROM runs WHERE id = ?", (run_id,)).fetchone()
             new = update(json.loads(row[0]))
             self.db.execute("UPDATE runs SET artifacts = ? WHERE id = ?", (json.dumps(new, default=str), run_id))
@@ -181,13 +212,31 @@ class Store:
                 [{"run_id": run_id, "benchmark": benchmark, **r} for r in rows],
             )
 
-    def samples(self, run_id: str, benchmark: str | None = None) -> list[dict]:
+    def samples(self, run_id: str, benchmark: str | None = None, limit: int | None = None) -> list[dict]:
+        """A run's samples in (benchmark, problem, sample) order; the first ``limit`` only when given."""
         q = "SELECT * FROM samples WHERE run_id = ?"
         args: tuple = (run_id,)
         if benchmark:
             q += " AND benchmark = ?"
             args += (benchmark,)
-        return [dict(r) for r in self.db.execute(q + " ORDER BY benchmark, problem_id, sample", args)]
+        q += " ORDER BY benchmark, problem_id, sample"
+        if limit is not None:
+            q += " LIMIT ?"
+            args += (max(0, limit),)
+        return [dict(r) for r in self.db.execute(q, args)]
+
+    def problem_scores(self, run_id: str) -> dict[str, dict[str, tuple[float, float]]]:
+        """benchmark -> problem id -> (mean correct, mean reward) over the problem's samples.
+
+        The unit the statistics resample (:mod:`harness.metrics`), computed by
+        SQLite so that a reader never loads every completion to get it.
+        """
+        out: dict[str, dict[str, tuple[float, float]]] = {}
+        for bench, pid, acc, reward in self.db.execute(
+            """SELECT benchmark, problem_id, AVG(correct), AVG(reward) FROM samples
+               WHERE run_id = ? GROUP BY benchmark, problem_id ORDER BY benchmark, problem_id""", (run_id,)):
+            out.setdefault(bench, {})[pid] = (float(acc), float(reward))
+        return out
 
     # -- metrics, profiles, curves --------------------------------------------------------
     def set_metrics(self, run_id: str, benchmark: str, metrics: dict[str, tuple[float, float | None, float | None]]) -> None:
@@ -203,9 +252,24 @@ class Store:
             out.setdefault(r["benchmark"], {})[r["metric"]] = {"value": r["value"], "lo": r["lo"], "hi": r["hi"]}
         return out
 
-    def set_profile(self, run_id: str, profile: dict) -> None:
-        with self.db:
-            self.db.execute("INSERT OR REPLACE INTO profiles VALUES (?, ?)", (run_id, json.dumps(profile)))
+    def set_profile(self, run_id: str, profile: dict) -> bool:
+        """Store a run's profile, unless it measured no throughput at all (never shown as 0 tok/s).
+
+        A profile without throughput is left out with a warning (the run's
+        accuracy is still stored; ``harness profile`` measures it again) and False
+        is returned. Evaluation figures the new profile lacks (a resumed run that
+        had nothing left to generate measured none) keep the values stored before.
+        """
+        if not has_throughput(profile):
+            print(f"warning: the profile of run {run_id} measured no throughput (no *{THROUGHPUT_SUFFIX} "
+                  "figure); it is not stored: run `harness profile` to measure it", file=sys.stderr)
+            return False
+        with self._write():
+            row = self.db.execute("SELECT profile FROM profiles WHERE run_id = ?", (run_id,)).fetchone()
+            old = json.loads(row[0]) if row else {}
+            kept = {k: v for k, v in old.items() if k.startswith("eval_") and v is not None and profile.get(k) is None}
+            self.db.execute("INSERT OR REPLACE INTO profiles VALUES (?, ?)", (run_id, json.dumps({**profile, **kept})))
+        return True
 
     def profile(self, run_id: str) -> dict | None:
         row = self.db.execute("SELECT profile FROM profiles WHERE run_id = ?", (run_id,)).fetchone()
@@ -252,20 +316,21 @@ class Store:
                              f"this store reads format {EXPORT_FORMAT}")
         run = data["run"]
         run_id = run["id"]
-        old = self.db.execute("SELECT artifacts FROM runs WHERE id = ?", (run_id,)).fetchone()
-        before = json.loads(old[0]) if old else {}
-        artifacts = {**before, **run["artifacts"]}
-        if before.get("sweeps") or run["artifacts"].get("sweeps"):  # rows of several sweeps: keep them all
-            artifacts["sweeps"] = {**(before.get("sweeps") or {}), **(run["artifacts"].get("sweeps") or {})}
-        with self.db:
+        with self._write():
+            old = self.db.execute("SELECT artifacts FROM runs WHERE id = ?", (run_id,)).fetchone()
+            before = json.loads(old[0]) if old else {}
+            artifacts = {**before, **run["artifacts"]}
+            if before.get("sweeps") or run["artifacts"].get("sweeps"):  # rows of several sweeps: keep them all
+                artifacts["sweeps"] = {**(before.get("sweeps") or {}), **(run["artifacts"].get("sweeps") or {})}
             for table, column in (("samples", "run_id"), ("metrics", "run_id"), ("profiles", "run_id"),
                                   ("train_curves", "run_id"), ("runs", "id")):
                 self.db.execute(f"DELETE FROM {table} WHERE {column} = ?", (run_id,))
             self.db.execute(
                 "INSERT INTO runs (id, label, config, status, created, finished, versions, git_commit, error, "
-                "artifacts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "artifacts, owner_pid, owner_host, owner_started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, run["label"], json.dumps(run["config"]), run["status"], run["created"], run["finished"],
-                 json.dumps(run["versions"]), run["git_commit"], run["error"], json.dumps(artifacts, default=str)),
+                 json.dumps(run["versions"]), run["git_commit"], run["error"], json.dumps(artifacts, default=str),
+                 *((run.get("owner") or {}).get(k) for k in ("pid", "host", "started"))),
             )
             self.db.executemany(
                 """INSERT INTO samples (run_id, benchmark, problem_id, sample, level, prompt, completion, predicted,
@@ -286,9 +351,28 @@ class Store:
 #: version of :meth:`Store.export_run`'s layout (a driver and its workers must agree on it)
 EXPORT_FORMAT = 1
 
+#: profile figures named ``*tokens_per_s`` (evaluation, decode, serving): a stored profile has one above 0
+THROUGHPUT_SUFFIX = "tokens_per_s"
+
+
+def has_throughput(profile: dict) -> bool:
+    """Whether ``profile`` measured any throughput (every engine's figures end in ``tokens_per_s``)."""
+    return any(k.endswith(THROUGHPUT_SUFFIX) and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+               for k, v in profile.items())
+
+
+def _is_busy(exc: sqlite3.DatabaseError) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
 
 def _run_dict(row: sqlite3.Row) -> dict:
+    """A stored run; one stored as running whose process is gone reads as ``interrupted``."""
     d = dict(row)
     for key in ("config", "versions", "artifacts"):
         d[key] = json.loads(d[key]) if d.get(key) else {}
+    owner = (d.pop("owner_pid", None), d.pop("owner_host", None), d.pop("owner_started", None))
+    d["owner"] = {"pid": owner[0], "host": owner[1], "started": owner[2]} if owner[0] is not None else None
+    if d["status"] == "running" and owner_alive(*owner) is False:
+        d["status"] = "interrupted"
+        d["error"] = d.get("error") or f"its process (pid {owner[0]} on {owner[1]}) ended without finishing it"
     return d

@@ -95,8 +95,18 @@ class Strategy:
     needs_trainer: bool = True
     #: dataclass of options; defaults documented beside each field
     options_class: type = object
-    #: libraries whose versions are recorded with every result
+    #: libraries whose versions are recorded with every result, and are part of the cache keys of
+    #: the artifacts it writes (an upgraded llmcompressor must not reuse what the old one made)
     libraries: tuple[str, ...] = ()
+    #: a full-precision reference: the leaderboard pairs every other strategy's row against a
+    #: reference row of the same configuration (the built-in ``none``; a third party's may be one too)
+    is_reference: bool = False
+    #: the version of what this strategy writes: bump it when an artifact it made under the same
+    #: options would now come out different, so cached artifacts are not reused (artifact keys hold it)
+    version: str = "1"
+    #: the format of what it writes (a key of :data:`harness.engines.base.FORMATS`): engines declare the
+    #: formats they run, and a run whose engine cannot run it is refused in ``pipeline.plan``
+    artifact_format: str = "transformers"
 
     # -- checks -----------------------------------------------------------------
     def unavailable_reason(self) -> str | None:
@@ -117,6 +127,10 @@ class Strategy:
                     f"supported: {', '.join(map(str, allowed))}"
                 )
         return QuantSpec(bits, act_bits, kv_bits)
+
+    def artifact_format_for(self, spec: QuantSpec, options: Any) -> str:
+        """The format these settings produce: :attr:`artifact_format`, unless the settings change it."""
+        return self.artifact_format
 
     def make_options(self, opts: dict[str, Any]) -> Any:
         from harness.options import build_options
@@ -163,6 +177,20 @@ class Strategy:
     def finalize(self, model: PreTrainedModel, out_dir: Path, ctx: QuantContext) -> QuantReport:
         """Write the trained model as a real quantized model into ``out_dir``."""
         raise NotImplementedError(f"strategy {self.name!r} cannot run during training")
+
+    def recommended_lr(self, ctx: QuantContext | None, preset: str) -> float | None:
+        """The learning rate training under this strategy should use under a trainer ``preset`` when
+        the trainer's own is unset (None: the trainer's preset decides). Adapters want larger ones."""
+        return None
+
+    def train_callbacks(self, model: PreTrainedModel, ctx: QuantContext) -> list:
+        """``transformers.TrainerCallback`` objects the trainer adds for this strategy (default: none).
+
+        For what must happen at training steps without editing the trainer's
+        library (qerl's noise schedule); they run before the trainer's own
+        callbacks, so values they add to the logs reach the training curve.
+        """
+        return []
 
 
 class Timer:

@@ -1,10 +1,10 @@
 """The trainer interface: a fine-tuning procedure (GRPO, Dr. GRPO, ...).
 
-Trainers are plugins (``register_trainers``). The pipeline hands a trainer a
-:class:`TrainContext` and gets back a model directory; when the run's strategy
-quantizes during training, the trainer asks it to ``prepare`` the model before
-training and to ``finalize`` it afterwards.
-"""
+Trainers are plugins (``register_trainers``). Core hands a trainer a model
+(plain, or prepared by an in-training strategy), its PEFT config and a
+:class:`TrainContext`, and gets the trained model back in the
+:class:`TrainReport`; core saves it, or asks the strategy to finalize it
+(:mod:`harness.training`). A trainer never calls a strategy."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from harness.benchmark import Problem
-    from harness.strategy import QuantContext, QuantReport, Strategy
+    from harness.strategy import QuantReport
 
 
 @dataclass
@@ -31,13 +31,15 @@ class TrainContext:
     config: Any
     seed: int
     device: str
-    #: in-training strategy and its context, or None for full precision
-    strategy: Strategy | None = None
-    quant: QuantContext | None = None
     #: where to keep resumable checkpoints (survives a crash; not the artifact)
     checkpoint_dir: Path | None = None
     #: called with (step, {metric: value}) after every logged step
     on_log: Callable[[int, dict], None] = lambda step, logs: None
+    #: ``transformers.TrainerCallback`` objects to add (an in-training strategy's, e.g. qerl's noise schedule)
+    callbacks: list = field(default_factory=list)
+    #: ``recommended_lr(preset)``: the in-training strategy's learning rate for a trainer preset, or None
+    #: (the trainer uses it when its own learning rate is unset)
+    recommended_lr: Callable[[str], float | None] = lambda preset: None
     extra: dict = field(default_factory=dict)
 
 
@@ -50,6 +52,8 @@ class TrainReport:
     curve: list[dict] = field(default_factory=list)
     quant: QuantReport | None = None
     extra: dict = field(default_factory=dict)
+    #: the trained model, handed back to core, which saves or finalizes it (not stored)
+    model: Any = None
 
 
 class Trainer:
@@ -60,6 +64,11 @@ class Trainer:
     #: dataclass of options; defaults documented beside each field
     config_class: type = object
     needs_gpu: bool = False
+    #: the version of what this trainer writes: bump it when a checkpoint it made under the same
+    #: options would now come out different, so cached checkpoints are not reused (artifact keys hold it)
+    version: str = "1"
+    #: libraries whose versions change what it trains; they are part of its checkpoints' cache keys
+    libraries: tuple[str, ...] = ()
 
     def unavailable_reason(self) -> str | None:
         return None
@@ -70,7 +79,9 @@ class Trainer:
 
         return build_options(self.config_class, opts, owner=f"trainer {self.name!r}")
 
-    def train(self, ctx: TrainContext) -> TrainReport:
+    def train(self, model: Any, peft_config: Any, ctx: TrainContext) -> TrainReport:
+        """Train ``model`` (wrapped with ``peft_config`` when given, as an adapter trainer does) and
+        return it in the report's ``model``; add ``ctx.callbacks`` to the training loop."""
         raise NotImplementedError
 
     def describe_config(self, config: Any) -> dict:

@@ -1,7 +1,7 @@
-"""Write the leaderboard folder: ``leaderboard.md``, ``index.html``, the plot, ``leaderboard.json``.
+"""Write the leaderboard folder: ``leaderboard.md``, ``index.html``, the two plots, ``leaderboard.json``.
 
 Reads the store (read-only) once, builds the rows (:mod:`.rows`), and hands
-the same rows to every renderer, so the four files never disagree.
+the same rows to every renderer, so the files never disagree.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ from pathlib import Path
 
 from harness.leaderboard import html as html_page
 from harness.leaderboard import markdown
-from harness.leaderboard.rows import DEFAULT_CONTEXT_TOKENS, Baseline, ReadOnlyStore, leaderboard_rows, memory_axis
+from harness.leaderboard.pareto import latency_axis, memory_axis
+from harness.leaderboard.reader import open_store
+from harness.leaderboard.rows import DEFAULT_CONTEXT_TOKENS, Baseline, leaderboard_rows
 
-FILES = ("leaderboard.md", "index.html", "accuracy_vs_memory.png", "accuracy_vs_memory.svg", "leaderboard.json")
+FILES = ("leaderboard.md", "index.html", "accuracy_vs_memory.png", "accuracy_vs_memory.svg",
+         "accuracy_vs_latency.png", "accuracy_vs_latency.svg", "leaderboard.json")
 
 
 def machine() -> str:
@@ -40,7 +43,7 @@ def machine() -> str:
 
 def generate(
     store_path: Path | str,
-    out_dir: Path | str = "leaderboard",
+    out_dir: Path | str = "leaderboard-out",
     baseline: str | None = None,
     n_samples: int = 3,
     title: str = "Leaderboard",
@@ -51,15 +54,16 @@ def generate(
 ) -> dict:
     """Write every leaderboard file into ``out_dir``; returns the paths and the rows as JSON."""
     from harness.leaderboard.html import _jsonable
-    from harness.leaderboard.plot import plot
+    from harness.leaderboard.plot import plot, plot_latency
 
     spec = Baseline.parse(baseline)
-    store = ReadOnlyStore(store_path)
+    store = open_store(store_path)
     try:
         rows = leaderboard_rows(store, spec, n_samples=n_samples, context_tokens=context_tokens, sweep=sweep)
     finally:
         store.close()
     axis = memory_axis(rows, context_tokens)
+    latency = latency_axis(rows)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     devices = sorted({str(run.profile.get("device")) for r in rows for run in r.runs if run.profile.get("device")})
@@ -77,18 +81,26 @@ def generate(
         "context_tokens": context_tokens,
         "memory_axis": axis.title,
         "memory_note": axis.note,
+        "engines": sorted({r.engine for r in rows}),
+        "latency_axis": latency.title,
+        "latency_note": latency.note,
     }
     png, svg = plot(rows, out, axis=axis)
+    latency_png, latency_svg = plot_latency(rows, out, axis=latency)
     rows_json = _jsonable([r.to_json(n_samples) for r in rows])
     files = {
         "markdown": out / "leaderboard.md",
         "html": out / "index.html",
         "png": png,
         "svg": svg,
+        "latency_png": latency_png,
+        "latency_svg": latency_svg,
         "json": out / "leaderboard.json",
     }
-    _write(files["markdown"], markdown.render(rows, meta, axis))
-    _write(files["html"], html_page.render(rows, meta, plot_png=png, n_samples=n_samples, axis=axis))
+    _write(files["markdown"], markdown.render(rows, meta, axis, latency=latency,
+                                              plots=[png, svg, latency_png, latency_svg]))
+    _write(files["html"], html_page.render(rows, meta, plot_png=png, n_samples=n_samples, axis=axis,
+                                           latency_png=latency_png, latency=latency))
     _write(files["json"], json.dumps({"meta": meta, "rows": rows_json}, indent=2, allow_nan=False) + "\n")
     return {"files": {k: str(v) for k, v in files.items()}, "meta": meta, "rows": rows_json}
 

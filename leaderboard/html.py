@@ -16,11 +16,13 @@ import html
 import json
 from pathlib import Path
 
-from harness.leaderboard.markdown import legend
-from harness.leaderboard.rows import DEFAULT_CONTEXT_TOKENS, MemoryAxis, Row, memory_axis
-from harness.leaderboard.text import diff_points, diff_reward, memory_header, number, pct, reward, size
+from harness.leaderboard.markdown import against, legend
+from harness.leaderboard.model import DEFAULT_CONTEXT_TOKENS, Row
+from harness.leaderboard.pareto import LatencyAxis, MemoryAxis, latency_axis, memory_axis
+from harness.leaderboard.text import diff_points, diff_reward, kernels, measured_by, memory_header
+from harness.leaderboard.text import number, pct, reward, size
 
-FILTERS = ("model", "trainer", "bits")
+FILTERS = ("model", "trainer", "bits", "engine")
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5rem; color: #1b1b1b; }
@@ -133,18 +135,21 @@ def _jsonable(value):
 
 
 def render(rows: list[Row], meta: dict, plot_png: Path | None = None, n_samples: int = 3,
-           axis: MemoryAxis | None = None) -> str:
+           axis: MemoryAxis | None = None, latency_png: Path | None = None,
+           latency: LatencyAxis | None = None) -> str:
     context_tokens = int(meta.get("context_tokens", DEFAULT_CONTEXT_TOKENS))
     axis = axis or memory_axis(rows, context_tokens)
+    latency = latency or latency_axis(rows)
     benches = sorted({b for r in rows for b in r.benchmarks})
     data = _jsonable({"meta": meta, "rows": [r.to_json(n_samples) for r in rows]})
     columns = [("#", "num"), ("row", "text"), ("model", "text"), ("trainer", "text"), ("strategy", "text"),
-               ("bits", "text"), ("options", "text"), ("preset", "text"), ("seeds", "num"),
+               ("bits", "text"), ("engine", "text"), ("options", "text"), ("preset", "text"), ("seeds", "num"),
                ("accuracy % (all)", "num"), ("reward (all)", "num"),
                *[(f"{b} acc %", "num") for b in benches],
                ("weights", "num"), ("KV B/token", "num"), (memory_header(context_tokens), "num"),
-               ("peak memory", "num"), ("tok/s", "num"), ("TTFT ms", "num"),
-               ("Δ acc vs baseline (pp)", "num"), ("baseline", "text"), ("Pareto", "num"), ("samples", "text")]
+               ("peak memory", "num"), ("tok/s", "num"), ("TTFT ms", "num"), ("ms/token", "num"),
+               ("kernels", "text"), ("Δ acc vs baseline (pp)", "num"), ("baseline", "text"), ("Pareto", "num"),
+               ("latency Pareto", "num"), ("samples", "text")]
     head = "".join(f'<th data-type="{t}" scope="col">{e(name)}</th>' for name, t in columns)
     body = []
     for i, r in enumerate(rows):
@@ -155,6 +160,7 @@ def render(rows: list[Row], meta: dict, plot_png: Path | None = None, n_samples:
         name = r.name + (" (faithful)" if r.variant == "faithful" else "")
         cells = [
             _td(str(i + 1), i + 1, True), _td(name), _td(r.model), _td(r.trainer), _td(r.strategy), _td(r.bits),
+            _td(r.engine_label, r.engine),
             _td(r.options or "-"), _td(r.preset), _td(",".join(map(str, r.seeds)), len(r.seeds), True),
             _td(pct(acc), _num_attr(acc.get("value")), True), _td(reward(rew), _num_attr(rew.get("value")), True),
             *[_td(pct(r.benchmarks.get(b, {}).get("accuracy")),
@@ -162,13 +168,16 @@ def render(rows: list[Row], meta: dict, plot_png: Path | None = None, n_samples:
             _td(size(r.weight_bytes), _num_attr(r.weight_bytes), True),
             _td(number(r.kv_bytes_per_token, 0), _num_attr(r.kv_bytes_per_token), True),
             _td(size(r.memory_bytes), _num_attr(r.memory_bytes), True),
-            _td(size(r.peak_memory_bytes), _num_attr(r.peak_memory_bytes), True),
-            _td(number(r.tokens_per_s, 0), _num_attr(r.tokens_per_s), True),
-            _td(number(r.ttft_ms, 1), _num_attr(r.ttft_ms), True),
+            _td(measured_by(size(r.peak_memory_bytes), r.latency_engine), _num_attr(r.peak_memory_bytes), True),
+            _td(measured_by(number(r.tokens_per_s, 0), r.latency_engine), _num_attr(r.tokens_per_s), True),
+            _td(measured_by(number(r.ttft_ms, 1), r.latency_engine), _num_attr(r.ttft_ms), True),
+            _td(measured_by(number(r.ms_per_token, 2), r.latency_engine), _num_attr(r.ms_per_token), True),
+            _td(kernels(r.quant_method, r.kernels)),
             _td(diff_points(delta), _num_attr(delta["diff"]) if delta else "", True,
                 "sig" if delta and delta["significant"] else ""),
-            _td(r.baseline["against"] if r.baseline else "-"),
+            _td(against(r.baseline, r) if r.baseline else "-"),
             _td("yes" if r.pareto else "", 1 if r.pareto else 0, True),
+            _td("yes" if r.latency_pareto else "", 1 if r.latency_pareto else 0, True),
         ]
         link = f'<td data-v=""><a href="#samples-{i}">samples</a></td>' if r.runs[0].samples else '<td data-v="">-</td>'
         cls = f' class="{" ".join(classes)}"' if classes else ""
@@ -190,16 +199,19 @@ def render(rows: list[Row], meta: dict, plot_png: Path | None = None, n_samples:
         f'<p class="legend">{e(legend(context_tokens))} Baseline of Δ: {e(meta["baseline"])}. '
         "A bar at the left of a row marks the Pareto front.</p>",
         f'<p class="legend" id="memory-note">{e(axis.note)}</p>' if axis.note else "",
+        f'<p class="legend" id="latency-note">{e(latency.note)}</p>' if latency.note else "",
         f'<div class="filters">{"".join(filters)}<span id="shown"></span></div>',
         f'<table id="board"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>',
         _twin_table(rows),
         _bench_table(rows),
     ]
-    if plot_png is not None and plot_png.exists():
-        b64 = base64.b64encode(plot_png.read_bytes()).decode()
-        parts.append('<h2>Accuracy against memory</h2>'
-                     f'<img class="plot" alt="accuracy against {e(axis.title)}, Pareto front circled" '
-                     f'src="data:image/png;base64,{b64}">')
+    for heading, png, title, plot_id in (("Accuracy against memory", plot_png, axis.title, "plot-memory"),
+                                         ("Accuracy against latency", latency_png, latency.title, "plot-latency")):
+        if png is not None and png.exists():
+            b64 = base64.b64encode(png.read_bytes()).decode()
+            parts.append(f"<h2>{e(heading)}</h2>"
+                         f'<img class="plot" id="{plot_id}" alt="accuracy against {e(title)}, Pareto front circled" '
+                         f'src="data:image/png;base64,{b64}">')
     parts.append(_samples(rows, n_samples))
     csp = ("default-src 'none'; img-src data:; "
            f"style-src 'sha256-{_sha256(STYLE)}'; script-src 'sha256-{_sha256(SCRIPT)}'; "
@@ -248,7 +260,8 @@ def _bench_table(rows: list[Row]) -> str:
             continue
         for bench, d in r.baseline["benchmarks"].items():
             body.append(
-                f"<tr><td>{e(r.name)}</td><td>{e(r.model)}</td><td>{e(r.baseline['against'])}</td>"
+                f"<tr><td>{e(r.name)}</td><td>{e(r.model)}</td><td>{e(r.engine)}</td>"
+                f"<td>{e(against(r.baseline, r))}</td>"
                 f"<td>{e(bench)}</td>"
                 f'<td class="n{" sig" if d["accuracy"]["significant"] else ""}">{e(diff_points(d["accuracy"]))}</td>'
                 f'<td class="n{" sig" if d["reward"]["significant"] else ""}">{e(diff_reward(d["reward"]))}</td>'
@@ -256,8 +269,8 @@ def _bench_table(rows: list[Row]) -> str:
             )
     if not body:
         return ""
-    head = "".join(f"<th>{e(h)}</th>" for h in ("row", "model", "baseline", "benchmark", "Δ acc (pp)", "Δ reward",
-                                                 "problems"))
+    head = "".join(f"<th>{e(h)}</th>" for h in ("row", "model", "engine", "baseline", "benchmark", "Δ acc (pp)",
+                                                 "Δ reward", "problems"))
     return ("<h2>Paired differences against the baseline, by benchmark</h2>"
             f"<table id=\"paired\"><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
@@ -271,7 +284,7 @@ def _samples(rows: list[Row], n: int) -> str:
         if not samples:
             continue
         out.append(f'<section id="samples-{i}" class="samples"><h3>{e(r.name)} · {e(r.model)} · '
-                   f"run {e(r.runs[0].id)}</h3>")
+                   f"{e(r.engine)} · run {e(r.runs[0].id)}</h3>")
         for s in samples:
             verdict = '<span class="ok">correct</span>' if s["correct"] else '<span class="bad">wrong</span>'
             out.append(

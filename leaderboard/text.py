@@ -53,3 +53,16 @@ def memory_header(context_tokens: int) -> str:
     """``memory @4k tok``: the memory column's header, naming the KV-cache tokens it counts."""
     n = f"{context_tokens // 1024}k" if context_tokens and context_tokens % 1024 == 0 else str(context_tokens)
     return f"memory @{n} tok"
+
+
+def measured_by(text: str, engine: str | None) -> str:
+    """``5.0 (vllm)``: a latency or throughput figure with the engine that measured it; ``-`` stays ``-``."""
+    return text if text == "-" or not engine else f"{text} ({engine})"
+
+
+def kernels(quant_method: str | None, names: list[str]) -> str:
+    """``compressed-tensors: CPUWNA16LinearKernel``: what the engine loaded; ``-`` when it reported nothing."""
+    listed = ", ".join(names)
+    if quant_method and listed:
+        return f"{quant_method}: {listed}"
+    return quant_method or listed or "-"

@@ -86,6 +86,7 @@ class BitsAndBytes(Strategy):
     bits = (4, 8)
     options_class = BnbOptions
     libraries = ("bitsandbytes", "transformers", "torch")
+    artifact_format = "bitsandbytes"
 
     def unavailable_reason(self) -> str | None:
         import importlib.util

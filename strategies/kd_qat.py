@@ -30,18 +30,17 @@ model is the trained one, and weight bytes are what the bits promise.
 from __future__ import annotations
 
 import dataclasses
-import math
-import random
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from harness import hookimpl
 from harness.compress import LIBRARIES
 from harness.errors import UserError
+from harness.distillation import Example, distill
+from harness.group_fake_quant import dequantize, integers, parametrization_class
 from harness.strategy import Phase, QuantContext, QuantReport, Strategy, Timer, library_versions
 
 if TYPE_CHECKING:
@@ -114,58 +113,6 @@ class KDQATOptions:
 # -- fake quantization -----------------------------------------------------------------------------
 
 
-def qrange(bits: int) -> tuple[int, int]:
-    """Symmetric signed integer range, as compressed-tensors uses: 3 bits -> [-4, 3]."""
-    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-
-
-def fake_quantize(weight: torch.Tensor, scale: torch.Tensor, bits: int) -> torch.Tensor:
-    """``clamp(round(w / s), qmin, qmax) * s`` per group; ``scale`` is [out, groups].
-
-    The rounding is straight-through (identity gradient); the clamp passes no
-    gradient outside the range; the scale gets the LSQ gradient, so both
-    master weights and scales learn.
-    """
-    import torch
-
-    qmin, qmax = qrange(bits)
-    out_features, in_features = weight.shape
-    groups = scale.shape[1]
-    x = weight.reshape(out_features, groups, in_features // groups) / scale.unsqueeze(-1)
-    q = torch.clamp(x + (torch.round(x) - x).detach(), qmin, qmax)
-    return (q * scale.unsqueeze(-1)).reshape(out_features, in_features)
-
-
-def integers(weight: torch.Tensor, scale: torch.Tensor, bits: int) -> torch.Tensor:
-    """The integer codes ``fake_quantize`` uses (no gradient)."""
-    import torch
-
-    qmin, qmax = qrange(bits)
-    out_features, in_features = weight.shape
-    x = weight.detach().reshape(out_features, scale.shape[1], -1) / scale.detach().unsqueeze(-1)
-    return torch.clamp(torch.round(x), qmin, qmax).reshape(out_features, in_features)
-
-
-@cache
-def _parametrization_class():
-    import torch
-
-    class GroupFakeQuant(torch.nn.Module):
-        """Parametrization: the layer computes with ``fake_quantize(weight, scale)``; both are trained."""
-
-        def __init__(self, scale: torch.Tensor, bits: int, train_scale: bool) -> None:
-            super().__init__()
-            self.bits = bits
-            self.scale = torch.nn.Parameter(scale.clone().float(), requires_grad=train_scale)
-
-        def forward(self, weight: torch.Tensor) -> torch.Tensor:
-            # the checkpoint stores bf16 scales: train with them, so finalize writes the codes used
-            scale = self.scale + (self.scale.to(torch.bfloat16).float() - self.scale).detach()
-            return fake_quantize(weight, scale.to(weight.dtype), self.bits)
-
-    return GroupFakeQuant
-
-
 @dataclass
 class KDQATState:
     """What :meth:`KDQAT.prepare` installed and measured, kept on the model for ``finalize``."""
@@ -186,7 +133,7 @@ def install(model, weights: dict[str, tuple[torch.Tensor, torch.Tensor]], bits: 
     missing = sorted(set(weights) - set(modules))
     if missing:
         raise RuntimeError(f"strategy 'kd-qat': the initial checkpoint has layers the model lacks: {missing[:3]}")
-    cls = _parametrization_class()
+    cls = parametrization_class()
     codes = {}
     for name, (weight, scale) in weights.items():
         module = modules[name]
@@ -216,17 +163,10 @@ def uninstall(model) -> tuple[KDQATState, dict[str, torch.Tensor]]:
         parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
         with torch.no_grad():
             codes = integers(module.weight.float(), scale, state.bits)
-            module.weight.copy_(_dequantize(codes, scale).to(module.weight.dtype))
+            module.weight.copy_(dequantize(codes, scale).to(module.weight.dtype))
         scales[name] = scale
     delattr(model, STATE_ATTR)
     return state, scales
-
-
-def _dequantize(codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    out_features, in_features = codes.shape
-    return (codes.float().reshape(out_features, scale.shape[1], -1) * scale.unsqueeze(-1)).reshape(
-        out_features, in_features
-    )
 
 
 # -- PTQ initialisation --------------------------------------------------------------------------
@@ -300,12 +240,6 @@ def read_quantized(model_dir: Path) -> dict[str, tuple[torch.Tensor, torch.Tenso
 # -- distillation data and loss --------------------------------------------------------------------
 
 
-@dataclass
-class Example:
-    ids: list[int]
-    prompt_len: int  # loss on ids[prompt_len:]
-
-
 def training_examples(teacher, tokenizer, ctx: QuantContext, opts: KDQATOptions) -> tuple[list[Example], dict]:
     """Prompt + completion token ids: the teacher's generations, or the reference solutions."""
     from harness.config import Sampling
@@ -342,103 +276,13 @@ def training_examples(teacher, tokenizer, ctx: QuantContext, opts: KDQATOptions)
                       "data_seconds": time.perf_counter() - start}
 
 
-def collate(batch: list[Example], pad_id: int, device: str):
-    """Right-padded ids, attention mask and the mask of predicted (completion) positions."""
-    import torch
-
-    width = max(len(e.ids) for e in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(batch), width), dtype=torch.long)
-    target = torch.zeros((len(batch), width), dtype=torch.bool)
-    for i, e in enumerate(batch):
-        ids[i, : len(e.ids)] = torch.tensor(e.ids)
-        attention[i, : len(e.ids)] = 1
-        target[i, e.prompt_len : len(e.ids)] = True
-    return ids.to(device), attention.to(device), target.to(device)
-
-
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, ids: torch.Tensor,
-                      target: torch.Tensor, objective: str = "kd", kl: str = "forward") -> torch.Tensor:
-    """Mean over completion tokens of KL(teacher || student) (forward), KL(student || teacher)
-    (reverse), or the cross-entropy of the actual next token (``ntp``).
-
-    ``target[b, t]`` marks the tokens to predict; token t is predicted by the logits at t - 1.
-    """
-    import torch.nn.functional as F
-
-    mask = target[:, 1:]
-    logits = student_logits[:, :-1][mask].float()
-    if objective == "ntp":
-        return F.cross_entropy(logits, ids[:, 1:][mask])
-    log_s = F.log_softmax(logits, dim=-1)
-    log_t = F.log_softmax(teacher_logits[:, :-1][mask].float(), dim=-1)
-    if kl == "forward":
-        return F.kl_div(log_s, log_t, log_target=True, reduction="batchmean")
-    return F.kl_div(log_t, log_s, log_target=True, reduction="batchmean")
-
-
-def distill(student, teacher, examples: list[Example], pad_id: int, opts: KDQATOptions, seed: int, device: str,
-            on_log=None) -> list[dict]:
-    """Quantization-aware distillation: AdamW over every trainable parameter (master weights, scales,
-    norms, embeddings); returns the loss curve."""
-    import torch
-
-    torch.manual_seed(seed)
-    rng = random.Random(f"kd-qat-{seed}")
-    params = [p for p in student.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.0)
-
-    def schedule(step: int) -> float:
-        if step < opts.warmup_steps:
-            return (step + 1) / (opts.warmup_steps + 1)
-        return max(0.0, (opts.steps - step) / max(1, opts.steps - opts.warmup_steps))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    order: list[int] = []
-    curve = []
-    student.train()
-    start = time.perf_counter()
-    for step in range(1, opts.steps + 1):
-        if len(order) < opts.batch_size:
-            more = list(range(len(examples)))
-            rng.shuffle(more)
-            order.extend(more)
-        batch = [examples[i] for i in order[: opts.batch_size]]
-        del order[: opts.batch_size]
-        ids, attention, target = collate(batch, pad_id, device)
-        teacher_logits = None
-        if opts.objective == "kd":
-            with torch.no_grad():
-                teacher_logits = teacher(input_ids=ids, attention_mask=attention).logits
-        logits = student(input_ids=ids, attention_mask=attention).logits
-        loss = distillation_loss(logits, teacher_logits, ids, target, opts.objective, opts.kl)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
-        row = {"step": step, "loss": loss.item(), "grad_norm": float(grad_norm),
-               "learning_rate": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - start}
-        if not math.isfinite(row["loss"]):
-            raise RuntimeError(f"strategy 'kd-qat': the loss became {row['loss']} at step {step}; lower lr")
-        curve.append(row)
-        if on_log is not None:
-            on_log(row)
-    student.eval()
-    return curve
-
-
 @contextmanager
 def _progress(opts: KDQATOptions):
     """A progress bar on stderr (stdout stays clean for --json); yields the per-step callback."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from harness.progress import stage_progress
 
     label = "KD-QAT" if opts.objective == "kd" else "QAT (next-token)"
-    with Progress(
-        TextColumn(f"[bold]{label}[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=False,
-    ) as progress:
+    with stage_progress(label, unit="steps") as progress:
         task = progress.add_task("", total=opts.steps)
         yield lambda row: progress.update(task, completed=row["step"], description=f"loss {row['loss']:.4f}")
 
@@ -455,7 +299,13 @@ class KDQAT(Strategy):
     bits = (3, 2, 4)
     needs_calibration = True
     options_class = KDQATOptions
+    artifact_format = "compressed-tensors"
     libraries = LIBRARIES
+
+    def artifact_format_for(self, spec, options) -> str:
+        from harness.compress import compressed_format
+
+        return compressed_format(spec)
 
     def calibration_size(self, options: KDQATOptions) -> int:
         return options.prompts

@@ -25,6 +25,7 @@ class NoQuantization(Strategy):
     phase = Phase.POST_TRAINING
     bits = (FULL,)
     options_class = NoneOptions
+    is_reference = True
 
     def quantize(self, model_dir: Path, out_dir: Path, ctx: QuantContext) -> QuantReport:
         import torch

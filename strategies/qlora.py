@@ -99,6 +99,7 @@ class QLoRA(Strategy):
     phase = Phase.IN_TRAINING
     bits = (4,)
     options_class = QLoRAOptions
+    artifact_format = "bitsandbytes"
     libraries = ("bitsandbytes", "peft", "transformers", "torch")
 
     def unavailable_reason(self) -> str | None:

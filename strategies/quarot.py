@@ -138,6 +138,12 @@ class QuaRot(CompressedStrategy):
     act_bits = (4, 8, FULL)
     options_class = QuaRotOptions
 
+    def artifact_format_for(self, spec, options) -> str:
+        """With rotations the checkpoint carries a transform config that a server would not apply as written."""
+        if options.rotation_list:
+            return "compressed-tensors-transforms"
+        return super().artifact_format_for(spec, options)
+
     def build(self, model_dir: Path, ctx: QuantContext):
         """The quantized model, in memory (bf16): rotate, then quantize. Returns (model, fp bytes, extra)."""
         import torch

@@ -217,7 +217,13 @@ class STE(Strategy):
     phase = Phase.IN_TRAINING
     bits = (8, 4)
     options_class = STEOptions
+    artifact_format = "compressed-tensors"
     libraries = LIBRARIES
+
+    def artifact_format_for(self, spec, options) -> str:
+        from harness.compress import compressed_format
+
+        return compressed_format(spec)
 
     def prepare(self, model_dir: Path, ctx: QuantContext):
         import torch

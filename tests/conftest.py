@@ -24,6 +24,23 @@ def _isolated_home(tmp_path, monkeypatch):
     reset_registry()
 
 
+@pytest.fixture
+def install_plugin(monkeypatch):
+    """``install_plugin(plugin, name)``: the process registry as the installed entry points make it,
+    plus ``plugin`` (defined in the test), as if a third party had installed it."""
+
+    def install(plugin: object, name: str):
+        from harness import plugins
+
+        pm, failures = plugins.make_manager()
+        pm.register(plugin, name=name)
+        registry = plugins.build_registry(pm, failures)
+        monkeypatch.setattr(plugins, "_REGISTRY", registry)
+        return registry
+
+    return install
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The read-only ``shared/`` folder beside the checkout (or $HARNESS_SHARED_DIR)."""

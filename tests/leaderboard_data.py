@@ -31,9 +31,10 @@ def _samples(correct: set[int], completion: str = "The answer is \\boxed{1}.") -
 
 def add_run(store: Store, *, trainer="none", strategy="none", bits=16, kv_bits=16, seed=0, correct: set[int],
             weight_bytes: int, preset="default", tags: dict | None = None, completion: str | None = None,
-            label: str | None = None, ttft_ms: float | None = 5.0, kv_bytes_per_token: float | None = KV16) -> str:
+            label: str | None = None, ttft_ms: float | None = 5.0, kv_bytes_per_token: float | None = KV16,
+            engine: str = "hf", engine_opts: dict | None = None, profile_extra: dict | None = None) -> str:
     config = RunConfig(trainer=trainer, strategy=strategy, bits=bits, kv_bits=kv_bits, seed=seed, preset=preset,
-                       limit=N)
+                       limit=N, engine=engine, engine_opts=tuple(sorted((engine_opts or {}).items())))
     rid = config.run_id
     store.start_run(rid, label or config.label, config.to_dict(), {"quant-rl-harness": "test"}, None)
     rows = _samples(correct, completion) if completion else _samples(correct)
@@ -45,6 +46,7 @@ def add_run(store: Store, *, trainer="none", strategy="none", bits=16, kv_bits=1
         profile["bs1_ttft_ms"] = ttft_ms
     if kv_bytes_per_token is not None:  # None: a run profiled before KV bytes were recorded
         profile.update(kv_bits=kv_bits, kv_bytes_per_token=kv_bytes_per_token)
+    profile.update(profile_extra or {})
     store.set_profile(rid, profile)
     if tags:
         store.add_artifacts(rid, {"sweep": tags})
@@ -91,5 +93,33 @@ def build_kv_store(path: Path, old_run: bool = False) -> Path:
     if old_run:
         add_run(s, trainer="grpo", strategy="rtn", bits=8, correct=GOOD, weight_bytes=4_300_000,
                 kv_bytes_per_token=None)
+    s.close()
+    return path
+
+
+VLLM = {"engine": "vllm", "engine_version": "vllm 0.32.0"}
+
+
+def build_engine_store(path: Path) -> Path:
+    """The same two configurations (base bf16, base rtn W4A16) evaluated by ``hf`` and by ``vllm``, and one
+    old hf run (rtn W8A16) profiled before latency was recorded.
+
+    Batch-1 decode speeds are chosen so that the fronts tell per-engine fronts from one shared front:
+    hf bf16 100 ms/token at 90 %, hf W4 50 ms/token at 45 % (both on the hf front); vllm bf16
+    10 ms/token at 90 %, vllm W4 20 ms/token at 90 % (int4 slower on a CPU: off the vllm front).
+    One front over both engines would leave no hf row on it.
+    """
+    s = Store(path)
+    add_run(s, correct=GOOD, weight_bytes=13_000_000, ttft_ms=40.0,
+            profile_extra={"engine": "hf", "engine_version": "transformers 4.57.1", "kernels": ["Linear"],
+                           "bs1_decode_tokens_per_s": 10.0, "bs1_latency_p50_ms": 3200.0})
+    add_run(s, strategy="rtn", bits=4, correct=WEAK, weight_bytes=2_700_000, ttft_ms=30.0,
+            profile_extra={"bs1_decode_tokens_per_s": 20.0})
+    add_run(s, correct=GOOD, weight_bytes=13_000_000, ttft_ms=8.0, engine="vllm",
+            profile_extra={**VLLM, "bs1_decode_tokens_per_s": 100.0, "bs1_itl_p50_ms": 10.2})
+    add_run(s, strategy="rtn", bits=4, correct=GOOD, weight_bytes=2_700_000, ttft_ms=9.0, engine="vllm",
+            profile_extra={**VLLM, "bs1_itl_p50_ms": 20.0, "quant_method": "compressed-tensors",
+                           "kernels": ["CPUWNA16LinearKernel"]})
+    add_run(s, strategy="rtn", bits=8, correct=GOOD, weight_bytes=4_300_000, ttft_ms=None)
     s.close()
     return path

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +15,29 @@ from harness.trainers.grpo import PRESETS, DrGRPO, GRPO, grpo_config
 #: a few small steps: 2 prompts x 4 completions of 32 tokens, on the levels tiny-arith does not solve yet
 SMALL = {"max_steps": "2", "num_generations": "4", "per_device_train_batch_size": "8",
          "max_completion_length": "32", "levels": "3,4,5", "save_steps": "1"}
+
+
+@dataclass
+class Case:
+    """A training run as core would start it: the trainer's context, and the in-training strategy
+    (with its quantization context) that core's lifecycle (harness.training) applies around it."""
+
+    ctx: TrainContext
+    strategy: Any = None
+    quant: Any = None
+
+    @property
+    def out_dir(self) -> Path:
+        return self.ctx.out_dir
+
+    @out_dir.setter
+    def out_dir(self, value: Path) -> None:
+        self.ctx.out_dir = value
+
+    def train(self, trainer):
+        from harness import training
+
+        return training.train(trainer, self.ctx, self.strategy, self.quant)
 
 
 def make_ctx(tiny_dir: Path, tmp_path: Path, trainer, opts: dict, strategy=None, strategy_opts=None, bits=None):
@@ -35,12 +60,10 @@ def make_ctx(tiny_dir: Path, tmp_path: Path, trainer, opts: dict, strategy=None,
         config=trainer.make_config(opts),
         seed=0,
         device="cpu",
-        strategy=strategy,
-        quant=quant,
         checkpoint_dir=tmp_path / "checkpoints",
         on_log=lambda step, logs: logged.append((step, logs)),
     )
-    return ctx, logged
+    return Case(ctx, strategy, quant), logged
 
 
 def test_presets_and_option_checks():
@@ -80,7 +103,7 @@ def test_grpo_changes_the_weights_and_logs_both_rewards(tiny_dir, tmp_path):
     from harness.model import load_model
 
     ctx, logged = make_ctx(tiny_dir, tmp_path, GRPO(), {**SMALL, "learning_rate": "1e-4"})
-    report = GRPO().train(ctx)
+    report = ctx.train(GRPO())
     assert report.steps == 2 and report.seconds > 0
     assert [row["step"] for row in report.curve] == [1, 2] and [s for s, _ in logged] == [1, 2]
     for key in ("reward", "rewards/correctness_reward/mean", "rewards/format_reward/mean",
@@ -96,7 +119,7 @@ def test_grpo_changes_the_weights_and_logs_both_rewards(tiny_dir, tmp_path):
     # a crash after the last checkpoint resumes from it instead of starting again
     again, _ = make_ctx(tiny_dir, tmp_path, GRPO(), {**SMALL, "learning_rate": "1e-4"})
     again.out_dir = tmp_path / "out2"
-    resumed = GRPO().train(again)
+    resumed = again.train(GRPO())
     assert resumed.extra["resumed_from"] == "checkpoint-2" and resumed.steps == 2
 
 
@@ -107,7 +130,7 @@ def test_grpo_with_ste_finalizes_into_integer_weights(tiny_dir, tmp_path):
     from harness.model import load_model
 
     ctx, _ = make_ctx(tiny_dir, tmp_path, GRPO(), {**SMALL, "learning_rate": "1e-4"}, STE(), {}, 8)
-    report = GRPO().train(ctx)
+    report = ctx.train(GRPO())
     assert report.steps == 2 and report.quant is not None
     assert report.quant.weight_bytes < bf16_bytes(load_model(tiny_dir, "cpu"))
     assert report.quant.extra["estimator"] == "ste"
@@ -141,7 +164,7 @@ def test_grpo_with_qlora_trains_adapters_on_a_4bit_base(tiny_dir, tmp_path, monk
 
     torch.manual_seed(0)
     start = _params(get_peft_model(initial, peft_config), lambda n: "lora_" in n)
-    report = GRPO().train(ctx)
+    report = ctx.train(GRPO())
 
     assert report.extra["learning_rate"] == qlora.RECOMMENDED_LR["tiny"]  # strategy's rate, trainer's unset
     assert seen["linear4bit"] == 7 * 4, "every projection of every layer stays a bnb Linear4bit"

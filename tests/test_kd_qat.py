@@ -7,17 +7,10 @@ import json
 import pytest
 import torch
 
+from harness.distillation import Example, collate, distillation_loss
 from harness.errors import UserError
-from harness.strategies.kd_qat import (
-    Example,
-    KDQATOptions,
-    collate,
-    distillation_loss,
-    fake_quantize,
-    install,
-    integers,
-    uninstall,
-)
+from harness.group_fake_quant import fake_quantize, integers
+from harness.strategies.kd_qat import KDQATOptions, install, uninstall
 
 
 def absmax_scale(weight: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:

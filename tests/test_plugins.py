@@ -13,7 +13,7 @@ import pytest
 from harness import hookimpl, hookspecs
 from harness.benchmark import Benchmark, Problem
 from harness.errors import DuplicateNameError, UnknownNameError
-from harness.plugins import build_registry, make_manager, plugin_listing
+from harness.plugins import PluginLoadWarning, build_registry, make_manager, plugin_listing
 from harness.strategy import Strategy
 
 
@@ -52,8 +52,13 @@ def test_inline_plugin_registers_like_a_builtin():
 
 
 def test_duplicate_name_names_both_plugins():
+    # the second claimant fails like an import failure (issue 16 item 3); the first keeps the name
+    with pytest.warns(PluginLoadWarning, match="plugin0.*plugin1"):
+        _, reg = fresh(InlinePlugin(), InlinePlugin())
+    assert reg.strategies.owners["inline-strategy"] == "plugin0"
+    assert "'plugin0'" in reg.failures["plugin1"] and "'plugin1'" in reg.failures["plugin1"]
     with pytest.raises(DuplicateNameError, match="plugin0.*plugin1"):
-        fresh(InlinePlugin(), InlinePlugin())
+        reg.strategies.add(_Strat("inline-strategy"), "plugin1")
 
 
 def test_wrong_type_is_rejected():
@@ -62,8 +67,10 @@ def test_wrong_type_is_rejected():
         def register_benchmarks(self, register):
             register(_Strat("not-a-benchmark"))
 
-    with pytest.raises(TypeError, match="not a harness.benchmark.Benchmark"):
-        fresh(Bad())
+    with pytest.warns(PluginLoadWarning, match="not a harness.benchmark.Benchmark"):
+        _, reg = fresh(Bad())
+    assert "not a harness.benchmark.Benchmark" in reg.failures["plugin0"]
+    assert "not-a-benchmark" not in reg.benchmarks
 
 
 def test_unknown_name_lists_known_and_suggests():
@@ -76,13 +83,14 @@ def test_unknown_name_lists_known_and_suggests():
 
 def test_every_hookspec_is_documented_and_exercised():
     specs = [n for n in dir(hookspecs) if n.startswith("register_")]
-    assert specs == ["register_benchmarks", "register_strategies", "register_trainers"]
+    assert specs == ["register_benchmarks", "register_engines", "register_executors", "register_strategies",
+                     "register_trainers"]
     for name in specs:
         doc = getattr(hookspecs, name).__doc__
         assert doc and ":param register:" in doc
     pm, reg = fresh(entry_points=True)
     exercised = {h for row in plugin_listing(pm, reg) for h in row["hooks"]}
-    assert {"register_strategies", "register_benchmarks"} <= exercised
+    assert {"register_strategies", "register_benchmarks", "register_engines"} <= exercised
 
 
 def _fake_distribution(root: Path, module_body: str, ep_value: str) -> None:

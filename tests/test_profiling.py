@@ -108,7 +108,10 @@ def test_profile_none_prints_and_stores_every_figure(tmp_path):
     prof = out["profile"]
     cpu_only = {k for k in PROFILE_KEYS if "gpu" in k}
     eval_only = {k for k in PROFILE_KEYS if k.startswith("eval_")}
-    missing = {k for k in PROFILE_KEYS if prof.get(k) is None} - cpu_only - eval_only
+    from harness.profiling import SERVER_KEYS
+
+    unquantized = {"quant_method"}  # None: the checkpoint has no quantization config
+    missing = {k for k in PROFILE_KEYS if prof.get(k) is None} - cpu_only - eval_only - set(SERVER_KEYS) - unquantized
     assert not missing, f"figures missing from the profile: {missing}"
     assert prof["device"] == "cpu" and prof["peak_gpu_bytes"] is None
     assert prof["latency_gen_tokens"] == 4 and prof["batch_size"] == 4

@@ -24,7 +24,7 @@ from harness.store import Store
 
 ray = pytest.importorskip("ray")
 
-from harness.ray_executor import PID_DIR_ENV  # noqa: E402 - only with ray installed
+from harness.executors.ray_tasks import PID_DIR_ENV  # noqa: E402 - only with ray installed
 
 LIMIT = "6"
 
@@ -140,20 +140,23 @@ def test_without_ray_the_install_hint(tmp_path, monkeypatch):
 
 def test_no_cluster_at_the_address(tiny, tmp_path):
     result = CliRunner().invoke(cli, ["sweep", str(write(tmp_path, ONE)), "--executor", "ray",
-                                      "--ray-address", "127.0.0.1:1", "--limit", LIMIT])
+                                      "--executor-opt", "address=127.0.0.1:1", "--limit", LIMIT])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         "error: no Ray cluster answers at '127.0.0.1:1' (connection refused); start one with `ray start --head` "
-        "and pass the address it prints, or --ray-address auto on its head node"]
+        "and pass the address it prints (--executor-opt address=HOST:PORT), or address=auto on its head node"]
 
 
 def test_shard_options_are_checked(tiny, tmp_path):
     path = str(write(tmp_path, ONE))
-    too_many = CliRunner().invoke(cli, ["sweep", path, "--executor", "ray", "--shards", "7", "--limit", LIMIT])
+    too_many = CliRunner().invoke(cli, ["sweep", path, "--executor", "ray", "--executor-opt", "shards=7",
+                                        "--limit", LIMIT])
     assert too_many.exit_code == 2
-    assert "--shards 7 is more than the 6 problems of benchmark 'arith' in cell 1" in too_many.output
-    local = CliRunner().invoke(cli, ["sweep", path, "--shards", "2"])
-    assert local.exit_code == 2 and "--shards 2 applies to --executor ray only" in local.output
+    assert "shards=7 is more than the 6 problems of benchmark 'arith' in cell 1" in too_many.output
+    local = CliRunner().invoke(cli, ["sweep", path, "--executor-opt", "shards=2"])
+    assert local.exit_code == 2 and "executor 'local'" in local.output and "shards" in local.output
+    zero = CliRunner().invoke(cli, ["sweep", path, "--executor", "ray", "--executor-opt", "shards=0"])
+    assert zero.exit_code == 2 and "shards must be >= 1, got 0" in zero.output
     assert Store().list_runs() == []
 
 
@@ -185,7 +188,7 @@ def test_four_cells_on_ray_match_the_local_executor_and_rerun_runs_nothing(tiny,
     assert not list((tmp_path / "cache" / "ray-stores").iterdir()), "the workers' stores are removed once imported"
 
     local_db = tmp_path / "local.db"
-    code, local = sweep_json(path, "--limit", LIMIT, "--in-process", "--store", str(local_db),
+    code, local = sweep_json(path, "--limit", LIMIT, "--executor-opt", "isolate=false", "--store", str(local_db),
                              "--cache-dir", str(tmp_path / "local-cache"))
     assert code == 0 and [c["run_id"] for c in local["cells"]] == ids
     assert stored(store, ids) == stored(Store(local_db), ids)
@@ -240,9 +243,9 @@ def test_a_killed_worker_is_retried_and_its_cell_stored_once(tiny, tmp_path, ray
 @pytest.mark.slow
 def test_two_shards_give_what_one_worker_gives(tiny, tmp_path, ray_instance):
     path = str(write(tmp_path, ONE))
-    code, sharded = sweep_json(path, "--limit", LIMIT, "--executor", "ray", "--shards", "2")
+    code, sharded = sweep_json(path, "--limit", LIMIT, "--executor", "ray", "--executor-opt", "shards=2")
     assert code == 0, sharded
-    code, whole = sweep_json(path, "--limit", LIMIT, "--in-process", "--store", str(tmp_path / "one.db"))
+    code, whole = sweep_json(path, "--limit", LIMIT, "--executor-opt", "isolate=false", "--store", str(tmp_path / "one.db"))
     assert code == 0
     (rid,) = [c["run_id"] for c in sharded["cells"]]
     assert [c["run_id"] for c in whole["cells"]] == [rid], "sharding does not change the run's id"

@@ -12,7 +12,10 @@ from click.testing import CliRunner
 from harness.cli import cli
 from harness.errors import UserError
 from harness.store import Store
-from harness.sweep import Job, Overrides, cell_config, expand, find_sweep, load_sweep, run_cell
+from harness.executor import Job
+from harness.sweep import run_cell
+from harness.sweep_cells import Overrides, cell_config, expand
+from harness.sweep_file import find_sweep, load_sweep
 
 TABLE1_ROWS = ["base", "GRPO", "Dr. GRPO", "STE 8-bit", "PTQ bnb 8-bit", "PTQ AWQ 8-bit", "QLoRA 4-bit",
                "PTQ bnb 4-bit", "PTQ AWQ 4-bit"]
@@ -205,7 +208,7 @@ def test_interrupted_sweep_resumes(tiny, tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(evaluation, "evaluate", interrupt_first)
-    code, report = sweep_json(str(path), "--limit", "5", "--in-process")  # the patch lives in this process
+    code, report = sweep_json(str(path), "--limit", "5", "--executor-opt", "isolate=false")  # the patch lives in this process
     assert code == 130 and report["interrupted"]
     first, second = report["cells"]
     assert first["state"] == "pending" and first["error"] == "interrupted" and second["state"] == "pending"
@@ -215,7 +218,7 @@ def test_interrupted_sweep_resumes(tiny, tmp_path, monkeypatch):
     artifacts = Path(Store().path).parent / "cache" / "artifacts"
     assert not list(artifacts.rglob(".*.*")), "no temporary folder is left in the artifact cache"
 
-    code, report = sweep_json(str(path), "--limit", "5", "--in-process")
+    code, report = sweep_json(str(path), "--limit", "5", "--executor-opt", "isolate=false")
     assert code == 0 and report["counts"]["done"] == 2
     assert all(store.get_run(c["run_id"])["status"] == "complete" for c in report["cells"])
 
@@ -277,3 +280,12 @@ def test_faithful_and_corrected_rows_pair_in_the_leaderboard(tiny, tmp_path):
     diff = by_variant["corrected"]["all"]["accuracy"]["value"] - by_variant["faithful"]["all"]["accuracy"]["value"]
     assert twin["all"]["accuracy"]["diff"] == pytest.approx(diff)
     assert "## Faithful vs corrected" in (tmp_path / "board" / "leaderboard.md").read_text()
+
+
+def test_a_cell_grades_as_harness_run_would():
+    """The prompt template's policy reaches sweep cells too (plain implies lenient), and a preset's
+    fixed policy wins, exactly as in `harness run`."""
+    assert cell_config({"prompt": "plain"}).extraction == "lenient"
+    assert cell_config({"prompt": "boxed"}).extraction == "strict"
+    assert cell_config({"prompt": "plain", "extraction": "strict"}).extraction == "strict"
+    assert cell_config({"preset": "rlquant"}).extraction == "strict"

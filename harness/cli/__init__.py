@@ -59,31 +59,51 @@ def _user_exit(exc: Exception) -> click.exceptions.Exit:
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="harness")
 @click.option("--threads", type=click.IntRange(min=1), default=None, envvar="HARNESS_THREADS", show_envvar=True,
-              help="CPU threads for torch (default: torch's own choice). On a shared or small machine 1 is "
-                   "often several times faster than oversubscribed OpenMP threads; profiles record it.")
+              help="CPU threads for torch (default: the cores this process may use, by CPU affinity and "
+                   "cgroup quota, with OpenMP threads that sleep instead of spinning when idle, so another "
+                   "job on the machine cannot stall them; see harness/threads.py). Profiles record it.")
 def cli(threads: int | None) -> None:
     """Quantize RL-fine-tuned reasoning models and measure accuracy per byte and per millisecond."""
-    if threads is not None:
-        set_threads(threads)
+    set_threads(threads)
 
 
-def set_threads(threads: int) -> None:
+def set_threads(threads: int | None) -> None:
     """Through the environment, so that torch (imported later, lazily) and every process this one
-    starts (isolated sweep cells, Ray workers on this machine) use the same thread count."""
-    import os
+    starts (isolated sweep cells, Ray workers on this machine) use the same choice."""
+    from harness.threads import configure
 
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "HARNESS_THREADS"):
-        os.environ[var] = str(threads)
-    if "torch" in sys.modules:  # already imported (an embedding program, the tests): tell it directly
-        sys.modules["torch"].set_num_threads(threads)
+    configure(threads)
 
 
-def main() -> None:
+#: what Ctrl-C prints before exit status 130
+INTERRUPTED = "interrupted: every finished sample is stored; run the same command to resume"
+
+
+def main(args: list[str] | None = None) -> None:
+    """The ``harness`` entry point: exit 0, 1 (a run or cell failed), 2 (bad input) or 130 (Ctrl-C).
+
+    Click's standalone mode turns Ctrl-C into ``Aborted!`` and exit 1, so the
+    command runs outside it and the exits are made here.
+    """
     import warnings
 
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     try:
-        cli(standalone_mode=True)
+        code = cli.main(args=args, prog_name="harness", standalone_mode=False)
     except KeyboardInterrupt:
-        click.echo("interrupted: every finished sample is stored; run the same command to resume", err=True)
-        sys.exit(130)
+        code = _interrupted()
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # what click makes of Ctrl-C
+            code = _interrupted()
+        else:
+            click.echo("Aborted!", err=True)
+            code = 1
+    except click.exceptions.ClickException as exc:  # usage errors: one line, exit 2
+        exc.show()
+        code = exc.exit_code
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _interrupted() -> int:
+    click.echo(INTERRUPTED, err=True)
+    return 130

@@ -7,13 +7,18 @@ from pathlib import Path
 
 import click
 
-from harness.cli.options import store_option
+from harness.cli.options import CreatablePath, store_option
+from harness.leaderboard.destination import DEFAULT_OUT, PUBLISHED
 
 
 @click.command()
 @store_option
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="leaderboard", show_default=True,
-              help="folder to write leaderboard.md, index.html, accuracy_vs_memory.png/.svg, leaderboard.json")
+@click.option("--out", "out_dir", type=CreatablePath(file_okay=False), default=DEFAULT_OUT, show_default=True,
+              help="folder to write leaderboard.md, index.html, accuracy_vs_memory.png/.svg, leaderboard.json "
+                   f"(the repository's published leaderboard is regenerated only with --out {PUBLISHED})")
+@click.option("--force", is_flag=True,
+              help="write into --out even when it holds files the generator did not write (they are kept; "
+                   "files of the generator's names are replaced)")
 @click.option("--baseline", default=None, metavar="RUN_ID|KEY=VALUE,...",
               help="what each row is compared with: a run id, or a filter such as trainer=grpo,strategy=none "
                    "(default: the full-precision row of the same model, trainer and settings)")
@@ -27,14 +32,16 @@ from harness.cli.options import store_option
 @click.option("--title", default="Leaderboard", show_default=True)
 @click.option("--note", default="", help="a paragraph written under the title (e.g. the command that made the runs)")
 @click.option("--json", "as_json", is_flag=True, help="print the rows as JSON")
-def leaderboard(store, out_dir, baseline, n_samples, context_tokens, sweep, title, note, as_json) -> None:
+def leaderboard(store, out_dir, force, baseline, n_samples, context_tokens, sweep, title, note, as_json) -> None:
     """Render every complete run in the store; seeds of one configuration form one row."""
     from harness.errors import UserError
-    from harness.leaderboard.generate import generate
+    from harness.leaderboard.destination import check_destination
+    from harness.leaderboard.generate import FILES, generate
     from harness.store import default_store_path
 
     if n_samples < 0:
         raise UserError(f"--samples must be >= 0, got {n_samples}")
+    check_destination(out_dir, FILES, force=force)
     result = generate(store or default_store_path(), out_dir, baseline=baseline, n_samples=n_samples,
                       title=title, note=note, context_tokens=context_tokens, sweep=sweep)
     if as_json:

@@ -14,12 +14,13 @@ import json
 
 import click
 
-from harness.cli.options import build_config, cache_option, eval_options, model_options, store_option
+from harness.cli.options import build_config, cache_option, engine_options, eval_options, model_options, store_option
 
 
 @click.command()
 @model_options
 @eval_options
+@engine_options
 @click.option("--prompt-length", type=click.IntRange(min=1), default=None,
               help="prompt tokens per latency request (default: median of the benchmark's prompts)")
 @click.option("--gen-length", type=click.IntRange(min=1), default=None,
@@ -41,7 +42,8 @@ def profile(store, cache_dir, prompt_length, gen_length, requests, as_json, **kw
     from harness.model import load_tokenizer
     from harness.pipeline import Runner, git_commit, plan, versions
     from harness.plugins import get_registry
-    from harness.profiling import LatencySettings, profile_run
+    from harness.engine_stage import check_artifact, engine_settings
+    from harness.profiling import LatencySettings
     from harness.prompts import get_template
     from harness.quiet import quiet_libraries
     from harness.store import Store
@@ -63,15 +65,15 @@ def profile(store, cache_dir, prompt_length, gen_length, requests, as_json, **kw
     runner = Runner(db, ArtifactCache(cache_dir), console=console)
     run_id = config.run_id
     model_dir, artifacts = runner.materialize(the_plan, run_id)
-    model = the_plan.strategy.load(model_dir, the_plan.device)
     tokenizer = load_tokenizer(model_dir)
     template = get_template(config.prompt)
     prompts = [template.render(p.problem, tokenizer) for probs in the_plan.problems.values() for p in probs[:8]]
     console.print(f"[bold]profile[/bold] {config.label} on {the_plan.device}")
-    result = profile_run(
-        model=model, tokenizer=tokenizer, model_dir=model_dir, plan=the_plan, prompts=prompts,
-        timings={}, quant=artifacts.get("quant") or {}, settings=settings,
-    )
+    check_artifact(the_plan, model_dir)
+    engine_run = engine_settings(the_plan, console)
+    engine_run.extra["log_dir"] = str(runner.cache.root / "logs")
+    with the_plan.engine.start(model_dir, engine_run) as session:  # the engine measures what it serves
+        result = session.profile(prompts, config, settings, {}, None, plan=the_plan, quant=artifacts.get("quant") or {})
     result["source"] = "harness profile"
 
     existing = db.get_run(run_id)

@@ -21,7 +21,7 @@ def reproduce(name, list_, **kw) -> None:
     live in one store, and the leaderboard pairs them).
     """
     from harness.errors import UserError
-    from harness.sweep import find_sweep, load_sweep, shipped_sweeps
+    from harness.sweep_file import find_sweep, load_sweep, shipped_sweeps
 
     if list_:
         specs = [load_sweep(path) for _, path in sorted(shipped_sweeps().items())]

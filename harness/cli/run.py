@@ -8,15 +8,18 @@ import sys
 
 import click
 
-from harness.cli.options import build_config, cache_option, eval_options, model_options, store_option
+from harness.cli.options import build_config, cache_option, engine_options, eval_options, model_options, store_option
 
 
 @click.command()
 @model_options
 @eval_options
+@engine_options
 @store_option
 @cache_option
-@click.option("--force", is_flag=True, help="re-run even if this exact run is already complete")
+@click.option("--force", is_flag=True,
+              help="evaluate again even if this exact run is stored: its samples, metrics and profile are "
+                   "discarded first; cached trained and quantized models are reused")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object (run id, config, metrics)")
 def run(store, cache_dir, force, as_json, **kw) -> None:
     """Run one configuration end to end; an interrupted run resumes where it stopped."""

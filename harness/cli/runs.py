@@ -49,17 +49,11 @@ def show(run_id, store, n_samples, as_json) -> None:
     """Show one run: config, metrics, profile (RUN_ID may be a unique prefix)."""
     from harness.store import Store
 
+    from harness.results import run_result
+
     s = Store(store)
-    run = s.get_run(run_id)
-    if run is None:
-        raise UserError(f"no run {run_id!r} in {s.path}; `harness runs` lists them")
-    rid = run["id"]
-    result = {
-        "run_id": rid, "label": run["label"], "status": run["status"], "error": run["error"],
-        "config": run["config"], "versions": run["versions"], "git_commit": run["git_commit"],
-        "metrics": s.metrics(rid), "profile": s.profile(rid), "artifacts": run["artifacts"],
-        "curve": s.curve(rid),
-    }
+    result = run_result(s, run_id, detail=True)
+    rid = result["run_id"]
     if n_samples:
         result["samples"] = s.samples(rid)[:n_samples]
     if as_json:
@@ -71,6 +65,9 @@ def show(run_id, store, n_samples, as_json) -> None:
 
     console = Console()
     print_result(result, console)
+    from harness.cli.curve import print_curve
+
+    print_curve(result.get("curve") or [], console)
     console.print_json(json.dumps({"config": result["config"], "versions": result["versions"]}, default=str))
     for sample in result.get("samples", []):
         console.print(f"[bold]{sample['benchmark']}/{sample['problem_id']}[/bold] correct={sample['correct']}")

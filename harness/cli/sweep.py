@@ -8,7 +8,6 @@ import sys
 import click
 
 from harness.cli.options import cache_option, store_option
-from harness.sweep import EXECUTORS
 
 
 def sweep_options(f):
@@ -21,15 +20,15 @@ def sweep_options(f):
                      help="apply the sweep's [faithful] table: the reference code's exact settings"),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                      help="set a cell field in every cell, e.g. max_steps=5 (value read as TOML; repeatable)"),
-        click.option("--executor", type=click.Choice(sorted(EXECUTORS)), default="local", show_default=True,
-                     help="where cells run"),
-        click.option("--isolate/--in-process", default=True, show_default=True,
-                     help="local executor: run each cell in a fresh process (its memory figures are its own)"),
-        click.option("--ray-address", default=None, metavar="HOST:PORT|auto",
-                     help="ray executor: a running cluster (the address `ray start --head` prints, or auto); "
-                          "default: start a Ray instance with this machine's CPUs and GPUs"),
-        click.option("--shards", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="ray executor: split each cell's evaluation over N tasks (samples merged by problem id)"),
+        click.option("--engine", default=None,
+                     help="generation engine of every cell (hf, vllm, openai); same as --set engine=NAME"),
+        click.option("--engine-url", default=None, help="server address for --engine openai (not part of run ids)"),
+        click.option("--vllm-python", "engine_python", default=None, help="Python of the vLLM environment"),
+        click.option("--executor", default="local", show_default=True,
+                     help="where cells run: an executor plugin (`harness plugins` lists them; local, ray, ...)"),
+        click.option("--executor-opt", "executor_opts", multiple=True, metavar="KEY=VALUE",
+                     help="executor option (repeatable), e.g. isolate=false (local), address=auto or shards=4 "
+                          "(ray); `harness plugins NAME` lists an executor's options"),
         click.option("--dry-run", is_flag=True, help="plan and list the cells, run nothing"),
         click.option("--json", "as_json", is_flag=True, help="print the sweep report as JSON"),
         store_option,
@@ -48,38 +47,44 @@ def sweep(config, **kw) -> None:
     A cell that fails is listed with its error at the end and the others go
     on; the exit status is 1 when any cell failed, 130 when interrupted.
     """
-    from harness.sweep import find_sweep
+    from harness.sweep_file import find_sweep
 
     execute(find_sweep(config), **kw)
 
 
 def execute(
-    spec, *, model, seeds, limit, faithful, sets, executor, isolate, dry_run, as_json, store, cache_dir,
-    ray_address=None, shards=1,
+    spec, *, model, seeds, limit, faithful, sets, executor, executor_opts, dry_run, as_json, store, cache_dir,
+    engine=None, engine_url=None, engine_python=None,
 ) -> None:
     """Plan, run and report one sweep (the body of ``sweep`` and ``reproduce``)."""
     from rich.console import Console
 
     from harness.errors import UserError
+    from harness.options import parse_kv
     from harness.plugins import get_registry
     from harness.quiet import quiet_libraries
     from harness.store import Store
-    from harness.sweep import Overrides, SweepReport, prepare, run_sweep
+    from harness.sweep import SweepReport, run_sweep
+    from harness.sweep_cells import Overrides, prepare
 
     quiet_libraries()
     if faithful and spec.faithful is None:
         raise UserError(f"sweep {spec.name!r} has no [faithful] table, so --faithful has nothing to apply")
-    check_executor_options(executor, ray_address, shards)
-    overrides = Overrides(model=model, seeds=seeds, limit=limit, faithful=faithful, sets=tuple(sets))
+    registry = get_registry()
+    chosen = registry.executors.get(executor)
+    options = chosen.make_options(parse_kv(executor_opts, "--executor-opt"))
+    chosen.check(options)
+    engine_sets = [f"{k}={v}" for k, v in (("engine", engine), ("engine_url", engine_url),
+                                           ("engine_python", engine_python)) if v]
+    overrides = Overrides(model=model, seeds=seeds, limit=limit, faithful=faithful, sets=(*sets, *engine_sets))
     the_store = Store(store)
     console = Console(stderr=True)
     # cells that run on a Ray cluster are checked against its devices there, not against this machine's
-    cells = prepare(spec, overrides, get_registry(), the_store, check_device=executor == "local")
+    cells = prepare(spec, overrides, registry, the_store, check_device=chosen.runs_here)
     if dry_run:
         report = SweepReport(spec.name, cells)
     else:
-        report = run_sweep(spec.name, cells, the_store, cache_dir, executor=executor, console=console,
-                           isolate=isolate, ray_address=ray_address, shards=shards)
+        report = run_sweep(spec.name, cells, the_store, cache_dir, chosen.start(options, console), console=console)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -89,20 +94,6 @@ def execute(
         sys.exit(130)
     if report.failed:
         sys.exit(1)
-
-
-def check_executor_options(executor: str, ray_address: str | None, shards: int) -> None:
-    """Refuse options the chosen executor ignores, and a missing Ray, before anything is planned."""
-    from harness.errors import UserError
-
-    if executor != "ray":
-        for flag, given in (("--ray-address", ray_address is not None), (f"--shards {shards}", shards != 1)):
-            if given:
-                raise UserError(f"{flag} applies to --executor ray only (got --executor {executor})")
-        return
-    from harness.ray_executor import require_ray
-
-    require_ray()
 
 
 def print_report(report, console) -> None:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from harness.cli.options import CreatablePath
+
 
 @click.group()
 def tiny() -> None:
@@ -13,7 +15,7 @@ def tiny() -> None:
 
 
 @tiny.command()
-@click.option("--out", type=click.Path(file_okay=False), default=None,
+@click.option("--out", type=CreatablePath(file_okay=False), default=None,
               help="output folder (default: the installed package's weights folder)")
 @click.option("--steps", type=int, default=None, help="training steps (default: the shipped recipe's)")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -1,4 +1,4 @@
-"""Ray: what ``--ray-address auto`` stands for, looked up the way Ray itself does (a private helper)."""
+"""Ray: what ``--executor-opt address=auto`` stands for, looked up the way Ray itself does (a private helper)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ SEAM = Seam(
     library="ray",
     written_against="2.60.0",
     supported=">=2.50,<3",
-    what="ray._private.services.canonicalize_bootstrap_address (resolving --ray-address auto)",
+    what="ray._private.services.canonicalize_bootstrap_address (resolving the ray executor's address=auto)",
 )
 
 
@@ -28,4 +28,4 @@ def auto_address() -> str | None:
         return canonicalize_bootstrap_address("auto")
     except (ConnectionError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"--ray-address auto: {first}") from None
+        raise UserError(f"ray executor address=auto: {first}") from None

@@ -217,6 +217,6 @@ class PreTokenizerFree:
 def _progress(enabled: bool):
     if not enabled:
         return None
-    from rich.progress import BarColumn, Progress, TimeRemainingColumn, MofNCompleteColumn, TextColumn
+    from harness.progress import stage_progress
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    return stage_progress("tiny", unit="steps")

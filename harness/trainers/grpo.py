@@ -1,10 +1,10 @@
 """``grpo`` and ``dr_grpo``: RL fine-tuning through TRL's GRPOTrainer.
 
 Both are thin: this module turns one options dataclass into a ``GRPOConfig``,
-builds the prompt/answer dataset, hands the model (plain, or prepared by an
-in-training strategy such as ``ste`` or ``qlora``) to TRL, forwards TRL's
-per-step logs to the pipeline, and saves (or lets the strategy finalize) the
-result. Dr. GRPO is TRL's own ``loss_type="dr_grpo"`` with
+builds the prompt/answer dataset, hands the model core gives it (plain, or
+prepared by an in-training strategy such as ``ste`` or ``qlora``; see
+:mod:`harness.training`) to TRL, forwards TRL's per-step logs to the pipeline,
+and returns the trained model for core to save or finalize. Dr. GRPO is TRL's own ``loss_type="dr_grpo"`` with
 ``scale_rewards="none"``; no loss is re-implemented here.
 
 Presets. Every option whose default is ``None`` takes its value from
@@ -169,14 +169,15 @@ class GRPO(Trainer):
     name = "grpo"
     description = "GRPO through TRL's GRPOTrainer (reward: 1 correct + 0.1 boxed)"
     config_class = GRPOOptions
+    libraries = ("trl", "transformers", "torch", "peft", "accelerate")
 
     def unavailable_reason(self) -> str | None:
         import importlib.util
 
         return None if importlib.util.find_spec("trl") else "TRL is not installed (pip install trl)"
 
-    def train(self, ctx: TrainContext) -> TrainReport:
-        return run_grpo(ctx, ctx.config)
+    def train(self, model, peft_config, ctx: TrainContext) -> TrainReport:
+        return run_grpo(model, peft_config, ctx, ctx.config)
 
 
 class DrGRPO(GRPO):
@@ -208,15 +209,11 @@ def select_problems(problems: list[Problem], opts: GRPOOptions, seed: int) -> li
 
 
 def effective_learning_rate(ctx: TrainContext, opts: GRPOOptions) -> float:
-    """User's rate, else the in-training strategy's ``recommended_lr`` (qlora has one), else the preset's."""
+    """User's rate, else the in-training strategy's recommendation (qlora has one), else the preset's."""
     if opts.learning_rate is not None:
         return opts.learning_rate
-    recommend = getattr(ctx.strategy, "recommended_lr", None) if ctx.strategy is not None else None
-    if recommend is not None:
-        lr = recommend(ctx.quant, opts.preset)
-        if lr is not None:
-            return lr
-    return PRESETS[opts.preset]["learning_rate"]
+    lr = ctx.recommended_lr(opts.preset)
+    return lr if lr is not None else PRESETS[opts.preset]["learning_rate"]
 
 
 def grpo_config(ctx: TrainContext, opts: GRPOOptions, output_dir: Path, lr: float):
@@ -261,18 +258,19 @@ def grpo_config(ctx: TrainContext, opts: GRPOOptions, output_dir: Path, lr: floa
 
 
 def _latest_checkpoint(folder: Path | None) -> str | None:
-    if folder is None or not folder.is_dir():
-        return None
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete checkpoint; a partial one (killed mid-save) is moved aside (harness.checkpoints)."""
+    from harness.checkpoints import latest_complete_checkpoint
 
-    return get_last_checkpoint(str(folder))
+    found = latest_complete_checkpoint(folder)
+    return str(found) if found else None
 
 
 def _callbacks(ctx: TrainContext, total: int, curve: list[dict]):
-    """A rich progress bar over optimizer steps, and the per-step log forwarder."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    """A progress display over optimizer steps (a bar on a terminal, periodic lines in a log), and
+    the per-step log forwarder."""
     from transformers import TrainerCallback
+
+    from harness.progress import stage_progress
 
     class Forward(TrainerCallback):
         """Hands each step's logs (reward, per-function rewards, length, KL, grad norm, loss) to the pipeline."""
@@ -286,11 +284,7 @@ def _callbacks(ctx: TrainContext, total: int, curve: list[dict]):
 
     class Bar(TrainerCallback):
         def __init__(self) -> None:
-            self.progress = Progress(
-                TextColumn("[bold]GRPO[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
-                console=Console(stderr=True),  # stdout may carry --json output
-            )
+            self.progress = stage_progress("GRPO", unit="steps")
             self.task = None
 
         def on_train_begin(self, args, state, control, **kwargs):
@@ -310,19 +304,7 @@ def _callbacks(ctx: TrainContext, total: int, curve: list[dict]):
     return [Forward(), Bar()]
 
 
-def load_trainable(ctx: TrainContext):
-    """(model, peft_config): the in-training strategy's prepared model, or the plain model in fp32."""
-    import torch
-
-    from harness.model import load_model
-
-    if ctx.strategy is not None:
-        return ctx.strategy.prepare(ctx.model_dir, ctx.quant)
-    # fp32 master weights everywhere; on a GPU the trainer autocasts to bf16
-    return load_model(ctx.model_dir, ctx.device, dtype=torch.float32), None
-
-
-def run_grpo(ctx: TrainContext, opts: GRPOOptions) -> TrainReport:
+def run_grpo(model, peft_config, ctx: TrainContext, opts: GRPOOptions) -> TrainReport:
     """Train with TRL's GRPOTrainer; resume from ``ctx.checkpoint_dir`` when a checkpoint is there."""
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -336,7 +318,6 @@ def run_grpo(ctx: TrainContext, opts: GRPOOptions) -> TrainReport:
     dataset = Dataset.from_dict(
         {"prompt": [ctx.prompt_for(p) for p in problems], "answer": [str(p.answer) for p in problems]}
     )
-    model, peft_config = load_trainable(ctx)
     lr = effective_learning_rate(ctx, opts)
     checkpoints = ctx.checkpoint_dir or (Path(ctx.out_dir).parent / (Path(ctx.out_dir).name + ".checkpoints"))
     args = grpo_config(ctx, opts, checkpoints, lr)
@@ -348,7 +329,8 @@ def run_grpo(ctx: TrainContext, opts: GRPOOptions) -> TrainReport:
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=_callbacks(ctx, opts.max_steps, curve),
+        # the in-training strategy's callbacks first: what they add to a step's logs reaches the curve
+        callbacks=[*ctx.callbacks, *_callbacks(ctx, opts.max_steps, curve)],
     )
     for cb in (ProgressCallback, PrinterCallback):
         trainer.remove_callback(cb)
@@ -360,20 +342,11 @@ def run_grpo(ctx: TrainContext, opts: GRPOOptions) -> TrainReport:
     trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
 
-    trained = trainer.model
-    out_dir = Path(ctx.out_dir)
-    quant = None
-    if ctx.strategy is not None:
-        quant = ctx.strategy.finalize(trained, out_dir, ctx.quant)
-    else:
-        trained.save_pretrained(out_dir)
-    if not (out_dir / "tokenizer_config.json").exists():
-        tokenizer.save_pretrained(out_dir)
     return TrainReport(
         steps=trainer.state.global_step,
         seconds=seconds,
         curve=curve,
-        quant=quant,
+        model=trainer.model,
         extra={
             "learning_rate": lr,
             "resumed_from": Path(resume).name if resume else None,

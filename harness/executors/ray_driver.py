@@ -1,91 +1,28 @@
-"""Run a sweep's cells on a Ray cluster: ``harness sweep CONFIG --executor ray``.
+"""The Ray executor's driver: plans the cells' tasks, chains the stages they share, imports the results.
 
-Every cell runs through :func:`harness.sweep.execute_job`, the function the
-local executor calls, inside a Ray task. What the sweep's cells share is built
-once, before them: an RL checkpoint several rows quantize, or the quantized
-model that the shards of one evaluation read, is a Ray task of its own
-(:func:`harness.sweep.build_stage`) whose result the cells' tasks take as an
-argument, so Ray starts them only once it is in the artifact cache. Cells that
-share nothing run at the same time, each asking Ray for what its plugins
-declare (a GPU for a strategy or trainer with ``needs_gpu``, one CPU
-otherwise).
-
-Large artifacts travel through the cache directory, which every node must be
-able to read (a shared filesystem); small results come back through Ray. A
-task runs its cell against a store of its own under the cache directory
-(``ray-stores/``), so a retried task resumes from the samples already there,
-and returns the run as plain data (:meth:`harness.store.Store.export_run`);
-the driver alone writes the sweep's store (:meth:`~harness.store.Store.import_run`),
-whole runs only, so a Ctrl-C never leaves half a run in it.
-
-``ray`` is an optional extra, imported only here and only when this executor
-runs: ``harness --help`` and the local executor never load it.
+What several cells share (an RL checkpoint, the quantized model the shards of
+one cell read) is a task of its own whose result the cells' tasks take as an
+argument, so it is built once; the driver alone writes the sweep's store.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
-import os
-import socket
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.compat.ray import auto_address
-from harness.errors import MissingDependencyError, UserError
-from harness.sweep import DoneCallback, Job
+from harness.errors import UserError
+from harness.executor import DoneCallback, Job, Run
+from harness.executors.ray import require_ray
+from harness.executors.ray_tasks import run_task, stage_task
 
-INSTALL_HINT = "pip install -e '.[ray]' (or pip install 'quant-rl-harness[ray]')"
 #: how many times Ray re-runs a task whose worker process died (a user error is never retried)
 MAX_RETRIES = 2
-#: seconds to wait for a TCP answer from a cluster's address before giving up on it
-PROBE_SECONDS = 5.0
 #: seconds a cancelled task gets to mark its run interrupted before the driver leaves
 CANCEL_GRACE_SECONDS = 10.0
-#: test hook: a folder where each run task writes ``<unit>.<pid>.<ns>.pid`` as it starts (one file per attempt)
-PID_DIR_ENV = "HARNESS_RAY_PID_DIR"
-
-
-def require_ray():
-    """The ``ray`` module, or a one-line error that says how to install it."""
-    try:
-        import ray
-    except ImportError:
-        raise MissingDependencyError(f"--executor ray needs Ray, which is not installed: {INSTALL_HINT}") from None
-    return ray
-
-
-def check_address(address: str, timeout: float = PROBE_SECONDS) -> None:
-    """Refuse, within ``timeout`` seconds, an address where nothing listens.
-
-    ``ray.init`` may wait a long time for a cluster that is not there; a plain
-    TCP connect to the head node's GCS port answers in seconds. ``auto`` is the
-    cluster that ``ray start`` last started on this machine (or ``RAY_ADDRESS``).
-    """
-    if address == "auto":
-        address = auto_address() or ""
-        if not address:
-            return
-    if address.startswith("local"):
-        return
-    hostport = address.split("://", 1)[-1].rstrip("/")
-    host, sep, port = hostport.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise UserError(f"--ray-address {address!r} is not HOST:PORT (the head node's GCS, e.g. 10.0.0.1:6379), "
-                        "ray://HOST:PORT or auto")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            pass
-    except OSError as exc:
-        reason = (f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError)
-                  else (exc.strerror or type(exc).__name__).lower())
-        raise UserError(f"no Ray cluster answers at {address!r} ({reason}); start one with "
-                        "`ray start --head` and pass the address it prints, or --ray-address auto on its head node"
-                        ) from None
 
 
 @dataclass
@@ -133,55 +70,7 @@ def task_resources(plan, stage: str, cluster_gpus: float) -> dict[str, float]:
     return {"num_cpus": 1, "num_gpus": 1} if wants_gpu else {"num_cpus": 1}
 
 
-def _write_pid(unit_name: str) -> None:
-    folder = os.environ.get(PID_DIR_ENV)
-    if folder:
-        Path(folder, f"{unit_name}.{os.getpid()}.{time.time_ns()}.pid").write_text(str(os.getpid()))
-
-
-def _stage_task(config: dict, cache_dir: str, stage: str, *deps: tuple) -> tuple[str | None, str | None]:
-    """Ray task body: build a shared stage; (key, None) or (None, error text)."""
-    from rich.console import Console
-
-    from harness.sweep import as_outcome, build_stage
-
-    failed = _failed_dependency(deps)
-    if failed:
-        return None, failed
-    # a failure is reported with the cells that needed the stage
-    return as_outcome(lambda: build_stage(config, cache_dir, stage, console=Console(file=io.StringIO())),
-                      f"{stage} stage")
-
-
-def _run_task(job: Job, unit_name: str, *deps: tuple) -> tuple[dict | None, str | None]:
-    """Ray task body: run a cell (or a shard) through ``execute_job``; (exported run, None) or (None, error)."""
-    from rich.console import Console
-
-    from harness.store import Store
-    from harness.sweep import execute_job
-
-    failed = _failed_dependency(deps)
-    if failed:
-        return None, failed
-    _write_pid(unit_name)
-    result, error = execute_job(job, console=Console(file=io.StringIO()))
-    if error is not None:
-        return None, error
-    store = Store(job.store_path)
-    try:
-        return store.export_run(result["run_id"]), None
-    finally:
-        store.close()
-
-
-def _failed_dependency(deps: tuple) -> str | None:
-    for _key, error in deps:
-        if error is not None:
-            return error
-    return None
-
-
-class RayExecutor:
+class RayRun(Run):
     """Runs the cells as Ray tasks, on this machine's own Ray instance or on a cluster.
 
     ``ray_address``: a running cluster (``HOST:PORT`` or ``auto``); without it a
@@ -194,15 +83,11 @@ class RayExecutor:
     name = "ray"
     pauses_display = False  # workers' output stays in Ray's logs; the driver's bar keeps the terminal
 
-    def __init__(self, console=None, ray_address: str | None = None, shards: int = 1, **_: Any):
+    def __init__(self, console=None, ray_address: str | None = None, shards: int = 1):
+        # options are checked by the executor plugin (harness.executors.ray) before anything is planned
         self.console = console
         self.address = ray_address
-        if shards < 1:
-            raise UserError(f"--shards must be >= 1, got {shards}")
         self.shards = shards
-        require_ray()
-        if ray_address:
-            check_address(ray_address)
         self._stores: dict[str, Any] = {}
 
     # -- the sweep ---------------------------------------------------------------------
@@ -235,7 +120,7 @@ class RayExecutor:
         if self.shards > 1:
             for name, problems in the_plan.problems.items():
                 if self.shards > len(problems):
-                    raise UserError(f"--shards {self.shards} is more than the {len(problems)} problems of "
+                    raise UserError(f"shards={self.shards} is more than the {len(problems)} problems of "
                                     f"benchmark {name!r} in cell {job.index + 1} ({job.label}); use at most "
                                     f"{len(problems)} shards")
         return CellPlan(job, the_plan, train_key(the_plan), quantize_key(the_plan))
@@ -244,6 +129,9 @@ class RayExecutor:
         """Connect to the cluster (or start a local instance); True when this call did (and must shut down)."""
         if ray.is_initialized():
             return False
+        from harness.threads import for_children
+
+        for_children()  # workers of a local instance inherit it (a cluster's nodes choose their own)
         try:
             if self.address:
                 ray.init(address=self.address, log_to_driver=False)
@@ -269,8 +157,8 @@ class RayExecutor:
     def _run(self, ray, cells: list[CellPlan], gpus: float, on_start, on_done: DoneCallback) -> None:
         from harness.cache import ArtifactCache
 
-        stage_remote = ray.remote(max_retries=MAX_RETRIES)(_stage_task)
-        run_remote = ray.remote(max_retries=MAX_RETRIES)(_run_task)
+        stage_remote = ray.remote(max_retries=MAX_RETRIES)(stage_task)
+        run_remote = ray.remote(max_retries=MAX_RETRIES)(run_task)
         cache_dir = _cache_root(cells[0].job.cache_dir)
         cache = ArtifactCache(Path(cache_dir))
         units = [Unit(c, shard, _worker_store(cache_dir, c, shard)) for c in cells for shard in self._shards()]
@@ -362,9 +250,9 @@ class RayExecutor:
         run_id = store.import_run(data)
         for unit in units:
             _remove_store(unit.worker_store)
-        run = store.get_run(run_id)
-        return {"run_id": run_id, "label": run["label"], "status": run["status"], "config": run["config"],
-                "metrics": store.metrics(run_id), "profile": store.profile(run_id), "artifacts": run["artifacts"]}
+        from harness.results import run_result
+
+        return run_result(store, run_id)
 
     def _store(self, path: str | None):
         from harness.store import Store
@@ -398,7 +286,8 @@ def merge_shards(exports: list[dict], plan) -> dict:
         if missing:
             raise UserError(f"the shards of run {exports[0]['run']['id']} left {len(missing)} problems of "
                             f"{name!r} unevaluated (e.g. {sorted(missing)[0]!r})")
-        for metric, (value, lo, hi) in compute_metrics(bench_rows, seed=seed, problems=problems).items():
+        computed = compute_metrics(bench_rows, seed=seed, problems=problems, n_requested=plan.config.sampling.n)
+        for metric, (value, lo, hi) in computed.items():
             metrics.append((name, metric, value, lo, hi))
     first = exports[0]
     run = dict(first["run"])

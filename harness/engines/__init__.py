@@ -1,0 +1,6 @@
+"""Generation engines: what serves an artifact during evaluation and profiling (see :mod:`harness.engines.base`).
+
+Built-ins, registered through the ``register_engines`` hook like any plugin:
+``hf`` (transformers in this process, the default), ``vllm`` (vLLM's server
+from its own environment) and ``openai`` (any OpenAI-compatible server).
+"""

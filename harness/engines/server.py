@@ -1,0 +1,207 @@
+"""A server child process that never outlives the harness: start, wait until healthy, always stop.
+
+Three ways a harness can end, three guards:
+
+- normally, on an error or on Ctrl-C: :class:`ServerProcess` is a context
+  manager whose exit stops the server's whole process tree (SIGTERM, then
+  SIGKILL after a grace period), and an ``atexit`` hook catches what a
+  context manager cannot;
+- SIGTERM or SIGKILL of the harness alone: the server runs under a small
+  guard process (:mod:`harness.engines.guard`) that the kernel signals when
+  the harness dies (``PR_SET_PDEATHSIG``) and that is a child subreaper, so
+  it finds and stops every descendant, even those orphaned by the server's
+  own death (vLLM's engine core does not watch its parent);
+- kill of the harness's process group (Ctrl-C in a terminal, ``kill -- -PGID``):
+  the server stays in the harness's process group, so the same signal reaches it.
+
+The port is chosen free on the loopback interface just before start; the
+server binds it with SO_REUSEADDR, so a stopped server leaves it reusable.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from harness.errors import UserError
+
+#: seconds a server may take to become healthy unless HARNESS_ENGINE_START_TIMEOUT says otherwise
+#: (vLLM's CPU build: ~25 s for tiny-arith on 2 quiet cores, minutes when they are shared)
+DEFAULT_START_TIMEOUT = 600.0
+STOP_GRACE_S = 10.0
+LOG_TAIL_LINES = 20
+
+_LIVE: set[ServerProcess] = set()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: ask the kernel for SIGKILL when the parent (the harness) dies (Linux only)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(collections.deque(f, maxlen=lines)).rstrip()
+    except OSError:
+        return "(no log)"
+
+
+class ServerProcess:
+    """``with ServerProcess(cmd, env, log, health) as s: s.url``: a healthy server, stopped on exit."""
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        *,
+        name: str,
+        log_path: Path,
+        health: Callable[[], bool],
+        env: dict[str, str] | None = None,
+        timeout_s: float | None = None,
+        say: Callable[[str], None] = lambda s: None,
+        progress_every_s: float = 10.0,
+    ):
+        self.command = list(command)
+        self.name = name
+        self.log_path = Path(log_path)
+        self.health = health
+        self.env = env
+        self.timeout_s = timeout_s if timeout_s is not None else float(
+            os.environ.get("HARNESS_ENGINE_START_TIMEOUT", DEFAULT_START_TIMEOUT))
+        self.say = say
+        self.progress_every_s = progress_every_s
+        self.proc: subprocess.Popen | None = None
+        self.started_s: float | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self) -> ServerProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "wb")
+        t0 = time.perf_counter()
+        guard = [sys.executable, "-I", str(Path(__file__).with_name("guard.py")), "--"]
+        env = {**(self.env if self.env is not None else os.environ), "HARNESS_GUARD_PARENT": str(os.getpid())}
+        try:
+            self.proc = subprocess.Popen(
+                guard + self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            )
+        except OSError as exc:
+            raise UserError(f"{self.name}: cannot start {self.command[0]!r}: {exc}") from None
+        finally:
+            log.close()
+        _LIVE.add(self)
+        try:
+            self._wait_healthy(t0)
+        except BaseException:
+            self.stop()
+            raise
+        self.started_s = time.perf_counter() - t0
+        return self
+
+    def _wait_healthy(self, t0: float) -> None:
+        last_note = t0
+        while True:
+            if self.proc.poll() is not None:
+                raise UserError(
+                    f"{self.name} exited with status {self.proc.returncode} before it became healthy; "
+                    f"last lines of {self.log_path}:\n{log_tail(self.log_path)}"
+                )
+            if self.health():
+                return
+            now = time.perf_counter()
+            if now - t0 > self.timeout_s:
+                raise UserError(
+                    f"{self.name} did not become healthy within {self.timeout_s:.0f} s "
+                    f"(HARNESS_ENGINE_START_TIMEOUT); stopped it; last lines of {self.log_path}:\n"
+                    f"{log_tail(self.log_path)}"
+                )
+            if now - last_note >= self.progress_every_s:
+                self.say(f"{self.name}: waiting for the server to become healthy ({now - t0:.0f} s)")
+                last_note = now
+            time.sleep(0.5)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tree(self, guard: bool = False) -> list:
+        """The server and every process under it (psutil.Process objects); the guard too if asked."""
+        import psutil
+
+        if self.proc is None:
+            return []
+        try:
+            root = psutil.Process(self.proc.pid)
+            return ([root] if guard else []) + root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the whole process tree (vLLM's API server plus its engine core)."""
+        import psutil
+
+        total = 0
+        for p in self.tree():
+            try:
+                total += p.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def stop(self) -> None:
+        """SIGTERM to the tree, SIGKILL after a grace period; reaps the children. Safe to call twice."""
+        import psutil
+
+        if self.proc is None:
+            return
+        procs = self.tree(guard=True)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # the guard stops the tree: SIGTERM, then SIGKILL
+        try:
+            self.proc.wait(timeout=STOP_GRACE_S + 5)
+        except subprocess.TimeoutExpired:
+            pass
+        _, alive = psutil.wait_procs(procs, timeout=1)
+        for p in alive:  # what the guard could not stop
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=STOP_GRACE_S)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        _LIVE.discard(self)
+
+    def __enter__(self) -> ServerProcess:
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_LIVE):
+        server.stop()

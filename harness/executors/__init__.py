@@ -1,0 +1,1 @@
+"""Built-in executors (plugins through the ``register_executors`` hook): ``local`` and ``ray``."""

@@ -1,0 +1,109 @@
+"""A stand-in OpenAI-compatible completions server for the engine tests (stdlib only).
+
+Started as ``python fake_openai_server.py ... --port P ...`` (unknown arguments are
+ignored, so it also stands in for ``python -m vllm.entrypoints.openai.api_server``
+through ``tests/fake_vllm/python``). Behaviour from the environment:
+
+- ``FAKE_NEVER_HEALTHY=1``: ``/health`` answers 503 forever;
+- ``FAKE_DIE_AFTER=N``: the process exits (as if killed) after answering N completions;
+- ``FAKE_DELAY_S``: seconds each completion takes (default 0.02).
+
+Every completion is ``The answer is \\boxed{S}.`` where S is the sum of the integers in the
+prompt text (so a few arith problems are right), streamed word by word when asked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+COUNT = 0
+LOCK = threading.Lock()
+
+
+def answer(prompt) -> str:
+    if isinstance(prompt, list):
+        prompt = " ".join(str(t) for t in prompt[-3:])
+    nums = [int(n) for n in re.findall(r"\d+", prompt)[-2:]]
+    return f" The answer is \\boxed{{{sum(nums)}}}."
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):  # quiet
+        pass
+
+    def send(self, code: int, body: dict | str, ctype: str = "application/json") -> None:
+        data = (json.dumps(body) if isinstance(body, dict) else body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.path == "/health":
+            self.send(503 if os.environ.get("FAKE_NEVER_HEALTHY") else 200, {})
+        elif self.path == "/v1/models":
+            self.send(200, {"object": "list", "data": [{"id": "harness", "object": "model"}]})
+        elif self.path == "/version":
+            self.send(200, {"version": "fake-1"})
+        elif self.path == "/metrics":
+            self.send(200, '# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{engine="0"} 0.25\n'
+                           'vllm:cache_config_info{block_size="16",cache_dtype="auto",kv_cache_memory_bytes="1024",'
+                           'kv_cache_size_tokens="64"} 1.0\n', "text/plain")
+        else:
+            self.send(404, {"error": "not found"})
+
+    def do_POST(self):
+        global COUNT
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        time.sleep(float(os.environ.get("FAKE_DELAY_S", "0.02")))
+        text = answer(body["prompt"])
+        words = text.split(" ")[: body.get("max_tokens", 64)]
+        if body.get("stream"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            n = max(body.get("min_tokens") or 0, len(words))
+            for i in range(min(n, body.get("max_tokens", n))):
+                chunk = {"choices": [{"index": 0, "text": " " + (words[i] if i < len(words) else "x")}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+                time.sleep(0.002)
+            usage = {"choices": [], "usage": {"completion_tokens": min(n, body.get("max_tokens", n))}}
+            self.wfile.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
+            self.close_connection = True
+            return
+        self.send(200, {"choices": [{"index": 0, "text": " ".join(words)}],
+                        "usage": {"completion_tokens": len(words)}})
+        with LOCK:
+            COUNT += 1
+            die = int(os.environ.get("FAKE_DIE_AFTER", "0") or 0)
+            if die and COUNT >= die:
+                os._exit(9)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    args, _ = parser.parse_known_args()
+    print(f"fake server on {args.host}:{args.port} (pid {os.getpid()})", flush=True)
+    print("Using FakeLinearKernel for FakeLinearMethod", flush=True)
+    ThreadingHTTPServer.allow_reuse_address = True
+    ThreadingHTTPServer.request_queue_size = 1024  # the harness opens up to batch-size connections at once
+    ThreadingHTTPServer.daemon_threads = True
+    ThreadingHTTPServer((args.host, args.port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

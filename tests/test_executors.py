@@ -1,0 +1,93 @@
+"""Executors are plugins: a third party's runs a sweep exactly as the built-ins do, options and all."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+from click.testing import CliRunner
+
+from harness import hookimpl
+from harness.cli import cli
+from harness.executor import Executor, Run, execute_job
+from harness.plugins import build_registry, make_manager
+
+SWEEP = """
+name = "exec"
+[[cell]]
+row = "base"
+strategy = "none"
+"""
+
+
+@dataclass
+class QueueOptions:
+    label: str = field(default="q", metadata={"help": "a tag the executor stamps on each job"})
+    reverse: bool = field(default=False, metadata={"help": "run the jobs last to first"})
+
+
+class QueueRun(Run):
+    seen: list[tuple[str, int]] = []
+
+    def __init__(self, options: QueueOptions):
+        self.options = options
+
+    def run(self, jobs, on_start, on_done):
+        for job in reversed(jobs) if self.options.reverse else jobs:
+            on_start(job)
+            QueueRun.seen.append((self.options.label, job.index))
+            on_done(job, *execute_job(job))
+
+
+class QueueExecutor(Executor):
+    name = "queue"
+    description = "a third party's executor, defined in the test"
+    options_class = QueueOptions
+
+    def start(self, options, console=None):
+        return QueueRun(options)
+
+
+class QueuePlugin:
+    @hookimpl
+    def register_executors(self, register):
+        register(QueueExecutor())
+
+
+@pytest.fixture
+def with_queue(install_plugin):
+    install_plugin(QueuePlugin(), "third-party-queue")
+    QueueRun.seen.clear()
+
+
+def test_builtin_executors_are_registered_through_the_hook():
+    pm, failures = make_manager()
+    reg = build_registry(pm, failures)
+    assert {"local", "ray"} <= set(reg.executors.names())
+    assert reg.executors.owners["local"] == "local"
+    assert reg.executors.get("ray").runs_here is False
+
+
+def test_a_third_party_executor_runs_a_sweep_with_its_own_options(with_queue, tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(SWEEP)
+    result = CliRunner().invoke(cli, ["sweep", str(path), "--limit", "3", "--executor", "queue",
+                                      "--executor-opt", "label=mine", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    assert report["counts"]["done"] == 1
+    assert QueueRun.seen == [("mine", 0)]
+
+
+def test_unknown_executor_and_unknown_option_are_one_line_each(with_queue, tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(SWEEP)
+    unknown = CliRunner().invoke(cli, ["sweep", str(path), "--executor", "qeue"])
+    assert unknown.exit_code == 2
+    assert "unknown executor 'qeue'" in unknown.output and "Did you mean 'queue'" in unknown.output
+    bad = CliRunner().invoke(cli, ["sweep", str(path), "--executor", "queue", "--executor-opt", "colour=red"])
+    assert bad.exit_code == 2 and "colour" in bad.output and "label" in bad.output
+    typed = CliRunner().invoke(cli, ["sweep", str(path), "--executor", "queue", "--executor-opt", "reverse=maybe"])
+    assert typed.exit_code == 2 and "reverse" in typed.output
+    assert QueueRun.seen == []
