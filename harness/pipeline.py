@@ -1,9 +1,10 @@
-"""One run, as a short pipeline of cached stages: model -> train -> quantize -> evaluate -> profile.
+"""One run: plan it (every check on user input before anything is written), then build the stages
+of its graph (:mod:`harness.graph`: train -> quantize -> evaluate -> profile) against one store and
+one artifact cache.
 
 The pipeline owns *when* things happen; plugins only say *what* exists. Every
 stage's output is an artifact keyed by the hash of everything that made it,
-so a sweep trains one RL checkpoint and quantizes it many ways, and every
-check on user input happens before anything is written.
+so a sweep trains one RL checkpoint and quantizes it many ways.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.cache import ArtifactCache
-from harness.config import RunConfig, stable_hash
+from harness.config import RunConfig
 from harness.errors import UserError
+from harness.graph import QUANTIZER, TRAINER, Stage, run_graph
 from harness.registry import Registry
 from harness.store import Store
 from harness.strategy import FULL, Phase, QuantContext, QuantSpec, Strategy
@@ -182,14 +184,14 @@ class Runner:
         self.trained_here = False
 
     # -- stages -----------------------------------------------------------------------
-    def train_stage(self, plan: Plan, tokenizer, run_id: str) -> tuple[Path, dict]:
+    def train_stage(self, plan: Plan, stage: Stage, tokenizer, run_id: str) -> tuple[Path, dict]:
+        """Train with the run's trainer (core's lifecycle: :mod:`harness.training`), cached by ``stage.key``."""
         from harness.prompts import get_template
         from harness.trainer import TrainContext
 
         cfg = plan.config
         trainer = plan.trainer
-        key_parts = train_key_parts(plan)
-        key = stable_hash(key_parts)
+        key_parts, key = stage.inputs, stage.key
         template = get_template(cfg.prompt)
         problems = plan.registry.benchmarks.get(cfg.train_data).load(
             "train", Path(cfg.data_dir) if cfg.data_dir else None
@@ -233,9 +235,9 @@ class Runner:
         self.store.add_curve(run_id, [(p["step"], {k: v for k, v in p.items() if k != "step"}) for p in record.get("curve", [])])
         return path, record
 
-    def quantize_stage(self, plan: Plan, source: str, source_identity: str, tokenizer) -> tuple[Path, dict]:
-        key_parts = quantize_key_parts(plan, source_identity)
-        key = stable_hash(key_parts)
+    def quantize_stage(self, plan: Plan, stage: Stage, source: str, tokenizer) -> tuple[Path, dict]:
+        """Quantize ``source`` with the run's post-training strategy, cached by ``stage.key``."""
+        key_parts, key = stage.inputs, stage.key
 
         def make(out: Path) -> dict:
             from harness.progress import heartbeat
@@ -256,11 +258,10 @@ class Runner:
 
         return self.cache.build("quantize", key, make)
 
-    def strategy_train_stage(self, plan: Plan, tokenizer, run_id: str) -> tuple[Path, dict]:
+    def strategy_train_stage(self, plan: Plan, stage: Stage, tokenizer, run_id: str) -> tuple[Path, dict]:
         """An in-training strategy that trains by itself (``needs_trainer = False``) and no trainer:
         ``prepare`` (which trains) then ``finalize``, cached like a train stage."""
-        key_parts = strategy_train_key_parts(plan)
-        key = stable_hash(key_parts)
+        key_parts, key = stage.inputs, stage.key
 
         def make(out: Path) -> dict:
             self.console.print(f"[bold]train[/bold] {plan.strategy.name} {plan.quant.spec.label} -> {key}")
@@ -288,39 +289,31 @@ class Runner:
         self.store.add_curve(run_id, [(p["step"], {k: v for k, v in p.items() if k != "step"}) for p in record.get("curve", [])])
         return path, record
 
-    def materialize(self, plan: Plan, run_id: str) -> tuple[Path, dict[str, Any]]:
-        """The model directory ``plan`` evaluates (trained, then quantized; cached stages are reused)
-        and the records of the stages that made it. ``run`` and ``harness profile`` share it."""
+    def materialize(self, plan: Plan, run_id: str, until: str | None = None) -> tuple[Path, dict[str, Any]]:
+        """Build (or reuse) the artifact stages of the run's graph in order; the model directory the
+        last one wrote (``until``: stop after that stage) and the records of the stages that made it.
+
+        ``run``, ``harness profile`` and executors building a stage several cells share all come
+        through here, so they read one graph (:func:`harness.graph.run_graph`)."""
         from harness.model import load_tokenizer
 
         tokenizer = load_tokenizer(plan.model.source)
-        source, identity, artifacts = self.train(plan, tokenizer, run_id)
-        artifacts["reference"] = plan.strategy.is_reference
-        if plan.in_training:
-            model_dir = Path(source)
-            artifacts["quant"] = artifacts["train"].get("quant")
-        else:
-            model_dir, record = self.quantize_stage(plan, source, identity, tokenizer)
-            artifacts["quant"] = record["quant"]
-            artifacts["quantize_key"] = record["key"]
-        return model_dir, artifacts
-
-    def train(self, plan: Plan, tokenizer, run_id: str) -> tuple[str, str, dict[str, Any]]:
-        """The train part of :meth:`materialize`: the model source the next stage reads, its cache
-        identity, and the train record. The plan's own model when the run trains nothing.
-
-        Separate so that an executor can build one RL checkpoint that several cells share
-        (a Ray task) before those cells run, through the same stages as a single run."""
-        source, identity = plan.model.source, plan.model.identity
-        artifacts: dict[str, Any] = {}
-        if plan.trainer is not None:
-            path, record = self.train_stage(plan, tokenizer, run_id)
-        elif plan.in_training:  # a strategy that trains by itself (needs_trainer False)
-            path, record = self.strategy_train_stage(plan, tokenizer, run_id)
-        else:
-            return source, identity, artifacts
-        artifacts["train"] = {k: record[k] for k in ("key", "steps", "seconds", "quant") if k in record}
-        return str(path), f"train:{record['key']}", artifacts
+        source = plan.model.source
+        artifacts: dict[str, Any] = {"reference": plan.strategy.is_reference}
+        for stage in run_graph(plan).artifacts:
+            if stage.body == QUANTIZER:
+                path, record = self.quantize_stage(plan, stage, source, tokenizer)
+                artifacts["quant"] = record["quant"]
+                artifacts["quantize_key"] = record["key"]
+            else:
+                build = self.train_stage if stage.body == TRAINER else self.strategy_train_stage
+                path, record = build(plan, stage, tokenizer, run_id)
+                artifacts["train"] = {k: record[k] for k in ("key", "steps", "seconds", "quant") if k in record}
+                artifacts["quant"] = record.get("quant")  # an in-training strategy's; a quantize stage replaces it
+            source = str(path)
+            if stage.name == until:
+                break
+        return Path(source), artifacts
 
     # -- the run --------------------------------------------------------------------------
     def run(self, plan: Plan, force: bool = False) -> dict:
@@ -362,95 +355,6 @@ def with_tokenizer(model_dir: Path, tokenizer) -> None:
     (evaluation, a serving engine, an export) needs nothing else; a plugin's own copy is kept."""
     if not (Path(model_dir) / "tokenizer_config.json").exists():
         tokenizer.save_pretrained(model_dir)
-
-
-def train_key_parts(plan: Plan) -> dict:
-    """What a trainer's checkpoint depends on (its cache key is their hash)."""
-    cfg, trainer = plan.config, plan.trainer
-    key_parts = {
-        "model": plan.model.identity,
-        "trainer": trainer.name,
-        "trainer_config": trainer.describe_config(plan.trainer_config),
-        "seed": cfg.seed,
-        "train_data": cfg.train_data,
-        "prompt": cfg.prompt,
-    }
-    key_parts["code"] = {"trainer": code_identity(trainer)}
-    if plan.in_training:
-        key_parts["strategy"] = [plan.strategy.name, plan.quant.spec.label, _opts(plan.quant.options)]
-        key_parts["code"]["strategy"] = code_identity(plan.strategy)
-        if plan.strategy.needs_calibration:
-            key_parts["calib"] = cfg.calib_data
-    return key_parts
-
-
-def code_identity(plugin: Any) -> dict:
-    """The code an artifact was made by: the plugin's own version and its libraries' versions.
-
-    Part of every artifact key, so upgrading llmcompressor, TRL or a strategy
-    rebuilds what the old code made instead of reusing it. Run ids do not hold
-    it (the versions are recorded with every result instead): the same
-    configuration under a newer library is the same experiment, measured again.
-    """
-    from harness.strategy import library_versions
-
-    return {"version": str(getattr(plugin, "version", "1")),
-            "libraries": library_versions(tuple(getattr(plugin, "libraries", ())))}
-
-
-def strategy_train_key_parts(plan: Plan) -> dict:
-    """What the checkpoint of an in-training strategy that trains by itself depends on."""
-    cfg = plan.config
-    return {
-        "model": plan.model.identity,
-        "trainer": "none",
-        "strategy": [plan.strategy.name, plan.quant.spec.label, _opts(plan.quant.options)],
-        "code": {"strategy": code_identity(plan.strategy)},
-        "seed": cfg.seed,
-        "calib": cfg.calib_data if plan.strategy.needs_calibration else None,
-        "prompt": cfg.prompt,
-    }
-
-
-def quantize_key_parts(plan: Plan, source_identity: str) -> dict:
-    """What a post-training quantized model depends on: its source model and the strategy's settings."""
-    cfg = plan.config
-    return {
-        "source": source_identity,
-        "strategy": plan.strategy.name,
-        "spec": plan.quant.spec.label,
-        "options": _opts(plan.quant.options),
-        "calib": cfg.calib_data if plan.strategy.needs_calibration else None,
-        "prompt": cfg.prompt if plan.strategy.needs_calibration else None,
-        "seed": cfg.seed if plan.strategy.needs_calibration else None,
-        "code": code_identity(plan.strategy),
-    }
-
-
-def train_key(plan: Plan) -> str | None:
-    """The cache key of the plan's train stage, or None when it trains nothing.
-
-    Cells with the same key share one checkpoint: an executor that runs cells
-    at once builds it once, before them (see :mod:`harness.executors.ray_driver`)."""
-    if plan.trainer is not None:
-        return stable_hash(train_key_parts(plan))
-    if plan.in_training:
-        return stable_hash(strategy_train_key_parts(plan))
-    return None
-
-
-def quantize_key(plan: Plan) -> str | None:
-    """The cache key of the plan's quantize stage (None for in-training plans, which have none)."""
-    if plan.in_training:
-        return None
-    tkey = train_key(plan)
-    return stable_hash(quantize_key_parts(plan, f"train:{tkey}" if tkey else plan.model.identity))
-
-
-def _opts(options: Any) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(options) if dataclasses.is_dataclass(options) else {}
 
 
 def _asdict(obj: Any) -> dict | None:

@@ -103,8 +103,9 @@ def build_registry(pm: pluggy.PluginManager, failures: dict[str, str] | None = N
 def _unknown_hooks(pm: pluggy.PluginManager) -> dict[str, str]:
     """Plugin name -> why, for every plugin with a hook implementation no hookspec declares.
 
-    pluggy's ``check_pending`` raises on the first such hook only; each offender is set
-    aside in turn (on a copy of the check) so that all of them are reported."""
+    pluggy's ``check_pending`` raises on the first such hook only, so each offender is
+    unregistered in turn and the check repeated: all of them are reported, and what stays
+    registered passes the check."""
     known = sorted(n for n in dir(hookspecs) if n.startswith("register_"))
     bad: dict[str, str] = {}
     while True:
@@ -126,7 +127,8 @@ def _register_plugin(pm: pluggy.PluginManager, plugin: object, name: str, kinds:
     """Register everything ``plugin`` offers, or nothing: the reason it failed, or None."""
     offered: list[tuple[Kind, object]] = []
     for hook_name, kind in kinds.items():
-        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+        caller = getattr(pm.hook, hook_name, None)  # None: no hookspec and no plugin implements it
+        for impl in caller.get_hookimpls() if caller is not None else []:
             if impl.plugin is not plugin:
                 continue
             try:

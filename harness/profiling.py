@@ -409,8 +409,6 @@ def profile_run(
     per benchmark and ``phases["eval"]`` what :class:`watch` saw around it
     (both empty when profiling alone); ``quant`` is the quantization report.
     """
-    import torch
-
     from harness.threads import in_effect as threads_in_effect
     from harness.weights import in_memory_bytes
 

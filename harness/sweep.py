@@ -75,7 +75,7 @@ def shard_of(problems: list, index: int, count: int) -> list:
 
 
 def build_stage(config: dict, cache_dir: str | None, stage: str, console=None) -> str | None:
-    """Build one cell's ``train`` or ``quantize`` stage into the artifact cache; its key.
+    """Build one cell's artifact stage ``stage`` (and those before it) into the artifact cache; its key.
 
     What several cells share (an RL checkpoint, a quantized model that shards
     of one cell evaluate) is built once, by this, before they run; they then
@@ -83,25 +83,23 @@ def build_stage(config: dict, cache_dir: str | None, stage: str, console=None) -
     :func:`run_cell`, against a throw-away store: only the artifact is kept.
     """
     from harness.cache import ArtifactCache
-    from harness.model import load_tokenizer
-    from harness.pipeline import Runner, plan, quantize_key, train_key
+    from harness.graph import run_graph
+    from harness.pipeline import Runner, plan
     from harness.plugins import get_registry
     from harness.quiet import quiet_libraries
     from harness.store import Store
 
-    if stage not in ("train", "quantize"):
-        raise UserError(f"unknown stage {stage!r}; choose train or quantize")
     quiet_libraries()
     the_plan = plan(RunConfig.from_dict(config), get_registry())
+    graph = run_graph(the_plan)
+    names = [s.name for s in graph.artifacts]
+    if stage not in names:
+        raise UserError(f"this cell has no {stage!r} stage to build; its artifact stages: {', '.join(names)}")
     store = Store(":memory:")
     try:
         runner = Runner(store, ArtifactCache(Path(cache_dir) if cache_dir else None), console=console)
-        run_id = the_plan.config.run_id
-        if stage == "train":
-            runner.train(the_plan, load_tokenizer(the_plan.model.source), run_id)
-            return train_key(the_plan)
-        runner.materialize(the_plan, run_id)
-        return quantize_key(the_plan)
+        runner.materialize(the_plan, the_plan.config.run_id, until=stage)
+        return graph.key(stage)
     finally:
         store.close()
 

@@ -39,36 +39,38 @@ def test_every_hashed_field_changes_the_run_id():
 
 
 def test_the_code_that_made_an_artifact_is_part_of_its_key(monkeypatch):
-    from harness import pipeline, strategy
+    from harness import strategy
+    from harness.graph import run_graph
 
     plan = _plan(strategy="rtn", bits=4)
-    key = pipeline.quantize_key(plan)
+    key = run_graph(plan).key("quantize")
     run_id = plan.config.run_id
     monkeypatch.setattr(type(plan.strategy), "version", "2")
-    bumped = pipeline.quantize_key(plan)
+    bumped = run_graph(plan).key("quantize")
     assert bumped != key
     monkeypatch.setattr(type(plan.strategy), "version", "1")
-    assert pipeline.quantize_key(plan) == key
+    assert run_graph(plan).key("quantize") == key
 
     real = strategy.library_versions
     monkeypatch.setattr(strategy, "library_versions",
                         lambda names: {**real(names), **({"llmcompressor": "99.0"} if "llmcompressor" in names else {})})
-    assert pipeline.quantize_key(plan) not in (key, bumped)
+    assert run_graph(plan).key("quantize") not in (key, bumped)
     assert plan.config.run_id == run_id, "library versions are recorded with results, not hashed into run ids"
 
 
 def test_trainer_and_library_versions_are_part_of_the_checkpoint_key(monkeypatch):
     pytest.importorskip("trl")
-    from harness import pipeline, strategy
+    from harness import strategy
+    from harness.graph import run_graph
 
     plan = _plan(trainer="grpo")
-    key = pipeline.train_key(plan)
+    key = run_graph(plan).key("train")
     monkeypatch.setattr(type(plan.trainer), "version", "2")
-    assert pipeline.train_key(plan) != key
+    assert run_graph(plan).key("train") != key
     monkeypatch.setattr(type(plan.trainer), "version", "1")
     real = strategy.library_versions
     monkeypatch.setattr(strategy, "library_versions", lambda names: {**real(names), "trl": "0.0.1"})
-    assert pipeline.train_key(plan) != key
+    assert run_graph(plan).key("train") != key
 
 
 def test_a_third_party_reference_strategy_is_a_baseline(tmp_path):

@@ -35,43 +35,37 @@ def plugins(name: str | None, as_json: bool) -> None:
 
 
 def _print_table(rows: list[dict], kinds: list[str]) -> None:
+    """One "registers" column (a line per kind) instead of a column per kind, and every column at
+    least as wide as its longest word: lines wrap between names, never inside one."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="harness plugins")
-    table.add_column("plugin", no_wrap=True, min_width=max(len(r["name"]) for r in rows) if rows else None)
     sources = [_source(r) for r in rows]
-    table.add_column("from", no_wrap=True, min_width=max(map(len, sources), default=4))
-    for kind in kinds:  # one name a line, each column as wide as its longest name: nothing is cut short
-        longest = max((len(n) for r in rows for n in r.get(kind, [])), default=0)
-        table.add_column(kind, no_wrap=True, min_width=max(longest, len(kind)))
-    table.add_column("status", overflow="fold")
-    for r, source in zip(rows, sources):
+    registers = ["\n".join(f"{kind}: {', '.join(r[kind])}" for kind in kinds if r.get(kind)) for r in rows]
+    table = Table(title="harness plugins")
+    table.add_column("plugin", no_wrap=True, min_width=_longest_word(r["name"] for r in rows))
+    table.add_column("from", min_width=_longest_word(sources))
+    table.add_column("registers", min_width=_longest_word(registers))
+    table.add_column("status", min_width=12, overflow="fold")  # reasons may hold long words (a pip command)
+    for r, source, registered in zip(rows, sources, registers):
         status = "[red]failed: " + _escape(r["error"]) + "[/red]" if r["error"] else "ok"
         if r["unavailable"]:
             status = "; ".join(f"[yellow]{n} unavailable: {_escape(why)}[/yellow]" for n, why in r["unavailable"].items())
-        table.add_row(
-            r["name"],
-            source,
-            *("\n".join(r.get(kind, [])) for kind in kinds),
-            status,
-        )
-    Console(width=_width(table)).print(table)
+        table.add_row(r["name"], source, registered, status)
+    console = Console()
+    if not console.is_terminal:  # a pipe or a CI log has no width to keep to: never squeeze a name
+        console = Console(width=max(console.width, sum((c.min_width or 0) + 3 for c in table.columns) + 1))
+    console.print(table)
+
+
+def _longest_word(texts) -> int:
+    return max((len(word) for text in texts for word in text.replace(",", " ").split()), default=4)
 
 
 def _source(row: dict) -> str:
     from harness.plugins import DISTRIBUTION
 
     return "built-in" if row["distribution"] == DISTRIBUTION else f"{row['distribution'] or '?'} {row['version'] or ''}".strip()
-
-
-def _width(table) -> int | None:
-    """The terminal's width, or wider when the table's unbreakable columns need it (a pipe or a
-    CI log has no width to respect, and a name cut to ``olympiadben…`` is useless)."""
-    import shutil
-
-    need = sum((c.min_width or 0) + 3 for c in table.columns) + 24
-    return max(shutil.get_terminal_size((80, 24)).columns, need)
 
 
 def _escape(text: str) -> str:

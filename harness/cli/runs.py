@@ -7,7 +7,6 @@ import json
 import click
 
 from harness.cli.options import store_option
-from harness.errors import UserError
 
 
 @click.command()

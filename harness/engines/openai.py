@@ -107,7 +107,7 @@ class CompletionsClient:
         return Completion(data["choices"][0]["text"], int(data["usage"]["completion_tokens"]))
 
     def stream(self, prompt: str | list[int], max_tokens: int, **extra: Any) -> tuple[float, list[float], int]:
-        """A streamed greedy completion: (start, arrival time of each text chunk, completion tokens)."""
+        """A streamed greedy completion: (start, arrival time of each chunk, completion tokens)."""
         import json
         import time
 
@@ -127,7 +127,7 @@ class CompletionsClient:
                         continue
                     chunk = json.loads(line[6:])
                     now = time.perf_counter()
-                    if chunk.get("choices") and chunk["choices"][0].get("text"):
+                    if chunk.get("choices"):  # one chunk per decode step (its text may be empty: a partial character)
                         times.append(now)
                     if chunk.get("usage"):
                         tokens = int(chunk["usage"]["completion_tokens"])

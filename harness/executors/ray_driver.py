@@ -31,8 +31,7 @@ class CellPlan:
 
     job: Job
     plan: Any  # harness.pipeline.Plan, planned without this machine's device checks
-    train_key: str | None
-    quantize_key: str | None
+    graph: Any  # harness.graph.RunGraph: which artifact stages the cell builds, in order, and their keys
 
     @property
     def name(self) -> str:
@@ -113,7 +112,8 @@ class RayRun(Run):
 
     def _plan(self, job: Job) -> CellPlan:
         from harness.config import RunConfig
-        from harness.pipeline import plan, quantize_key, train_key
+        from harness.graph import run_graph
+        from harness.pipeline import plan
         from harness.plugins import get_registry
 
         the_plan = plan(RunConfig.from_dict(job.config), get_registry(), check_device=False)
@@ -123,7 +123,7 @@ class RayRun(Run):
                     raise UserError(f"shards={self.shards} is more than the {len(problems)} problems of "
                                     f"benchmark {name!r} in cell {job.index + 1} ({job.label}); use at most "
                                     f"{len(problems)} shards")
-        return CellPlan(job, the_plan, train_key(the_plan), quantize_key(the_plan))
+        return CellPlan(job, the_plan, run_graph(the_plan))
 
     def _connect(self, ray) -> bool:
         """Connect to the cluster (or start a local instance); True when this call did (and must shut down)."""
@@ -198,26 +198,28 @@ class RayRun(Run):
         return [None] if self.shards == 1 else [(i, self.shards) for i in range(self.shards)]
 
     def _chain_shared_stages(self, units: list[Unit], cache, cache_dir: str, stage_remote, gpus: float) -> None:
-        """One task per train key, then per quantize key, that more than one unit needs and the cache lacks;
-        each unit waits for the last of them it needs. A stage only one unit needs is built inside it."""
+        """One task per artifact stage and key that more than one unit needs and the cache lacks, in
+        the graph's order (an RL checkpoint before the quantized models made from it); each waits for
+        the shared stage before it, and each unit waits for the last shared stage it needs. A stage
+        only one unit needs is built inside that unit's own task."""
         self._stage_refs: list = []
-        train_refs: dict[str, Any] = {}
-        quant_refs: dict[str, Any] = {}
-        for stage, refs, key_of in (("train", train_refs, lambda u: u.cell.train_key),
-                                    ("quantize", quant_refs, lambda u: u.cell.quantize_key)):
+        refs: dict[tuple[str, str], Any] = {}
+        names = list(dict.fromkeys(s.name for u in units for s in u.cell.graph.artifacts))
+        for name in names:
             users: dict[str, list[Unit]] = {}
             for unit in units:
-                key = key_of(unit)
-                if key is not None and cache.get(stage, key) is None:
+                key = unit.cell.graph.key(name)
+                if key is not None and cache.get(name, key) is None:
                     users.setdefault(key, []).append(unit)
             for key, needing in users.items():
                 if len(needing) < 2:
                     continue
                 first = needing[0].cell
-                deps = [train_refs[first.train_key]] if stage == "quantize" and first.train_key in train_refs else []
-                ref = stage_remote.options(**task_resources(first.plan, stage, gpus)).remote(
-                    first.job.config, cache_dir, stage, *deps)
-                refs[key] = ref
+                previous = first.graph.before(name)
+                deps = [refs[previous.name, previous.key]] if previous and (previous.name, previous.key) in refs else []
+                ref = stage_remote.options(**task_resources(first.plan, name, gpus)).remote(
+                    first.job.config, cache_dir, name, *deps)
+                refs[name, key] = ref
                 self._stage_refs.append(ref)
                 for unit in needing:  # a shared quantized model replaces the checkpoint it waits for
                     unit.deps = [ref]
