@@ -8,7 +8,8 @@ each seed as a faint line, the mean over seeds as a bold one, optionally
 smoothed by a trailing moving average (per-step GRPO figures are noisy).
 
     python -m harness.training_curves --store r.db --sweep qerl --key entropy --key reward \\
-        --key aqn/noise_scale --log-y aqn/noise_scale --out studies/qerl/training_curves
+        --key aqn/noise_scale --log-y aqn/noise_scale --exact aqn/noise_scale --smooth 10 \\
+        --out studies/qerl/training_curves
 """
 
 from __future__ import annotations
@@ -70,8 +71,9 @@ def mean_curve(seeds: dict[int, list[tuple[int, float]]]) -> tuple[list[int], li
 
 
 def plot(panels: dict[str, Curves], out: Path, smooth: int = 1, log_y: tuple[str, ...] = (),
-         title: str = "") -> list[Path]:
-    """One panel per key, one colour per row; writes ``out``.png and .svg."""
+         exact: tuple[str, ...] = (), title: str = "") -> list[Path]:
+    """One panel per key, one colour per row; writes ``out``.png and .svg. Keys in ``exact`` (a
+    schedule, whose steps are the point) are never smoothed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,17 +82,18 @@ def plot(panels: dict[str, Curves], out: Path, smooth: int = 1, log_y: tuple[str
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.2 * len(panels)), sharex=True, squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (key, curves) in zip(axes[:, 0], panels.items()):
+        window = 1 if key in exact else smooth
         for i, (row, seeds) in enumerate(curves.items()):
             if not seeds:
                 continue
             colour = colours[i % len(colours)]
             for points in seeds.values():
-                ax.plot([s for s, _ in points], moving_average([v for _, v in points], smooth),
+                ax.plot([s for s, _ in points], moving_average([v for _, v in points], window),
                         color=colour, alpha=0.25, linewidth=0.8)
             steps, mean = mean_curve(seeds)
-            ax.plot(steps, moving_average(mean, smooth), color=colour, linewidth=2,
+            ax.plot(steps, moving_average(mean, window), color=colour, linewidth=2,
                     label=f"{row} (mean of {len(seeds)} seed{'s' if len(seeds) != 1 else ''})")
-        ax.set_ylabel(key + (f"\n({smooth}-step moving average)" if smooth > 1 and key not in log_y else ""))
+        ax.set_ylabel(key + (f"\n({window}-step moving average)" if window > 1 else ""))
         if key in log_y:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
@@ -116,12 +119,13 @@ def plot(panels: dict[str, Curves], out: Path, smooth: int = 1, log_y: tuple[str
 @click.option("--log-y", multiple=True, help="keys drawn on a log scale (e.g. aqn/noise_scale)")
 @click.option("--smooth", type=click.IntRange(min=1), default=1, show_default=True,
               help="trailing moving average over N steps")
+@click.option("--exact", multiple=True, help="keys never smoothed (a schedule, e.g. aqn/noise_scale)")
 @click.option("--title", default="")
 @click.option("--out", required=True, type=click.Path(), help="output path without suffix (.png and .svg)")
-def main(store_path, sweep, keys, log_y, smooth, title, out) -> None:
+def main(store_path, sweep, keys, log_y, smooth, exact, title, out) -> None:
     """Draw the training curves of a sweep's rows."""
     panels = {key: sweep_curves(store_path, sweep, key) for key in keys}
-    for path in plot(panels, Path(out), smooth=smooth, log_y=tuple(log_y), title=title):
+    for path in plot(panels, Path(out), smooth=smooth, log_y=tuple(log_y), exact=tuple(exact), title=title):
         click.echo(str(path))
 
 

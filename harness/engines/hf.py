@@ -41,7 +41,7 @@ class HFSession(Session):
 
     def measure(self):
         """What the evaluation costs in this process: wall, forward time and peak memory (``watch``)."""
-        from harness.profiling import watch
+        from harness.memory import watch
 
         return watch(self.model, self.device)
 

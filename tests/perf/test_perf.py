@@ -120,7 +120,7 @@ def test_evaluation_loop_overhead(benchmark, loaded, problems, prompt_for, tmp_p
     from harness.config import Sampling
     from harness.engines.hf import HFSession
     from harness.evaluation import evaluate
-    from harness.profiling import watch
+    from harness.memory import watch
     from harness.store import Store
 
     model, tokenizer = loaded("none", None)
