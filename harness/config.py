@@ -20,7 +20,9 @@ NOT_HASHED = frozenset({"data_dir", "batch_size", "device", "engine_url", "engin
 #: fields added after results were published: hashed only when they differ from the value every
 #: earlier run implicitly had, so the ids of stored and published runs stay what they were
 #: (a field added later goes here with that value; never remove an entry)
-HASHED_UNLESS: dict[str, object] = {"engine": "hf", "engine_opts": {}, "extraction": "strict", "data": {}}
+HASHED_UNLESS: dict[str, object] = {
+    "engine": "hf", "engine_opts": {}, "extraction": "strict", "data": {}, "compute": "cpu:float32",
+}
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,10 @@ class RunConfig:
     #: what identifies each benchmark's data: filled in by ``pipeline.plan`` (version, and a fingerprint
     #: of problems read from files or a hub); part of the run id, so new data is a new run
     data: tuple[tuple[str, str], ...] = ()
+    #: the device class and dtype the run computes in (``cpu:float32``, ``cuda:bfloat16``), filled in by
+    #: ``pipeline.plan`` from the resolved device: part of the run id (``device`` itself is not: cuda:0 and
+    #: cuda:1 give the same result)
+    compute: str = "cpu:float32"
 
     def __post_init__(self) -> None:
         from harness.grading.extraction import check_extraction

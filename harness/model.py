@@ -85,6 +85,17 @@ def resolve_device(device: str) -> str:
     return device
 
 
+#: the dtype a model computes in on each device class (what :func:`load_model` loads it as)
+COMPUTE_DTYPE = {"cpu": "float32", "cuda": "bfloat16"}
+
+
+def compute_identity(device: str) -> str:
+    """``cpu:float32`` / ``cuda:bfloat16``: the device class and dtype a run computes in. Part of its id:
+    the same configuration on a GPU is another experiment (bf16 arithmetic), not a replay."""
+    cls = "cuda" if device.startswith("cuda") else device
+    return f"{cls}:{COMPUTE_DTYPE.get(cls, 'float32')}"
+
+
 def load_tokenizer(source: str | Path) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
@@ -100,7 +111,7 @@ def load_model(source: str | Path, device: str = "cpu", **kwargs) -> PreTrainedM
     import torch
     from transformers import AutoModelForCausalLM
 
-    dtype = kwargs.pop("dtype", torch.float32 if device == "cpu" else torch.bfloat16)
+    dtype = kwargs.pop("dtype", getattr(torch, COMPUTE_DTYPE["cpu" if device == "cpu" else "cuda"]))
     try:
         model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype, **kwargs)
     except OSError as exc:

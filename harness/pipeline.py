@@ -58,7 +58,7 @@ def plan(config: RunConfig, registry: Registry, check_device: bool = True) -> Pl
     GPU must not refuse it there, so the device stays as configured and only
     the checks that do not depend on this machine's hardware are made.
     """
-    from harness.model import resolve_device, resolve_model
+    from harness.model import compute_identity, resolve_device, resolve_model
     from harness.prompts import get_template
 
     strategy = registry.strategies.get(config.strategy)
@@ -107,7 +107,9 @@ def plan(config: RunConfig, registry: Registry, check_device: bool = True) -> Pl
     if strategy.needs_calibration:
         registry.benchmarks.get(config.calib_data).check_split("train")
     quant = QuantContext(spec=spec, options=options, seed=config.seed, device=device)
-    config = dataclasses.replace(config, bits=spec.bits, data=data_identity(benches, problems))
+    # planned without this machine's devices (a Ray driver), ``auto`` is resolved where the run runs
+    compute = compute_identity(device) if device != "auto" else config.compute
+    config = dataclasses.replace(config, bits=spec.bits, data=data_identity(benches, problems), compute=compute)
     return Plan(config, registry, strategy, trainer, trainer_config, quant, model, device, problems,
                 engine, engine_options)
 

@@ -176,6 +176,9 @@ def run_sweep(name: str, cells: list[Cell], store, cache_dir: str | None, runner
             cell.seconds = time.perf_counter() - started.get(job.index, start)
             if error is None:
                 cell.state = "done"
+                # the id the run was stored under: a cell planned here for a cluster ("auto" device)
+                # may have resolved to another compute class where it ran
+                cell.run_id = (result or {}).get("run_id") or cell.run_id
                 store.tag_sweep(cell.run_id, cell.tags)
             else:
                 cell.state, cell.error = "failed", error

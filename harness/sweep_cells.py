@@ -205,7 +205,8 @@ def prepare(spec: SweepSpec, overrides: Overrides, registry, store, check_device
         cell.row = cell.row or _default_row(config)
         if item["twin"] is not None:
             try:
-                twin = dataclasses.replace(cell_config(item["twin"]), bits=config.bits, data=config.data)
+                twin = dataclasses.replace(cell_config(item["twin"]), bits=config.bits, data=config.data,
+                                           compute=config.compute)
                 cell.twin_id = twin.run_id
             except UserError:
                 cell.twin_id = None

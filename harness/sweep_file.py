@@ -21,8 +21,8 @@ from harness.sweep_checks import check_cell_types
 TOP_KEYS = ("name", "description", "defaults", "grid", "cell", "trainer_opts", "strategy_opts", "faithful")
 #: cell keys that are not RunConfig fields
 CELL_EXTRA = ("row", "seeds", "sampling", *SAMPLING_KEYS)
-#: RunConfig fields a cell may set (``data`` is computed by the plan, from the benchmarks it loads)
-CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in ("sampling", "data"))
+#: RunConfig fields a cell may set (``data`` and ``compute`` are the plan's: its benchmarks' data, its device)
+CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in ("sampling", "data", "compute"))
 CELL_KEYS = frozenset(CONFIG_KEYS + CELL_EXTRA)
 
 #: cell keys --set refuses, and why

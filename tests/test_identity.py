@@ -129,3 +129,17 @@ def test_the_data_a_run_evaluates_is_part_of_its_id(tmp_path, monkeypatch):
     monkeypatch.setattr(type(bench), "version", "2")
     bumped = _plan()
     assert bumped.config.data == (("arith", "v2"),) and bumped.config.run_id != arith.config.run_id
+
+
+def test_the_device_class_and_dtype_a_run_computes_in_are_part_of_its_id(monkeypatch):
+    """cuda computes in bf16, cpu in fp32: the same configuration on a GPU is a new run; cpu keeps the
+    ids every stored (CPU) run has. Which GPU (cuda:0, cuda:1) or where data lives does not count."""
+    from harness import model
+    from harness.model import compute_identity
+
+    assert compute_identity("cpu") == "cpu:float32"
+    assert compute_identity("cuda:1") == compute_identity("cuda") == "cuda:bfloat16"
+    cpu = _plan()
+    assert cpu.config.compute == "cpu:float32" and cpu.config.run_id == RunConfig(limit=2, bits=16).run_id
+    monkeypatch.setattr(model, "compute_identity", lambda device: "cuda:bfloat16")
+    assert _plan().config.run_id != cpu.config.run_id
