@@ -37,6 +37,10 @@ def generate_batch(model, tokenizer, prompts: Sequence[str], sampling: Sampling,
     """One batch: every prompt gets ``sampling.n`` completions (n consecutive results each)."""
     import torch
 
+    from harness.threads import adapt
+
+    adapt()  # the default thread count follows what else runs on the machine, batch by batch
+
     enc = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     kwargs = dict(
         max_new_tokens=sampling.max_new_tokens,

@@ -52,23 +52,26 @@ def test_usable_cores_is_affinity_capped_by_the_quota(monkeypatch):
     assert usable_cores() == 8
 
 
-def test_the_default_is_usable_cores_with_sleeping_openmp_threads(monkeypatch):
-    for var in ("HARNESS_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY"):
+def test_the_default_is_usable_cores_and_adaptive(monkeypatch):
+    for var in ("HARNESS_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", threads.ADAPTIVE_VAR):
         monkeypatch.delenv(var, raising=False)
     choice = choose()
     assert choice == default_choice()
-    assert choice.threads == usable_cores() and choice.wait_policy == "PASSIVE"
-    assert choose(3).threads == 3  # --threads still decides the count
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    assert choose().wait_policy == "ACTIVE"  # a policy the user set is kept
+    assert choice.threads == usable_cores() and choice.adaptive and choice.wait_policy is None
+    assert choose(3).threads == 3 and not choose(3).adaptive  # --threads decides, and fixes it
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    assert choose().wait_policy == "PASSIVE"  # a policy the user set is kept
     monkeypatch.setenv("OMP_NUM_THREADS", "5")
-    assert choose().threads == 5 and choose().source == "OMP_NUM_THREADS"
+    assert choose().threads == 5 and choose().source == "OMP_NUM_THREADS" and not choose().adaptive
+    # the default's own OMP_NUM_THREADS, inherited by a child process, stays the adaptive default
+    monkeypatch.setenv(threads.ADAPTIVE_VAR, "1")
+    assert choose().adaptive and choose().threads == usable_cores()
 
 
 @pytest.fixture
 def clean_env(monkeypatch):
     """The CLI writes its choice to os.environ (for the processes it starts); undo that after."""
-    for var in ("HARNESS_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY"):
+    for var in ("HARNESS_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", threads.ADAPTIVE_VAR):
         monkeypatch.delenv(var, raising=False)
     import torch
 
@@ -82,19 +85,61 @@ def test_the_cli_applies_the_default_for_itself_and_its_children(clean_env):
 
     result = CliRunner().invoke(cli, ["plugins", "--json"])
     assert result.exit_code == 0, result.output
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
-    assert os.environ["OMP_NUM_THREADS"] == os.environ["HARNESS_THREADS"] == str(usable_cores())
+    assert os.environ[threads.ADAPTIVE_VAR] == "1" and "OMP_WAIT_POLICY" not in os.environ
+    assert os.environ["OMP_NUM_THREADS"] == str(usable_cores())
     result = CliRunner().invoke(cli, ["--threads", "1", "plugins", "--json"])
-    assert result.exit_code == 0 and os.environ["OMP_NUM_THREADS"] == "1"
+    assert result.exit_code == 0 and os.environ["OMP_NUM_THREADS"] == os.environ["HARNESS_THREADS"] == "1"
+    assert os.environ[threads.ADAPTIVE_VAR] == "0"
 
 
 def test_process_starters_hand_the_choice_down_without_overriding_it(clean_env, monkeypatch):
     threads.for_children()
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["OMP_NUM_THREADS"] == str(usable_cores())
+    assert os.environ[threads.ADAPTIVE_VAR] == "1" and os.environ["OMP_NUM_THREADS"] == str(usable_cores())
     monkeypatch.setenv("HARNESS_THREADS", "1")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     threads.for_children()
     assert os.environ["OMP_NUM_THREADS"] == "1"
+
+
+def test_the_adaptive_count_gives_way_to_other_processes_and_a_fixed_one_never_moves(clean_env, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setenv(threads.ADAPTIVE_VAR, "1")
+    monkeypatch.setattr(threads, "others_running", lambda: 0)
+    assert threads.adapt() == 2 and torch.get_num_threads() == 2
+    monkeypatch.setattr(threads, "others_running", lambda: 1)
+    assert threads.adapt() == 1 and torch.get_num_threads() == 1
+    monkeypatch.setattr(threads, "others_running", lambda: 5)
+    assert threads.adapt() == 1  # never below one
+    monkeypatch.setenv(threads.ADAPTIVE_VAR, "0")
+    torch.set_num_threads(2)
+    assert threads.adapt() is None and torch.get_num_threads() == 2
+
+
+def test_other_processes_are_counted_and_this_ones_threads_are_not():
+    """A CPU-burning child is one runnable task of another process; this process is not load."""
+    import multiprocessing
+    import time
+
+    quiet = threads.others_running()
+    burner = multiprocessing.get_context("spawn").Process(target=_spin, args=(3.0,), daemon=True)
+    burner.start()
+    try:
+        time.sleep(1.0)
+        busy = max(threads.others_running() for _ in range(5))
+    finally:
+        burner.terminate()
+        burner.join()
+    assert busy >= 1 and busy >= quiet
+
+
+def _spin(seconds: float) -> None:
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
 
 
 def test_profiles_record_the_wait_policy(clean_env):
@@ -102,5 +147,5 @@ def test_profiles_record_the_wait_policy(clean_env):
 
     threads.configure(2)
     figures = threads.in_effect()
-    assert figures == {"cpu_threads": 2, "omp_wait_policy": "PASSIVE"}
+    assert figures == {"cpu_threads": 2, "omp_wait_policy": "unset (OpenMP's default: spin, then sleep)"}
     assert {"cpu_threads", "omp_wait_policy"} <= set(PROFILE_KEYS)

@@ -60,8 +60,9 @@ def _user_exit(exc: Exception) -> click.exceptions.Exit:
 @click.version_option(__version__, prog_name="harness")
 @click.option("--threads", type=click.IntRange(min=1), default=None, envvar="HARNESS_THREADS", show_envvar=True,
               help="CPU threads for torch (default: the cores this process may use, by CPU affinity and "
-                   "cgroup quota, with OpenMP threads that sleep instead of spinning when idle, so another "
-                   "job on the machine cannot stall them; see harness/threads.py). Profiles record it.")
+                   "cgroup quota, less those other processes are running on, re-read before each generation "
+                   "batch and training step, so another job cannot stall a run; see harness/threads.py). "
+                   "Profiles record it.")
 def cli(threads: int | None) -> None:
     """Quantize RL-fine-tuned reasoning models and measure accuracy per byte and per millisecond."""
     set_threads(threads)

@@ -301,7 +301,15 @@ def _callbacks(ctx: TrainContext, total: int, curve: list[dict]):
         def on_train_end(self, args, state, control, **kwargs):
             self.progress.stop()
 
-    return [Forward(), Bar()]
+    class Threads(TrainerCallback):
+        """The default thread count follows the machine's load, step by step (harness.threads.adapt)."""
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            from harness.threads import adapt
+
+            adapt()
+
+    return [Forward(), Bar(), Threads()]
 
 
 def run_grpo(model, peft_config, ctx: TrainContext, opts: GRPOOptions) -> TrainReport:
