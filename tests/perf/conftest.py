@@ -73,3 +73,15 @@ def prompt_for(loaded):
     template = get_template("boxed")
     return lambda p: template.render(p.problem, tokenizer)
 
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """Everything in this folder is the performance suite (marker ``perf``): the README's ``pytest``
+    leaves it out (``-m "not perf"`` in pyproject's addopts), ``.ci/run`` runs it timed with ``-m perf``."""
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if here in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.perf)
