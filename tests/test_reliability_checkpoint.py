@@ -156,7 +156,7 @@ if kill_at:
 
     TrainerState.save_to_json = save_then_die
 ctx, _ = make_ctx(tiny, tmp, GRPO(), SMALL)
-report = GRPO().train(ctx)
+report = ctx.train(GRPO())
 print(json.dumps({{"steps": report.steps, "resumed_from": report.extra["resumed_from"]}}))
 """
 
