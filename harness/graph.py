@@ -129,8 +129,7 @@ def code_identity(plugin: Any) -> dict:
     """
     from harness.strategy import library_versions
 
-    return {"version": str(getattr(plugin, "version", "1")),
-            "libraries": library_versions(tuple(getattr(plugin, "libraries", ())))}
+    return {"version": str(plugin.version), "libraries": library_versions(tuple(plugin.libraries))}
 
 
 def strategy_train_key_parts(plan: Plan) -> dict:
