@@ -2,10 +2,12 @@
 
 ::
 
-    model ──▶ train ──▶ quantize ──▶ evaluate ──▶ profile
-              (trainer, with an in-training strategy's prepare/finalize around it;
-               or an in-training strategy that trains by itself)
-                        (post-training strategy)
+    model ──▶ [init] ──▶ train ──▶ [train.NAME ...] ──▶ quantize ──▶ evaluate ──▶ profile
+              (the post-training checkpoint an in-training strategy starts from: kd-qat's gptq)
+                         (a trainer, with an in-training strategy's prepare/finalize around it;
+                          a chain, --trainer kd,grpo, is one train stage per trainer, each
+                          reading the one before)
+                                                       (post-training strategy)
                                      (engine: hf | vllm | openai; samples to the store)
                                                   (the same engine session)
 
@@ -30,20 +32,23 @@ if TYPE_CHECKING:
 
 #: who supplies a stage's body
 TRAINER = "trainer"  #: a trainer plugin (with the in-training strategy, if any, around it)
-SELF_TRAINING = "strategy-train"  #: an in-training strategy that trains by itself (kd-qat without a trainer)
 QUANTIZER = "strategy-quantize"  #: a post-training strategy's quantize
 ENGINE = "engine"  #: the run's generation engine
+
+#: the stage that quantizes with an in-training strategy's initialisation (``plan.init``)
+INIT = "init"
 
 
 @dataclass(frozen=True)
 class Stage:
     """One node of a run's graph."""
 
-    name: str  #: train, quantize, evaluate or profile
-    body: str  #: who builds it: TRAINER, SELF_TRAINING, QUANTIZER or ENGINE
+    name: str  #: train (train.NAME for a chain's later trainers), quantize, evaluate or profile
+    body: str  #: who builds it: TRAINER, QUANTIZER or ENGINE
     after: str | None  #: the stage whose output it reads (None: the plan's own model)
     key: str | None = None  #: cache key of its artifact; None for stages whose results go to the store
     inputs: Any = None  #: what the key hashes (recorded beside the artifact)
+    train_index: int = 0  #: TRAINER stages: which of the plan's trainers (``plan.training``) it runs
 
     @property
     def identity(self) -> str:
@@ -77,16 +82,22 @@ class RunGraph:
 
 
 def run_graph(plan: Plan) -> RunGraph:
-    """The stages of ``plan``: train when it has a trainer or an in-training strategy, quantize for a
-    post-training strategy, then evaluate and profile through the run's engine."""
+    """The stages of ``plan``: the initialisation an in-training strategy starts from, one train
+    stage per trainer (in-training strategies always have one: their default trainer), quantize
+    for a post-training strategy, then evaluate and profile through the run's engine."""
     stages: list[Stage] = []
     source, after = plan.model.identity, None
-    if plan.trainer is not None or plan.in_training:
-        body = TRAINER if plan.trainer is not None else SELF_TRAINING
-        parts = train_key_parts(plan) if body == TRAINER else strategy_train_key_parts(plan)
-        train = Stage("train", body, None, stable_hash(parts), parts)
+    if plan.init is not None:
+        parts = quantize_key_parts(plan, source, plan.init.strategy, plan.init.quant)
+        init = Stage(INIT, QUANTIZER, None, stable_hash(parts), parts)
+        stages.append(init)
+        source, after = init.identity, INIT
+    for index, step in enumerate(plan.training):
+        parts = train_key_parts(plan, index, source)
+        name = "train" if index == 0 else f"train.{step.trainer.name}"
+        train = Stage(name, TRAINER, after, stable_hash(parts), parts, train_index=index)
         stages.append(train)
-        source, after = train.identity, "train"
+        source, after = train.identity, name
     if not plan.in_training:
         parts = quantize_key_parts(plan, source)
         stages.append(Stage("quantize", QUANTIZER, after, stable_hash(parts), parts))
@@ -99,18 +110,23 @@ def run_graph(plan: Plan) -> RunGraph:
 # -- what each artifact's key holds ---------------------------------------------------------------
 
 
-def train_key_parts(plan: Plan) -> dict:
-    """What a trainer's checkpoint depends on (its cache key is their hash)."""
-    cfg, trainer = plan.config, plan.trainer
+def train_key_parts(plan: Plan, index: int = 0, source: str | None = None) -> dict:
+    """What a trainer's checkpoint depends on (its cache key is their hash): the model it starts
+    from (a chain's earlier stage, for the later ones), the trainer and its options, the data, and
+    the in-training strategy around it."""
+    cfg, step = plan.config, plan.training[index]
+    source = source or plan.model.identity
     key_parts = {
-        "model": plan.model.identity,
-        "trainer": trainer.name,
-        "trainer_config": trainer.describe_config(plan.trainer_config),
+        "model": source,
+        "trainer": step.trainer.name,
+        "trainer_config": step.trainer.describe_config(step.config),
         "seed": cfg.seed,
         "train_data": cfg.train_data,
         "prompt": cfg.prompt,
     }
-    key_parts["code"] = {"trainer": code_identity(trainer)}
+    if source != plan.model.identity:  # a distilling trainer's teacher is the run's model, whatever it trains
+        key_parts["base_model"] = plan.model.identity
+    key_parts["code"] = {"trainer": code_identity(step.trainer)}
     if plan.in_training:
         key_parts["strategy"] = [plan.strategy.name, plan.quant.spec.label, _opts(plan.quant.options)]
         key_parts["code"]["strategy"] = code_identity(plan.strategy)
@@ -132,32 +148,21 @@ def code_identity(plugin: Any) -> dict:
     return {"version": str(plugin.version), "libraries": library_versions(tuple(plugin.libraries))}
 
 
-def strategy_train_key_parts(plan: Plan) -> dict:
-    """What the checkpoint of an in-training strategy that trains by itself depends on."""
+def quantize_key_parts(plan: Plan, source_identity: str, strategy: Any = None, quant: Any = None) -> dict:
+    """What a post-training quantized model depends on: its source model and the strategy's settings
+    (the run's strategy, or the initialisation its in-training strategy starts from: the same parts,
+    so that checkpoint is the one a run of that strategy makes)."""
     cfg = plan.config
-    return {
-        "model": plan.model.identity,
-        "trainer": "none",
-        "strategy": [plan.strategy.name, plan.quant.spec.label, _opts(plan.quant.options)],
-        "code": {"strategy": code_identity(plan.strategy)},
-        "seed": cfg.seed,
-        "calib": cfg.calib_data if plan.strategy.needs_calibration else None,
-        "prompt": cfg.prompt,
-    }
-
-
-def quantize_key_parts(plan: Plan, source_identity: str) -> dict:
-    """What a post-training quantized model depends on: its source model and the strategy's settings."""
-    cfg = plan.config
+    strategy, quant = strategy or plan.strategy, quant or plan.quant
     return {
         "source": source_identity,
-        "strategy": plan.strategy.name,
-        "spec": plan.quant.spec.label,
-        "options": _opts(plan.quant.options),
-        "calib": cfg.calib_data if plan.strategy.needs_calibration else None,
-        "prompt": cfg.prompt if plan.strategy.needs_calibration else None,
-        "seed": cfg.seed if plan.strategy.needs_calibration else None,
-        "code": code_identity(plan.strategy),
+        "strategy": strategy.name,
+        "spec": quant.spec.label,
+        "options": _opts(quant.options),
+        "calib": cfg.calib_data if strategy.needs_calibration else None,
+        "prompt": cfg.prompt if strategy.needs_calibration else None,
+        "seed": cfg.seed if strategy.needs_calibration else None,
+        "code": code_identity(strategy),
     }
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from harness.cache import ArtifactCache
 from harness.config import RunConfig
 from harness.errors import UserError
-from harness.graph import QUANTIZER, TRAINER, Stage, run_graph
+from harness.graph import INIT, QUANTIZER, Stage, run_graph
 from harness.registry import Registry
 from harness.store import Store
 from harness.strategy import FULL, Phase, QuantContext, QuantSpec, Strategy
@@ -36,18 +36,41 @@ class Plan:
     config: RunConfig
     registry: Registry
     strategy: Strategy
-    trainer: Any
-    trainer_config: Any
+    #: the trainers, in the order they train (empty: no training); each is a stage of the graph
+    training: tuple[TrainStep, ...]
     quant: QuantContext
     model: Any  # ModelRef
     device: str
     problems: dict[str, list] = field(default_factory=dict)
     engine: Any = None  # the Engine that evaluates and profiles (harness.engines)
     engine_options: Any = None
+    #: the post-training quantization an in-training strategy starts from (its ``initialisation``)
+    init: Initialisation | None = None
 
     @property
     def in_training(self) -> bool:
         return self.strategy.phase is Phase.IN_TRAINING
+
+    @property
+    def trainer(self) -> Any:
+        """The first trainer (None without training)."""
+        return self.training[0].trainer if self.training else None
+
+
+@dataclass(frozen=True)
+class Initialisation:
+    """The post-training strategy, and its settings, whose checkpoint training starts from."""
+
+    strategy: Strategy
+    quant: QuantContext
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """One trainer of the run and its options."""
+
+    trainer: Any  # harness.trainer.Trainer
+    config: Any
 
 
 def plan(config: RunConfig, registry: Registry, check_device: bool = True) -> Plan:
@@ -62,32 +85,25 @@ def plan(config: RunConfig, registry: Registry, check_device: bool = True) -> Pl
     from harness.prompts import get_template
 
     strategy = registry.strategies.get(config.strategy)
-    trainer = registry.trainers.get(config.trainer) if config.trainer != "none" else None
     benches = {name: registry.benchmarks.get(name) for name in config.benchmarks}
     spec = strategy.spec(config.bits, config.act_bits, config.kv_bits)
     options = strategy.make_options(dict(config.strategy_opts))
-    if strategy.phase is Phase.IN_TRAINING and trainer is None and strategy.needs_trainer:
-        raise UserError(
-            f"strategy {strategy.name!r} quantizes during training and needs a trainer; "
-            f"add --trainer ({', '.join(registry.trainers.names()) or 'none installed'})"
-        )
-    trainer_config = None
-    if trainer is not None:
-        opts = dict(config.trainer_opts)
-        if config.max_steps is not None:
-            opts["max_steps"] = str(config.max_steps)
-        trainer_config = trainer.make_config(opts)
-        reason = trainer.unavailable_reason()
-        if reason:
-            raise UserError(f"trainer {trainer.name!r} is unavailable: {reason}")
-    elif config.trainer_opts:
-        raise UserError("--trainer-opt given without --trainer")
+    if strategy.phase is Phase.IN_TRAINING and config.trainer == "none":
+        if strategy.default_trainer is None:
+            raise UserError(
+                f"strategy {strategy.name!r} quantizes during training and needs a trainer; "
+                f"add --trainer ({', '.join(registry.trainers.names()) or 'none installed'})"
+            )
+        config = dataclasses.replace(config, trainer=strategy.default_trainer)
+    training = plan_training(config, registry)
+    trainer = training[0].trainer if training else None
     get_template(config.prompt)
     if check_device:
         device = resolve_device(config.device)
         strategy.check_runnable(device)
-        if trainer is not None and trainer.needs_gpu and not device.startswith("cuda"):
-            raise UserError(f"trainer {trainer.name!r} needs a CUDA GPU, but the run's device is {device!r}")
+        for step in training:
+            if step.trainer.needs_gpu and not device.startswith("cuda"):
+                raise UserError(f"trainer {step.trainer.name!r} needs a CUDA GPU, but the run's device is {device!r}")
     else:
         device = config.device
         reason = strategy.unavailable_reason()
@@ -104,14 +120,52 @@ def plan(config: RunConfig, registry: Registry, check_device: bool = True) -> Pl
         problems[name] = items[: config.limit] if config.limit else items
     if trainer is not None:
         registry.benchmarks.get(config.train_data).check_split("train")
-    if strategy.needs_calibration:
-        registry.benchmarks.get(config.calib_data).check_split("train")
     quant = QuantContext(spec=spec, options=options, seed=config.seed, device=device)
+    init = plan_initialisation(strategy, quant, registry, device) if strategy.phase is Phase.IN_TRAINING else None
+    if strategy.needs_calibration or (init is not None and init.strategy.needs_calibration):
+        registry.benchmarks.get(config.calib_data).check_split("train")
     # planned without this machine's devices (a Ray driver), ``auto`` is resolved where the run runs
     compute = compute_identity(device) if device != "auto" else config.compute
     config = dataclasses.replace(config, bits=spec.bits, data=data_identity(benches, problems), compute=compute)
-    return Plan(config, registry, strategy, trainer, trainer_config, quant, model, device, problems,
-                engine, engine_options)
+    return Plan(config, registry, strategy, training, quant, model, device, problems, engine, engine_options, init)
+
+
+def plan_initialisation(strategy: Strategy, quant: QuantContext, registry: Registry, device: str) -> Initialisation | None:
+    """The post-training quantization ``strategy`` asks to start from, resolved and checked."""
+    found = strategy.initialisation(quant.spec, quant.options)
+    if found is None:
+        return None
+    name, opts = found
+    init = registry.strategies.get(name)
+    if init.phase is not Phase.POST_TRAINING:
+        raise UserError(f"strategy {strategy.name!r} starts from {name!r}, which is not a post-training strategy")
+    reason = init.unavailable_reason()
+    if reason:
+        raise UserError(f"strategy {strategy.name!r} starts from {name!r}, which is unavailable: {reason}")
+    spec = init.spec(quant.spec.bits)
+    return Initialisation(init, QuantContext(spec=spec, options=init.make_options(opts), seed=quant.seed, device=device))
+
+
+def plan_training(config: RunConfig, registry: Registry) -> tuple[TrainStep, ...]:
+    """The run's trainers in the order they train (``--trainer kd,grpo`` is a chain), each with its
+    options (:func:`harness.trainer.chain_options`); ``--max-steps`` reaches every one."""
+    from harness.trainer import chain_options, trainer_chain
+
+    trainers = [registry.trainers.get(name) for name in trainer_chain(config.trainer)]
+    if not trainers:
+        if config.trainer_opts:
+            raise UserError("--trainer-opt given without --trainer")
+        return ()
+    per_trainer = chain_options(trainers, dict(config.trainer_opts))
+    steps = []
+    for trainer, opts in zip(trainers, per_trainer):
+        if config.max_steps is not None:
+            opts["max_steps"] = str(config.max_steps)
+        reason = trainer.unavailable_reason()
+        if reason:
+            raise UserError(f"trainer {trainer.name!r} is unavailable: {reason}")
+        steps.append(TrainStep(trainer, trainer.make_config(opts)))
+    return tuple(steps)
 
 
 def data_identity(benches: dict, problems: dict[str, list]) -> tuple[tuple[str, str], ...]:
@@ -159,18 +213,16 @@ def _calibration_pairs(plan: Plan, tokenizer) -> list[tuple[str, str]]:
     bench = plan.registry.benchmarks.get(cfg.calib_data)
     items = bench.load("train", Path(cfg.data_dir) if cfg.data_dir else None)
     rng = random.Random(f"calib-{cfg.seed}")
-    size = plan.strategy.calibration_size(plan.quant.options) or N_CALIBRATION
-    chosen = rng.sample(items, min(size, len(items)))
+    chosen = rng.sample(items, min(N_CALIBRATION, len(items)))
     template = get_template(cfg.prompt)
     return [(template.render(p.problem, tokenizer), p.solution or p.answer) for p in chosen]
 
 
-def calibrate(plan: Plan, tokenizer) -> None:
-    """Give the strategy its calibration texts, and their prompts alone, when it needs them."""
-    if plan.strategy.needs_calibration:
-        pairs = _calibration_pairs(plan, tokenizer)
-        plan.quant.calibration = [prompt + answer for prompt, answer in pairs]
-        plan.quant.calibration_prompts = [prompt for prompt, _ in pairs]
+def calibrate(plan: Plan, tokenizer, strategy: Strategy | None = None, quant: QuantContext | None = None) -> None:
+    """Give the strategy (the run's, unless another is named) its calibration texts when it needs them."""
+    strategy, quant = strategy or plan.strategy, quant or plan.quant
+    if strategy.needs_calibration:
+        quant.calibration = calibration_texts(plan, tokenizer)
 
 
 class Runner:
@@ -186,13 +238,15 @@ class Runner:
         self.trained_here = False
 
     # -- stages -----------------------------------------------------------------------
-    def train_stage(self, plan: Plan, stage: Stage, tokenizer, run_id: str) -> tuple[Path, dict]:
-        """Train with the run's trainer (core's lifecycle: :mod:`harness.training`), cached by ``stage.key``."""
+    def train_stage(self, plan: Plan, stage: Stage, source: str, tokenizer, run_id: str,
+                    first_step: int = 0) -> tuple[Path, dict]:
+        """Train ``source`` with the stage's trainer (core's lifecycle: :mod:`harness.training`), cached by
+        ``stage.key``; its curve is stored from ``first_step`` on (after the chain's earlier stages)."""
         from harness.prompts import get_template
         from harness.trainer import TrainContext
 
         cfg = plan.config
-        trainer = plan.trainer
+        step = plan.training[stage.train_index]
         key_parts, key = stage.inputs, stage.key
         template = get_template(cfg.prompt)
         problems = plan.registry.benchmarks.get(cfg.train_data).load(
@@ -203,93 +257,72 @@ class Runner:
         def make(out: Path) -> dict:
             from harness import training
 
-            self.console.print(f"[bold]train[/bold] {trainer.name} on {cfg.train_data} (seed {cfg.seed}) -> {key}")
+            self.console.print(f"[bold]train[/bold] {step.trainer.name} on {cfg.train_data} (seed {cfg.seed}) -> {key}")
             self.trained_here = True
             quant = plan.quant
             quant.tokenizer = tokenizer
             if plan.in_training:
                 calibrate(plan, tokenizer)
             ctx = TrainContext(
-                model_dir=Path(plan.model.source) if plan.model.is_local else plan.model.source,
+                model_dir=_local(source),
                 out_dir=out,
                 problems=problems,
                 prompt_for=lambda p: template.render(p.problem, tokenizer),
-                config=plan.trainer_config,
+                config=step.config,
                 seed=cfg.seed,
                 device=plan.device,
                 checkpoint_dir=self.cache.scratch("train", key),
-                on_log=lambda step, logs: curve.append((step, logs)),
+                on_log=lambda s, logs: curve.append((s, logs)),
+                base_model=_local(plan.model.source),
             )
             strategy = plan.strategy if plan.in_training else None
-            report = training.train(trainer, ctx, strategy, quant if strategy is not None else None)
+            report = training.train(step.trainer, ctx, strategy, quant if strategy is not None else None)
             with_tokenizer(out, tokenizer)
             return {
-                "stage": "train",
+                "stage": stage.name,
+                "trainer": step.trainer.name,
                 "key": key,
                 "inputs": key_parts,
                 "steps": report.steps,
                 "seconds": report.seconds,
                 "curve": report.curve or [dict(step=s, **l) for s, l in curve],
                 "quant": _asdict(report.quant),
+                "extra": report.extra,
             }
 
         path, record = self.cache.build("train", key, make)
-        self.store.add_curve(run_id, [(p["step"], {k: v for k, v in p.items() if k != "step"}) for p in record.get("curve", [])])
+        chain = len(plan.training) > 1
+        self.store.add_curve(run_id, [
+            (first_step + p["step"], {**{k: v for k, v in p.items() if k != "step"}, **({"stage": stage.name} if chain else {})})
+            for p in record.get("curve", [])
+        ])
         return path, record
 
-    def quantize_stage(self, plan: Plan, stage: Stage, source: str, tokenizer) -> tuple[Path, dict]:
-        """Quantize ``source`` with the run's post-training strategy, cached by ``stage.key``."""
+    def quantize_stage(self, plan: Plan, stage: Stage, source: str, tokenizer,
+                       init: Initialisation | None = None) -> tuple[Path, dict]:
+        """Quantize ``source`` with the run's post-training strategy (or the initialisation an
+        in-training strategy starts from), cached by ``stage.key``."""
         key_parts, key = stage.inputs, stage.key
+        strategy, quant = (init.strategy, init.quant) if init is not None else (plan.strategy, plan.quant)
 
         def make(out: Path) -> dict:
             from harness.progress import heartbeat
 
-            what = f"{plan.strategy.name} {plan.quant.spec.label}"
-            full = plan.quant.spec == QuantSpec(FULL)  # nothing to announce for a full-precision copy
+            what = f"{strategy.name} {quant.spec.label}"
+            full = quant.spec == QuantSpec(FULL)  # nothing to announce for a full-precision copy
             if not full:
                 self.console.print(f"[bold]quantize[/bold] {what} -> {key}")
-            plan.quant.tokenizer = tokenizer
-            calibrate(plan, tokenizer)
+            quant.tokenizer = tokenizer
+            calibrate(plan, tokenizer, strategy, quant)
             start = time.perf_counter()
             with heartbeat("quantize", what, self.console) if not full else contextlib.nullcontext():
-                report = plan.strategy.quantize(Path(source) if Path(source).is_dir() else source, out, plan.quant)
+                report = strategy.quantize(_local(source), out, quant)
             with_tokenizer(out, tokenizer)
             rec = _asdict(report)
             rec["stage_seconds"] = time.perf_counter() - start
             return {"stage": "quantize", "key": key, "inputs": key_parts, "quant": rec}
 
         return self.cache.build("quantize", key, make)
-
-    def strategy_train_stage(self, plan: Plan, stage: Stage, tokenizer, run_id: str) -> tuple[Path, dict]:
-        """An in-training strategy that trains by itself (``needs_trainer = False``) and no trainer:
-        ``prepare`` (which trains) then ``finalize``, cached like a train stage."""
-        key_parts, key = stage.inputs, stage.key
-
-        def make(out: Path) -> dict:
-            self.console.print(f"[bold]train[/bold] {plan.strategy.name} {plan.quant.spec.label} -> {key}")
-            self.trained_here = True
-            plan.quant.tokenizer = tokenizer
-            calibrate(plan, tokenizer)
-            source = plan.model.source
-            start = time.perf_counter()
-            model, _ = plan.strategy.prepare(Path(source) if Path(source).is_dir() else source, plan.quant)
-            report = plan.strategy.finalize(model, out, plan.quant)
-            with_tokenizer(out, tokenizer)
-            quant = _asdict(report)
-            curve = quant["extra"].pop("curve", []) if quant and quant.get("extra") else []
-            return {
-                "stage": "train",
-                "key": key,
-                "inputs": key_parts,
-                "steps": len(curve),
-                "seconds": time.perf_counter() - start,
-                "curve": curve,
-                "quant": quant,
-            }
-
-        path, record = self.cache.build("train", key, make)
-        self.store.add_curve(run_id, [(p["step"], {k: v for k, v in p.items() if k != "step"}) for p in record.get("curve", [])])
-        return path, record
 
     def materialize(self, plan: Plan, run_id: str, until: str | None = None) -> tuple[Path, dict[str, Any]]:
         """Build (or reuse) the artifact stages of the run's graph in order; the model directory the
@@ -302,15 +335,22 @@ class Runner:
         tokenizer = load_tokenizer(plan.model.source)
         source = plan.model.source
         artifacts: dict[str, Any] = {"reference": plan.strategy.is_reference}
+        steps = 0
         for stage in run_graph(plan).artifacts:
-            if stage.body == QUANTIZER:
+            if stage.name == INIT:
+                path, record = self.quantize_stage(plan, stage, source, tokenizer, init=plan.init)
+                artifacts["init"] = {"strategy": plan.init.strategy.name, "key": record["key"], "quant": record["quant"]}
+            elif stage.body == QUANTIZER:
                 path, record = self.quantize_stage(plan, stage, source, tokenizer)
                 artifacts["quant"] = record["quant"]
                 artifacts["quantize_key"] = record["key"]
             else:
-                build = self.train_stage if stage.body == TRAINER else self.strategy_train_stage
-                path, record = build(plan, stage, tokenizer, run_id)
-                artifacts["train"] = {k: record[k] for k in ("key", "steps", "seconds", "quant") if k in record}
+                path, record = self.train_stage(plan, stage, source, tokenizer, run_id, first_step=steps)
+                steps += record.get("steps", 0)
+                done = {k: record[k] for k in ("key", "steps", "seconds", "quant") if k in record}
+                if len(plan.training) > 1:  # a chain: every stage's record, the last one's as "train"
+                    artifacts.setdefault("train_chain", []).append({"stage": stage.name, **done})
+                artifacts["train"] = done
                 artifacts["quant"] = record.get("quant")  # an in-training strategy's; a quantize stage replaces it
             source = str(path)
             if stage.name == until:
@@ -350,6 +390,11 @@ class Runner:
         from harness.results import run_result
 
         return run_result(self.store, run_id)
+
+
+def _local(source: str) -> Path | str:
+    """A local folder as a Path; a hub id as it is."""
+    return Path(source) if Path(source).is_dir() else source
 
 
 def with_tokenizer(model_dir: Path, tokenizer) -> None:

@@ -59,9 +59,6 @@ class QuantContext:
     tokenizer: PreTrainedTokenizerBase | None = None
     #: calibration texts (prompts plus reference solutions from the calib set)
     calibration: list[str] = field(default_factory=list)
-    #: the same problems' prompts alone, in the same order (``calibration[i]`` starts with
-    #: ``calibration_prompts[i]``): for strategies that generate from them (kd-qat's teacher)
-    calibration_prompts: list[str] = field(default_factory=list)
     seed: int = 0
     device: str = "cpu"
 
@@ -89,10 +86,9 @@ class Strategy:
     kv_bits: tuple[int, ...] = (FULL,)
     needs_calibration: bool = False
     needs_gpu: bool = False
-    #: in-training strategies only: False when :meth:`prepare` trains by itself (kd-qat). Such a
-    #: strategy runs without ``--trainer`` (the pipeline calls ``prepare`` then ``finalize``);
-    #: with a trainer, the trainer continues from the prepared model
-    needs_trainer: bool = True
+    #: in-training strategies only: the trainer the run uses when it names none (kd-qat: ``kd``);
+    #: None means the run must name one with ``--trainer``
+    default_trainer: str | None = None
     #: dataclass of options; defaults documented beside each field
     options_class: type = object
     #: libraries whose versions are recorded with every result, and are part of the cache keys of
@@ -147,14 +143,6 @@ class Strategy:
                 f"strategy {self.name!r} needs a CUDA GPU, but the run's device is {device!r}"
             )
 
-    def calibration_size(self, options: Any) -> int | None:
-        """How many calibration problems to sample for this strategy (None: the pipeline's default).
-
-        A strategy that trains on its calibration set (kd-qat) asks for more than a
-        PTQ method needs; the sample is seeded, and a larger one extends a smaller one.
-        """
-        return None
-
     # -- post-training ----------------------------------------------------------------
     def quantize(self, model_dir: Path, out_dir: Path, ctx: QuantContext) -> QuantReport:
         """Write the quantized model of ``model_dir`` into ``out_dir``."""
@@ -173,6 +161,16 @@ class Strategy:
         Returns the model and a PEFT config (or None) for the trainer to apply.
         """
         raise NotImplementedError(f"strategy {self.name!r} cannot run during training")
+
+    def initialisation(self, spec: QuantSpec, options: Any) -> tuple[str, dict[str, str]] | None:
+        """A post-training strategy (its name and ``key=value`` options) whose checkpoint at this run's
+        bits the training starts from, or None to start from the model itself.
+
+        Core quantizes with it as a stage of the run's graph, keyed as that
+        strategy's own run would key it (so the checkpoint a ``--strategy gptq``
+        run makes is the one reused), and hands that checkpoint to :meth:`prepare`.
+        """
+        return None
 
     def finalize(self, model: PreTrainedModel, out_dir: Path, ctx: QuantContext) -> QuantReport:
         """Write the trained model as a real quantized model into ``out_dir``."""

@@ -120,13 +120,39 @@ def _seeds(cell: dict, overrides: Overrides) -> list[int]:
 
 def _with_plugin_opts(cell: dict, spec: SweepSpec) -> dict:
     """Add ``[trainer_opts.NAME]`` / ``[strategy_opts.NAME]`` of the cell's plugins under its own."""
-    cell = dict(cell)
-    trainer, strategy = cell.get("trainer", "none"), cell.get("strategy", "none")
-    if trainer in spec.trainer_opts:
-        cell["trainer_opts"] = {**spec.trainer_opts[trainer], **cell.get("trainer_opts", {})}
-    if strategy in spec.strategy_opts:
-        cell["strategy_opts"] = {**spec.strategy_opts[strategy], **cell.get("strategy_opts", {})}
+    return _add_tables(dict(cell), {"trainer_opts": spec.trainer_opts, "strategy_opts": spec.strategy_opts},
+                       underneath=True)
+
+
+def _trainer_tables(cell: dict, tables: dict[str, dict]) -> dict:
+    """The ``[trainer_opts.NAME]`` values for each trainer of the cell; in a chain (``kd,grpo``) each
+    key is addressed to its trainer as ``NAME.key`` (:func:`harness.trainer.chain_options`)."""
+    names = _chain(str(cell.get("trainer", "none")))
+    out: dict = {}
+    for name in names:
+        for key, value in tables.get(name, {}).items():
+            out[f"{name}.{key}" if len(names) > 1 else key] = value
+    return out
+
+
+def _add_tables(cell: dict, tables: dict[str, dict[str, dict]], underneath: bool) -> dict:
+    """``cell`` with per-plugin option tables merged into its options: under the cell's own values
+    (a sweep's tables) or over them (a ``[faithful]`` table)."""
+    found = {
+        "trainer_opts": _trainer_tables(cell, tables.get("trainer_opts", {})),
+        "strategy_opts": tables.get("strategy_opts", {}).get(str(cell.get("strategy", "none")), {}),
+    }
+    for key, extra in found.items():
+        if extra:
+            own = cell.get(key, {})
+            cell[key] = {**extra, **own} if underneath else {**own, **extra}
     return cell
+
+
+def _chain(trainer: str) -> list[str]:
+    from harness.trainer import CHAIN
+
+    return [] if trainer == "none" else [name.strip() for name in trainer.split(CHAIN)]
 
 
 def apply_overrides(cell: dict, overrides: dict) -> dict:
@@ -136,12 +162,7 @@ def apply_overrides(cell: dict, overrides: dict) -> dict:
     sampling keys that the cell sets explicitly stay over them.
     """
     out = {**cell, **{k: v for k, v in overrides.items() if k not in ("trainer_opts", "strategy_opts")}}
-    for key, plugin_field in (("trainer_opts", "trainer"), ("strategy_opts", "strategy")):
-        name = out.get(plugin_field, "none")
-        extra = overrides.get(key, {}).get(name)
-        if extra:
-            out[key] = {**out.get(key, {}), **extra}
-    return out
+    return _add_tables(out, overrides, underneath=False)
 
 
 def _parse_sets(pairs: Iterable[str]) -> dict:
@@ -225,9 +246,9 @@ def _check_plugin_opts(spec: SweepSpec, items: list[dict], registry) -> None:
     used: dict[str, set[str]] = {"trainer": set(), "strategy": set()}
     for item in items:
         for cell in (item["cell"], item["twin"]):
-            for kind, names in used.items():
-                if cell is not None:
-                    names.add(str(cell.get(kind, "none")))
+            if cell is not None:
+                used["trainer"].update(_chain(str(cell.get("trainer", "none"))) or ["none"])
+                used["strategy"].add(str(cell.get("strategy", "none")))
     known = {"trainer": registry.trainers.names(), "strategy": registry.strategies.names()}
     tables = {"trainer_opts": spec.trainer_opts, "strategy_opts": spec.strategy_opts}
     check_plugin_tables(spec.source or spec.name, tables, used, known)

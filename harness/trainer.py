@@ -40,6 +40,9 @@ class TrainContext:
     #: ``recommended_lr(preset)``: the in-training strategy's learning rate for a trainer preset, or None
     #: (the trainer uses it when its own learning rate is unset)
     recommended_lr: Callable[[str], float | None] = lambda preset: None
+    #: the model the run started from, before any earlier stage of a trainer chain (a distilling
+    #: trainer's teacher); ``model_dir`` is what this stage trains
+    base_model: Path | str | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -86,3 +89,51 @@ class Trainer:
 
     def describe_config(self, config: Any) -> dict:
         return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
+
+
+#: separates the trainers of a chain in ``--trainer`` (``kd,grpo``: distillation, then GRPO)
+CHAIN = ","
+
+
+def trainer_chain(value: str) -> list[str]:
+    """The trainer names of a run's ``trainer`` setting, in the order they train (empty for ``none``)."""
+    from harness.errors import UserError
+
+    if value == "none":
+        return []
+    names = [name.strip() for name in value.split(CHAIN)]
+    if "" in names or "none" in names:
+        raise UserError(f"--trainer {value!r}: a chain names trainers separated by {CHAIN!r}, e.g. kd,grpo")
+    if len(set(names)) != len(names):
+        raise UserError(f"--trainer {value!r} names a trainer twice; a chain trains each trainer once")
+    return names
+
+
+def chain_options(trainers: list[Trainer], opts: dict[str, str]) -> list[dict[str, str]]:
+    """Each trainer's ``--trainer-opt`` values: ``NAME.key=value`` reaches the trainer NAME; a plain
+    ``key=value`` reaches every trainer of the chain with that option (all of one trainer's options,
+    when the run has one trainer, so its own error names an unknown key)."""
+    from harness.errors import UserError
+
+    by_name = {t.name: {} for t in trainers}
+    for key, value in opts.items():
+        name, dot, rest = key.partition(".")
+        if dot and name in by_name:
+            by_name[name][rest] = value
+        elif dot and len(trainers) > 1:
+            raise UserError(f"--trainer-opt {key}: {name!r} is not a trainer of this run "
+                            f"({', '.join(by_name)})")
+        elif len(trainers) == 1:
+            by_name[trainers[0].name][key] = value
+        else:
+            owners = [t.name for t in trainers if key in _option_names(t)]
+            if not owners:
+                raise UserError(f"--trainer-opt {key}: no trainer of this run ({', '.join(by_name)}) has it")
+            for owner in owners:
+                by_name[owner][key] = value
+    return [by_name[t.name] for t in trainers]
+
+
+def _option_names(trainer: Trainer) -> set[str]:
+    cls = trainer.config_class
+    return {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()

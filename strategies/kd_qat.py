@@ -1,23 +1,21 @@
-"""``kd-qat``: Reasoning-QAT (arXiv 2601.14888): PTQ initialisation, quantization-aware training
-with knowledge distillation from the full-precision model, then optionally RL on the student.
+"""``kd-qat``: Reasoning-QAT (arXiv 2601.14888): PTQ initialisation, then quantization-aware
+training through a trainer: distillation from the full-precision model (``kd``, the default),
+and RL on the student after it (``--trainer kd,grpo``).
 
-The study's findings, each an option here so it can be re-tested:
+This strategy only quantizes; the trainers train (core's lifecycle, :mod:`harness.training`):
 
-1. **PTQ is a strong initialisation** (``init=gptq|rtn``): a copy of the model is quantized by
-   the registered post-training strategy of that name at the run's bits and group size; the
-   student starts from its dequantized weights *and its scales*, so before the first step the
-   student computes exactly what the PTQ checkpoint computes.
-2. **Distillation is a robust objective** (``objective=kd|ntp``, ``kl=forward|reverse``): the
-   full-precision model (the run's input model) is the teacher; the loss is the KL between its
-   and the student's next-token distributions on every completion token (``kd``), or plain
-   cross-entropy on the same tokens (``ntp``).
-3. **Data: the teacher's own generations** on the training-domain prompts (``data=teacher``;
-   the prompts of the run's ``--calib`` set, the same problems that calibrate GPTQ: finding 4,
-   aligned domains), or the reference solutions (``data=reference``).
-4. **RL after QAT** (``--trainer grpo``): the trainer receives the fake-quantized student from
-   :meth:`KDQAT.prepare` and keeps training it; :meth:`KDQAT.finalize` writes what RL made.
-   Without a trainer the pipeline calls ``prepare`` then ``finalize`` itself
-   (``needs_trainer = False``).
+1. **PTQ is a strong initialisation** (``init=gptq|rtn``): the run's graph quantizes the model
+   with the post-training strategy of that name first (:meth:`KDQAT.initialisation`), at the
+   run's bits and group size on the run's calibration set, keyed as that strategy's own run, so
+   it is the very checkpoint a ``--strategy gptq --bits 3`` run makes (and shares it).
+   :meth:`KDQAT.prepare` installs its dequantized weights *and its scales* as fake quantization:
+   before the first step the student computes exactly what the PTQ checkpoint does. A trainer
+   chain's later stage (``grpo`` after ``kd``) starts from the earlier one's checkpoint the same way.
+2. **Distillation is a robust objective**: the ``kd`` trainer (TRL's GKDTrainer; objectives,
+   KL direction and data are its options) is what kd-qat runs with when the run names no trainer.
+3. **RL after QAT**: ``--trainer kd,grpo`` chains GRPO after distillation in the run's graph;
+   each stage writes a real low-bit checkpoint, and the second starts from the first's integers
+   and scales.
 
 While training, every quantized linear computes with
 ``clamp(round_ste(w / s), qmin, qmax) * s`` per group of ``group_size`` inputs: the gradient
@@ -29,9 +27,6 @@ model is the trained one, and weight bytes are what the bits promise.
 
 from __future__ import annotations
 
-import dataclasses
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -39,7 +34,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from harness import hookimpl
 from harness.compress import LIBRARIES
 from harness.errors import UserError
-from harness.distillation import Example, distill
 from harness.group_fake_quant import dequantize, integers, parametrization_class
 from harness.strategy import Phase, QuantContext, QuantReport, Strategy, Timer, library_versions
 
@@ -54,60 +48,19 @@ IGNORE = ("lm_head",)  # as rtn and gptq: the (tied) output head stays in full p
 class KDQATOptions:
     init: Literal["gptq", "rtn"] = field(
         default="gptq",
-        metadata={"help": "post-training strategy whose result initialises the student (weights and scales); "
-                  "gptq calibrates on the --calib set's train split, like the QAT data"},
-    )
-    objective: Literal["kd", "ntp"] = field(
-        default="kd",
-        metadata={"help": "kd: KL to the full-precision teacher's token distributions; ntp: next-token "
-                  "cross-entropy on the same tokens (the study's SFT baseline)"},
-    )
-    kl: Literal["forward", "reverse"] = field(
-        default="forward",
-        metadata={"help": "forward KL(teacher || student) (the study's default) or reverse KL(student || teacher)"},
-    )
-    data: Literal["teacher", "reference"] = field(
-        default="teacher",
-        metadata={"help": "teacher: completions the teacher generates for the --calib prompts; reference: the "
-                  "set's reference solutions"},
-    )
-    prompts: int = field(
-        default=2048,
-        metadata={"help": "training problems sampled from the --calib set's train split (the teacher completes "
-                  "each `samples` times); GPTQ calibrates on the first of them, exactly as a plain gptq run"},
+        metadata={"help": "post-training strategy whose result initialises the student (weights and scales), "
+                  "calibrated as a plain run of it is"},
     )
     group_size: int = field(
         default=128,
         metadata={"help": "inputs sharing one scale (must divide every linear's input width; tiny-arith has "
                   "256 and 768); 0 = one scale per output channel"},
     )
-    steps: int = field(default=150, metadata={"help": "optimizer steps of quantization-aware distillation"})
-    lr: float = field(default=2e-4, metadata={"help": "peak AdamW learning rate (linear warm-up, then linear decay)"})
-    warmup_steps: int = field(default=10, metadata={"help": "linear warm-up steps"})
-    batch_size: int = field(default=16, metadata={"help": "sequences per optimizer step"})
-    max_length: int = field(default=192, metadata={"help": "tokens per training sequence (prompt + completion)"})
-    max_new_tokens: int = field(default=64, metadata={"help": "tokens per teacher completion"})
-    temperature: float = field(
-        default=1.0, metadata={"help": "teacher sampling temperature for its completions; 0 = greedy"}
-    )
-    samples: int = field(default=2, metadata={"help": "teacher completions per prompt (1 when greedy)"})
     train_scales: bool = field(default=True, metadata={"help": "learn the quantization scales too (LSQ-style)"})
 
     def __post_init__(self) -> None:
         if self.group_size < 0:
             raise ValueError(f"group_size must be >= 0, got {self.group_size}")
-        for name in ("prompts", "steps", "batch_size", "max_length", "max_new_tokens", "samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if self.temperature == 0 and self.samples != 1:
-            raise ValueError(f"greedy teacher completions (temperature=0) are all alike: samples must be 1, "
-                             f"got {self.samples}")
 
 
 # -- fake quantization -----------------------------------------------------------------------------
@@ -120,8 +73,6 @@ class KDQATState:
     bits: int
     layer_names: list[str]
     init_codes: dict[str, Any] = field(default_factory=dict)  # integer codes at step 0 (int8 tensors)
-    report: dict[str, Any] = field(default_factory=dict)
-    curve: list[dict] = field(default_factory=list)
 
 
 def install(model, weights: dict[str, tuple[torch.Tensor, torch.Tensor]], bits: int, train_scales: bool) -> KDQATState:
@@ -172,39 +123,9 @@ def uninstall(model) -> tuple[KDQATState, dict[str, torch.Tensor]]:
 # -- PTQ initialisation --------------------------------------------------------------------------
 
 
-def ptq_initialisation(model_dir: Path, ctx: QuantContext, opts: KDQATOptions) -> tuple[dict, QuantReport]:
-    """Quantize a copy with the ``init`` strategy; its dequantized weights and scales per layer.
-
-    The post-training strategy is looked up in the registry, so the very
-    implementation a ``--strategy gptq`` run uses initialises the student.
-    """
-    import tempfile
-
-    from harness.plugins import get_registry
-
-    init = get_registry().strategies.get(opts.init)
-    if init.phase is not Phase.POST_TRAINING:
-        raise UserError(f"strategy 'kd-qat': init={opts.init!r} is not a post-training strategy")
-    names = {f.name for f in dataclasses.fields(init.options_class)} if dataclasses.is_dataclass(init.options_class) else set()
-    given = {"group_size": str(opts.group_size)}
-    if "symmetric" in names:
-        given["symmetric"] = "true"
-    unknown = sorted(set(given) - names)
-    if unknown:
-        raise UserError(f"strategy 'kd-qat': init strategy {opts.init!r} has no option {unknown[0]!r}")
-    init_ctx = QuantContext(
-        spec=init.spec(ctx.spec.bits), options=init.make_options(given), tokenizer=ctx.tokenizer,
-        calibration=list(ctx.calibration), calibration_prompts=list(ctx.calibration_prompts), seed=ctx.seed,
-        device=ctx.device,
-    )
-    with tempfile.TemporaryDirectory(prefix="kd-qat-init-") as tmp:
-        report = init.quantize(Path(model_dir), Path(tmp), init_ctx)
-        weights = read_quantized(Path(tmp))
-    return weights, report
-
-
-def read_quantized(model_dir: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Dequantized fp32 weight and [out, groups] scale of every quantized linear of a checkpoint.
+def read_quantized(model_dir: Path) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], Any]:
+    """Dequantized fp32 weight and [out, groups] scale of every quantized linear of a checkpoint, and
+    the loaded (decompressed) model itself.
 
     The checkpoint is loaded with transformers, which decompresses
     compressed-tensors weights at the first forward; symmetric contiguous
@@ -234,118 +155,77 @@ def read_quantized(model_dir: Path) -> dict[str, tuple[torch.Tensor, torch.Tenso
         out[name] = (module.weight.detach().float().clone(), scale.reshape(module.out_features, -1).clone())
     if not out:
         raise RuntimeError(f"strategy 'kd-qat': no quantized linear layer found in {model_dir}")
-    return out
+    return out, model
 
 
-# -- distillation data and loss --------------------------------------------------------------------
+def quantized_scheme(model_dir: Path) -> tuple[int, int] | None:
+    """(bits, group size) of a compressed-tensors checkpoint's weights, or None for a plain model."""
+    import json
+
+    config = Path(model_dir) / "config.json"
+    quant = json.loads(config.read_text()).get("quantization_config") if config.is_file() else None
+    if not quant or quant.get("quant_method") != "compressed-tensors":
+        return None
+    weights = next(iter(quant.get("config_groups", {}).values()), {}).get("weights") or {}
+    return int(weights.get("num_bits", 0)), int(weights.get("group_size") or 0)
 
 
-def training_examples(teacher, tokenizer, ctx: QuantContext, opts: KDQATOptions) -> tuple[list[Example], dict]:
-    """Prompt + completion token ids: the teacher's generations, or the reference solutions."""
-    from harness.config import Sampling
-    from harness.generation import generate
+def checkpoint_student(model_dir: Path, bits: int, group_size: int) -> tuple[Any, dict]:
+    """A plain fp32 model holding a quantized checkpoint's every parameter, and its layers' weights
+    and scales: a trainer chain's later stage starts exactly where the earlier one ended."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    prompts = list(ctx.calibration_prompts)
-    if not prompts:
-        raise UserError("strategy 'kd-qat' needs training prompts, but the calibration set is empty")
-    enc = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-    eos = tokenizer.eos_token_id
-    pairs: list[tuple[str, str, bool]] = []
-    start = time.perf_counter()
-    if opts.data == "reference":
-        for prompt, text in zip(prompts, ctx.calibration):
-            if not text.startswith(prompt):
-                raise RuntimeError("strategy 'kd-qat': a calibration text does not start with its prompt")
-            pairs.append((prompt, text[len(prompt):], True))
-    else:
-        sampling = Sampling(temperature=opts.temperature, top_p=1.0, n=opts.samples, max_new_tokens=opts.max_new_tokens)
-        completions = generate(teacher, tokenizer, prompts, sampling, batch_size=64, seed=ctx.seed)
-        for prompt, comps in zip(prompts, completions):
-            for c in comps:
-                pairs.append((prompt, c.text, c.n_tokens < opts.max_new_tokens))
-    examples = []
-    for prompt, completion, ended in pairs:
-        p = enc(prompt)
-        ids = (p + enc(completion) + ([eos] if ended and eos is not None else []))[: opts.max_length]
-        if len(ids) > len(p):
-            examples.append(Example(ids, len(p)))
-    if not examples:
-        raise RuntimeError("strategy 'kd-qat': no training example has a completion token (max_length too small?)")
-    tokens = [len(e.ids) - e.prompt_len for e in examples]
-    return examples, {"examples": len(examples), "completion_tokens_mean": sum(tokens) / len(tokens),
-                      "data_seconds": time.perf_counter() - start}
-
-
-@contextmanager
-def _progress(opts: KDQATOptions):
-    """A progress bar on stderr (stdout stays clean for --json); yields the per-step callback."""
-    from harness.progress import stage_progress
-
-    label = "KD-QAT" if opts.objective == "kd" else "QAT (next-token)"
-    with stage_progress(label, unit="steps") as progress:
-        task = progress.add_task("", total=opts.steps)
-        yield lambda row: progress.update(task, completed=row["step"], description=f"loss {row['loss']:.4f}")
-
-
-# -- the strategy ----------------------------------------------------------------------------------
+    found = quantized_scheme(model_dir)
+    if found != (bits, group_size):
+        raise UserError(f"strategy 'kd-qat': the input checkpoint is {found[0]}-bit with group size {found[1]}; "
+                        f"this run asks for {bits}-bit with group size {group_size}")
+    weights, loaded = read_quantized(model_dir)
+    config = AutoConfig.from_pretrained(model_dir)
+    del config.quantization_config
+    student = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    wanted = student.state_dict()
+    state = {k: v for k, v in loaded.state_dict().items() if k in wanted}
+    missing = sorted(set(wanted) - set(state) - {"lm_head.weight"})
+    if missing:
+        raise RuntimeError(f"strategy 'kd-qat': the input checkpoint lacks {missing[:3]}")
+    student.load_state_dict(state, strict=False)
+    student.tie_weights()
+    return student.eval(), weights
 
 
 class KDQAT(Strategy):
     name = "kd-qat"
-    description = ("Reasoning-QAT: GPTQ/RTN init, fake-quantized distillation from the full-precision model "
-                   "(then RL with --trainer), real low-bit weights")
+    description = ("Reasoning-QAT: GPTQ/RTN init, fake-quantized training (default trainer: kd, distillation "
+                   "from the full-precision model; kd,grpo adds RL), real low-bit weights")
     phase = Phase.IN_TRAINING
-    needs_trainer = False
+    default_trainer = "kd"
     bits = (3, 2, 4)
-    needs_calibration = True
     options_class = KDQATOptions
     artifact_format = "compressed-tensors"
     libraries = LIBRARIES
+    version = "2"  # trains through a trainer (kd: TRL's GKDTrainer) instead of its own loop
 
     def artifact_format_for(self, spec, options) -> str:
         from harness.compress import compressed_format
 
         return compressed_format(spec)
 
-    def calibration_size(self, options: KDQATOptions) -> int:
-        return options.prompts
+    def initialisation(self, spec, options: KDQATOptions) -> tuple[str, dict[str, str]]:
+        """The ``init`` strategy at this run's bits, with kd-qat's group size and symmetric scales (the
+        only kind it trains): with the defaults, exactly a ``--strategy gptq`` run's checkpoint."""
+        return options.init, {"group_size": str(options.group_size), "symmetric": "true"}
 
     def prepare(self, model_dir: Path, ctx: QuantContext):
-        """PTQ init + quantization-aware distillation; returns the fake-quantized student."""
-        import torch
-
-        from harness.compress import check_group_size
-        from harness.model import load_model, load_tokenizer
-
+        """The fake-quantized student, computing exactly what the input checkpoint computes: the PTQ
+        initialisation core made (:meth:`initialisation`), or a trainer chain's earlier stage."""
         opts: KDQATOptions = ctx.options
-        tokenizer = ctx.tokenizer or load_tokenizer(model_dir)
-        cpu_start = time.process_time()
-        with Timer() as total:
-            teacher = load_model(model_dir, ctx.device, dtype=torch.float32)
-            check_group_size(teacher, opts.group_size, self.name, IGNORE)
-            with Timer() as t_init:
-                weights, init_report = ptq_initialisation(model_dir, ctx, opts)
-            student = load_model(model_dir, ctx.device, dtype=torch.float32)
-            state = install(student, weights, ctx.spec.bits, opts.train_scales)
-            examples, data_stats = training_examples(teacher, tokenizer, ctx, opts)
-            with Timer() as t_train, _progress(opts) as on_log:
-                state.curve = distill(
-                    student, teacher, examples, tokenizer.pad_token_id, opts, ctx.seed, ctx.device, on_log
-                )
-        del teacher
-        state.report = {
-            "init": opts.init,
-            "init_weight_bytes": init_report.weight_bytes,
-            "init_seconds": t_init.seconds,
-            "qat_seconds": t_train.seconds,
-            "prepare_seconds": total.seconds,
-            # CPU seconds of this process (all threads): wall time on a shared machine says little
-            "prepare_cpu_seconds": time.process_time() - cpu_start,
-            "loss_first": state.curve[0]["loss"],
-            "loss_last": sum(r["loss"] for r in state.curve[-10:]) / len(state.curve[-10:]),
-            **data_stats,
-        }
-        return student, None
+        if quantized_scheme(Path(model_dir)) is None:
+            raise RuntimeError(f"strategy 'kd-qat' prepares from a quantized checkpoint, and {model_dir} is "
+                               "not one (core quantizes with the init strategy first)")
+        student, weights = checkpoint_student(Path(model_dir), ctx.spec.bits, opts.group_size)
+        state = install(student, weights, ctx.spec.bits, opts.train_scales)
+        return student.to(ctx.device), None
 
     def finalize(self, model, out_dir: Path, ctx: QuantContext) -> QuantReport:
         """Write the student's integers and scales as a compressed-tensors checkpoint."""
@@ -377,19 +257,13 @@ class KDQAT(Strategy):
         return QuantReport(
             weight_bytes=stored_weight_bytes(out_dir),
             fp_bytes=fp,
-            seconds=state.report.get("prepare_seconds", 0.0) + t.seconds,
+            seconds=t.seconds,
             versions=library_versions(self.libraries),
             extra={
-                **state.report,
-                "objective": opts.objective,
-                "kl": opts.kl if opts.objective == "kd" else None,
-                "data": opts.data,
                 "group_size": opts.group_size,
-                "steps": len(state.curve),
                 "quantized_layers": len(state.layer_names),
-                # share of integer codes that differ from the PTQ initialisation (after any RL too)
+                # share of integer codes that differ from the initialisation (what training changed)
                 "codes_changed_fraction": changed / max(1, total_codes),
-                "curve": state.curve,
             },
         )
 

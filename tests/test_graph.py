@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.config import RunConfig
-from harness.graph import ENGINE, QUANTIZER, SELF_TRAINING, TRAINER, run_graph
+from harness.graph import ENGINE, QUANTIZER, TRAINER, run_graph
 
 
 def _plan(**kw):
@@ -40,9 +40,48 @@ def test_an_in_training_strategy_has_one_artifact_stage():
     pytest.importorskip("trl")
     with_trainer = run_graph(_plan(trainer="grpo", strategy="ste", bits=8))
     assert [(s.name, s.body) for s in with_trainer.artifacts] == [("train", TRAINER)]
-    alone = run_graph(_plan(strategy="kd-qat", bits=4))
-    assert [(s.name, s.body) for s in alone.artifacts] == [("train", SELF_TRAINING)]
-    assert alone.get("evaluate").after == "train"
+    # kd-qat without --trainer runs its default trainer (kd): the run's config says so, and so does its id
+    plan = _plan(strategy="kd-qat", bits=4)
+    alone = run_graph(plan)
+    assert plan.config.trainer == "kd"
+    assert [(s.name, s.body, s.after) for s in alone.artifacts] == [("init", QUANTIZER, None), ("train", TRAINER, "init")]
+    assert alone.get("train").inputs["trainer"] == "kd" and alone.get("evaluate").after == "train"
+    # its initialisation is keyed as the gptq run at the same bits keys its checkpoint: one artifact for both
+    assert alone.key("init") == run_graph(_plan(strategy="gptq", bits=4)).key("quantize")
+    assert alone.get("train").inputs["model"] == alone.get("init").identity
+    assert plan.config.run_id == _plan(strategy="kd-qat", bits=4, trainer="kd").config.run_id
+
+
+def test_a_trainer_chain_is_one_stage_per_trainer_each_reading_the_one_before():
+    pytest.importorskip("trl")
+    chain = _plan(strategy="kd-qat", bits=3, trainer="kd,grpo",
+                  trainer_opts=(("grpo.levels", "1,2"), ("kd.max_steps", "7"), ("learning_rate", "1e-5")))
+    graph = run_graph(chain)
+    assert _shape(graph) == [("init", QUANTIZER, None), ("train", TRAINER, "init"), ("train.grpo", TRAINER, "train"),
+                             ("evaluate", ENGINE, "train.grpo"), ("profile", ENGINE, "evaluate")]
+    kd, grpo = graph.get("train"), graph.get("train.grpo")
+    assert grpo.inputs["model"] == kd.identity and grpo.inputs["base_model"] == chain.model.identity
+    # NAME.key reaches that trainer; a plain key every trainer of the chain that has it
+    assert kd.inputs["trainer_config"]["max_steps"] == 7 and grpo.inputs["trainer_config"]["levels"] == ("1", "2")
+    assert kd.inputs["trainer_config"]["learning_rate"] == grpo.inputs["trainer_config"]["learning_rate"] == 1e-5
+    # the chain's first stage is the very checkpoint the kd row alone trains (the cache shares it)
+    alone = run_graph(_plan(strategy="kd-qat", bits=3, trainer="kd",
+                            trainer_opts=(("max_steps", "7"), ("learning_rate", "1e-5"))))
+    assert alone.key("train") == kd.key
+
+
+@pytest.mark.parametrize("trainer, opts, message", [
+    ("kd,kd", (), "names a trainer twice"),
+    ("kd,", (), "separated by ','"),
+    ("kd,grpo", (("sft.max_steps", "3"),), "'sft' is not a trainer of this run"),
+    ("kd,grpo", (("bogus", "3"),), "no trainer of this run"),
+])
+def test_bad_chains_are_refused_in_one_line(trainer, opts, message):
+    from harness.errors import UserError
+
+    pytest.importorskip("trl")
+    with pytest.raises(UserError, match=message):
+        _plan(strategy="kd-qat", bits=3, trainer=trainer, trainer_opts=opts)
 
 
 def test_the_runner_builds_exactly_the_graphs_stages(tmp_path):

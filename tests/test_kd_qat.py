@@ -1,4 +1,5 @@
-"""kd-qat: group fake quantization, the distillation loss, PTQ initialisation and the real low-bit result."""
+"""kd-qat and the kd trainer: group fake quantization, PTQ initialisation, distillation through TRL,
+a trainer chain's hand-over, and the real low-bit result."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import json
 import pytest
 import torch
 
-from harness.distillation import Example, collate, distillation_loss
 from harness.errors import UserError
 from harness.group_fake_quant import fake_quantize, integers
 from harness.strategies.kd_qat import KDQATOptions, install, uninstall
@@ -55,34 +55,62 @@ def test_codes_stay_in_the_signed_range(bits):
     assert codes.min() >= -(2 ** (bits - 1)) and codes.max() <= 2 ** (bits - 1) - 1
 
 
-@pytest.mark.parametrize("kl", ["forward", "reverse"])
-def test_kd_loss_is_zero_for_identical_teacher_and_student(kl):
-    torch.manual_seed(0)
-    logits = torch.randn(2, 6, 11)
-    ids = torch.randint(0, 11, (2, 6))
-    target = torch.zeros(2, 6, dtype=torch.bool)
-    target[:, 3:] = True
-    assert distillation_loss(logits, logits.clone(), ids, target, "kd", kl).item() == pytest.approx(0.0, abs=1e-6)
-    other = distillation_loss(logits, torch.randn(2, 6, 11), ids, target, "kd", kl)
-    assert other.item() > 0.01
+@pytest.mark.parametrize("kl, beta", [("forward", 0.0), ("reverse", 1.0)])
+def test_kd_is_off_policy_gkd_with_the_asked_kl_and_ntp_is_sft(kl, beta, tmp_path):
+    from trl import SFTConfig
+
+    from harness.plugins import get_registry
+    from harness.trainer import TrainContext
+    from harness.trainers.kd import trl_config
+
+    kd = get_registry().trainers.get("kd")
+    ctx = TrainContext(model_dir=tmp_path, out_dir=tmp_path / "o", problems=[], prompt_for=str, config=None,
+                       seed=3, device="cpu")
+    args = trl_config(ctx, kd.make_config({"kl": kl, "max_steps": "7"}), tmp_path)
+    # lmbda=0: never the student's own samples; seq_kd off: the pre-sampled teacher data, as the study
+    assert type(args).__name__ == "GKDConfig" and (args.lmbda, args.seq_kd, args.beta) == (0.0, False, beta)
+    assert (args.max_steps, args.seed, args.learning_rate, args.per_device_train_batch_size) == (7, 3, 2e-4, 16)
+    ntp = trl_config(ctx, kd.make_config({"objective": "ntp"}), tmp_path)
+    assert type(ntp) is SFTConfig and ntp.learning_rate == args.learning_rate
 
 
-def test_losses_count_only_completion_tokens():
+def test_gkd_forward_kl_is_the_mean_over_completion_tokens():
+    """What the kd trainer asks TRL for: KL(teacher || student) per completion token, averaged; by hand."""
+    from harness.compat.trl import gkd
+
     torch.manual_seed(0)
-    batch = [Example([5, 6, 7, 8, 9], 3), Example([5, 6, 1, 2], 2)]
-    ids, attention, target = collate(batch, pad_id=0, device="cpu")
-    assert ids.tolist() == [[5, 6, 7, 8, 9], [5, 6, 1, 2, 0]]
-    assert attention.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
-    logits = torch.randn(2, 5, 12)
-    # next-token CE by hand: tokens 8, 9 (row 0) and 1, 2 (row 1), each from the logits one position earlier
-    picks = [(0, 2, 8), (0, 3, 9), (1, 1, 1), (1, 2, 2)]
-    expected = torch.stack([-torch.log_softmax(logits[b, t], -1)[tok] for b, t, tok in picks]).mean()
-    assert distillation_loss(logits, None, ids, target, "ntp").item() == pytest.approx(expected.item(), rel=1e-5)
-    # padding and prompt positions do not matter
-    changed = logits.clone()
-    changed[1, 4] += 100
-    changed[0, 0] += 100
-    assert distillation_loss(changed, None, ids, target, "ntp").item() == pytest.approx(expected.item(), rel=1e-5)
+    student, teacher = torch.randn(2, 5, 11), torch.randn(2, 5, 11)
+    labels = torch.tensor([[-100, -100, 4, 5, 6], [-100, 1, 2, -100, -100]])
+    by_hand = []
+    for b, t in zip(*torch.nonzero(labels != -100, as_tuple=True)):
+        p, log_q = torch.softmax(teacher[b, t], -1), torch.log_softmax(student[b, t], -1)
+        by_hand.append((p * (p.log() - log_q)).sum())
+    loss = gkd()[0].generalized_jsd_loss(student, teacher, labels=labels, beta=0.0)
+    assert loss.item() == pytest.approx(torch.stack(by_hand).mean().item(), rel=1e-5)
+
+
+def test_training_rows_learn_only_the_completion(tiny_dir):
+    from harness.benchmarks.arith import generate
+    from harness.model import load_tokenizer
+    from harness.plugins import get_registry
+    from harness.prompts import get_template
+    from harness.trainer import TrainContext
+    from harness.trainers.kd import training_rows
+
+    tokenizer = load_tokenizer(tiny_dir)
+    template = get_template("boxed")
+    problems = generate("train")[:6]
+    ctx = TrainContext(model_dir=tiny_dir, out_dir=tiny_dir, problems=problems,
+                       prompt_for=lambda p: template.render(p.problem, tokenizer), config=None, seed=0, device="cpu")
+    opts = get_registry().trainers.get("kd").make_config({"data": "reference", "prompts": "4"})
+    rows, stats = training_rows(None, tokenizer, ctx, opts)
+    assert stats["examples"] == 4 and len(rows) == 4
+    for row in rows:
+        prompt_len = row["labels"].count(-100)
+        assert row["labels"][prompt_len:] == row["input_ids"][prompt_len:]
+        assert row["input_ids"][-1] == tokenizer.eos_token_id  # a reference solution ends
+        completion = tokenizer.decode(row["input_ids"][prompt_len:], skip_special_tokens=True)
+        assert any(p.solution == completion for p in problems)
 
 
 def test_gradients_reach_master_weights_and_scales():
@@ -128,37 +156,40 @@ def test_uninstall_leaves_the_trained_integers_and_bf16_scales():
 def test_options_are_checked():
     from harness.plugins import get_registry
 
-    strategy = get_registry().strategies.get("kd-qat")
-    opts = strategy.make_options({"init": "rtn", "objective": "ntp", "steps": "5", "temperature": "0", "samples": "1"})
-    assert (opts.init, opts.objective, opts.steps) == ("rtn", "ntp", 5)
-    with pytest.raises(UserError, match="samples"):
-        strategy.make_options({"temperature": "0", "samples": "4"})
+    registry = get_registry()
+    strategy = registry.strategies.get("kd-qat")
+    assert strategy.make_options({"init": "rtn", "group_size": "0"}).init == "rtn"
     with pytest.raises(UserError, match="init"):
         strategy.make_options({"init": "awq3"})
     with pytest.raises(UserError, match="bits 8"):
         strategy.spec(8)
-    assert KDQATOptions().kl == "forward"
+    kd = registry.trainers.get("kd")
+    opts = kd.make_config({"objective": "ntp", "max_steps": "5", "temperature": "0", "samples": "1"})
+    assert (opts.objective, opts.max_steps, opts.kl) == ("ntp", 5, "forward")
+    with pytest.raises(UserError, match="samples"):
+        kd.make_config({"temperature": "0", "samples": "4"})
 
 
-def test_kd_qat_plans_without_a_trainer_and_ste_still_needs_one():
+def test_kd_qat_runs_its_default_trainer_and_ste_needs_one():
     from harness.config import RunConfig
     from harness.pipeline import plan
     from harness.plugins import get_registry
 
     registry = get_registry()
     p = plan(RunConfig(strategy="kd-qat", bits=3, limit=2), registry)
-    assert p.in_training and p.trainer is None and p.strategy.needs_calibration
+    assert p.in_training and p.trainer.name == "kd"
+    assert (p.init.strategy.name, p.init.quant.spec.bits, p.init.quant.options.group_size) == ("gptq", 3, 128)
     with pytest.raises(UserError, match="needs a trainer"):
         plan(RunConfig(strategy="ste", bits=4, limit=2), registry)
 
 
-def test_kd_qat_then_grpo_plans():
+def test_kd_qat_with_grpo_alone_is_fake_quantized_rl_without_distillation():
     from harness.config import RunConfig
     from harness.pipeline import plan
     from harness.plugins import get_registry
 
     p = plan(RunConfig(strategy="kd-qat", bits=3, trainer="grpo", limit=2), get_registry())
-    assert p.in_training and p.trainer.name == "grpo" and p.strategy.needs_trainer is False
+    assert [s.trainer.name for s in p.training] == ["grpo"]
 
 
 def _context(strategy, tokenizer, opts: dict, n: int = 16):
@@ -171,25 +202,35 @@ def _context(strategy, tokenizer, opts: dict, n: int = 16):
     prompts = [template.render(p.problem, tokenizer) for p in problems]
     return QuantContext(
         spec=strategy.spec(3), options=strategy.make_options(opts), tokenizer=tokenizer,
-        calibration=[pr + p.solution for pr, p in zip(prompts, problems)], calibration_prompts=prompts,
+        calibration=[pr + p.solution for pr, p in zip(prompts, problems)],
     )
 
 
 @pytest.mark.slow
-def test_prepare_and_finalize_write_a_three_bit_checkpoint(tiny_dir, tmp_path):
+def test_prepare_and_finalize_write_a_three_bit_checkpoint_a_later_stage_starts_from(tiny_dir, tmp_path):
     from safetensors import safe_open
 
     from harness.model import load_model, load_tokenizer
     from harness.plugins import get_registry
     from harness.weights import stored_weight_bytes
 
-    strategy = get_registry().strategies.get("kd-qat")
+    registry = get_registry()
+    strategy = registry.strategies.get("kd-qat")
     tokenizer = load_tokenizer(tiny_dir)
-    ctx = _context(strategy, tokenizer, {"init": "rtn", "steps": "4", "batch_size": "4", "max_new_tokens": "24"})
-    student, peft = strategy.prepare(tiny_dir, ctx)
+    ctx = _context(strategy, tokenizer, {"init": "rtn"})
+    # what core does first (the graph's init stage): quantize with the strategy kd-qat starts from
+    name, opts = strategy.initialisation(ctx.spec, ctx.options)
+    rtn = registry.strategies.get(name)
+    rtn.quantize(tiny_dir, tmp_path / "init", _context(rtn, tokenizer, opts))
+    with pytest.raises(RuntimeError, match="prepares from a quantized checkpoint"):
+        strategy.prepare(tiny_dir, ctx)
+    student, peft = strategy.prepare(tmp_path / "init", ctx)
     assert peft is None
     master = student.model.layers[0].mlp.down_proj.parametrizations.weight.original
     assert master.requires_grad
+    with torch.no_grad():  # a few training steps' worth of change, master weights and a norm alike
+        master.add_(torch.randn_like(master) * master.abs().mean())
+        student.model.norm.weight.mul_(1.05)
     ids = tokenizer([ctx.calibration[0]], return_tensors="pt", add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         fake_logits = student(ids).logits
@@ -201,8 +242,7 @@ def test_prepare_and_finalize_write_a_three_bit_checkpoint(tiny_dir, tmp_path):
     assert (weights["num_bits"], weights["group_size"], weights["symmetric"]) == (3, 128, True)
     assert report.weight_bytes == stored_weight_bytes(out)
     assert report.weight_bytes < 0.3 * report.fp_bytes
-    assert report.extra["steps"] == 4 and report.extra["examples"] == 32  # 16 prompts x 2 samples
-    assert report.extra["init"] == "rtn" and len(report.extra["curve"]) == 4
+    assert 0.01 < report.extra["codes_changed_fraction"] < 0.1  # one layer of 28 moved
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         assert f.get_tensor("model.layers.0.mlp.down_proj.weight_packed").dtype == torch.int32
 
@@ -213,24 +253,56 @@ def test_prepare_and_finalize_write_a_three_bit_checkpoint(tiny_dir, tmp_path):
     assert (logits - fake_logits).abs().max() < 0.05 * fake_logits.abs().max()
     assert (logits.argmax(-1) == fake_logits.argmax(-1)).float().mean() > 0.95
 
+    # a chain's next stage (kd,grpo) prepares from that checkpoint: it starts where the last one ended
+    tokenizer.save_pretrained(out)
+    again, _ = strategy.prepare(out, ctx)
+    with torch.no_grad():
+        resumed = again(ids).logits
+    assert torch.allclose(resumed, logits, atol=1e-3 * logits.abs().max().item())
+    assert again.model.norm.weight.allclose(reloaded.model.norm.weight)
+    with pytest.raises(UserError, match="3-bit with group size 128; this run asks for 4-bit"):
+        strategy.prepare(out, _context_bits(strategy, tokenizer, 4))
+
+
+def _context_bits(strategy, tokenizer, bits: int):
+    import dataclasses
+
+    ctx = _context(strategy, tokenizer, {})
+    return dataclasses.replace(ctx, spec=strategy.spec(bits))
+
 
 @pytest.mark.slow
-def test_harness_run_kd_qat_end_to_end(tmp_path):
+def test_harness_run_kd_qat_then_a_chain_that_reuses_its_stage(tmp_path):
     from harness.cache import ArtifactCache
     from harness.config import RunConfig
+    from harness.graph import run_graph
     from harness.pipeline import Runner, plan
     from harness.plugins import get_registry
     from harness.store import Store
 
-    opts = (("batch_size", "4"), ("init", "rtn"), ("max_new_tokens", "24"), ("steps", "3"))
-    config = RunConfig(strategy="kd-qat", bits=3, limit=5, strategy_opts=opts)
+    kd = (("batch_size", "4"), ("max_new_tokens", "24"), ("max_steps", "3"), ("prompts", "12"))
     store = Store(tmp_path / "results.db")
     runner = Runner(store, ArtifactCache(tmp_path / "cache"))
+    config = RunConfig(strategy="kd-qat", bits=3, limit=5, strategy_opts=(("init", "rtn"),), trainer_opts=kd)
     result = runner.run(plan(config, get_registry()))
-    assert result["status"] == "complete"
+    assert result["status"] == "complete" and result["config"]["trainer"] == "kd"
     quant = result["artifacts"]["quant"]
     assert quant["weight_bytes"] < 0.3 * quant["fp_bytes"]
-    assert "curve" not in quant["extra"]  # moved into the run's training curve
+    assert result["artifacts"]["init"]["strategy"] == "rtn"
+    # the init stage is the very checkpoint `--strategy rtn --bits 3` makes (the cache shares it)
+    rtn = plan(RunConfig(strategy="rtn", bits=3, limit=5), get_registry())
+    assert result["artifacts"]["init"]["key"] == run_graph(rtn).key("quantize")
     curve = store.curve(result["run_id"])
-    assert len(curve) == 3 and all("loss" in str(point) for point in curve)
+    assert [p["step"] for p in curve] == [1, 2, 3] and all("loss" in p for p in curve)
     assert "arith" in result["metrics"]
+
+    chain = RunConfig(strategy="kd-qat", bits=3, limit=5, strategy_opts=(("init", "rtn"),), trainer="kd,grpo",
+                      trainer_opts=(*((f"kd.{k}", v) for k, v in kd), ("grpo.max_steps", "2"),
+                                    ("grpo.per_device_train_batch_size", "16")))
+    chained = Runner(store, ArtifactCache(tmp_path / "cache")).run(plan(chain, get_registry()))
+    stages = chained["artifacts"]["train_chain"]
+    assert [s["stage"] for s in stages] == ["train", "train.grpo"]
+    assert stages[0]["key"] == result["artifacts"]["train"]["key"]  # the kd stage came from the cache
+    curve = store.curve(chained["run_id"])
+    assert [(p["step"], p["stage"]) for p in curve] == [(1, "train"), (2, "train"), (3, "train"),
+                                                         (4, "train.grpo"), (5, "train.grpo")]

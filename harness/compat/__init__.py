@@ -51,6 +51,6 @@ class Seam:
 
 def seams() -> list[Seam]:
     """Every seam, for ``harness plugins``-style reports and the tests."""
-    from harness.compat import compressed_tensors, llmcompressor, ray
+    from harness.compat import compressed_tensors, llmcompressor, ray, trl
 
-    return [llmcompressor.SEAM, compressed_tensors.SEAM, ray.SEAM]
+    return [llmcompressor.SEAM, compressed_tensors.SEAM, ray.SEAM, trl.SEAM]

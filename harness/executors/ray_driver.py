@@ -52,10 +52,12 @@ def gpu_reason(plan, stage: str) -> str | None:
     """Why a stage of ``plan`` cannot run without a GPU (what its plugins or its device say), or None."""
     from harness.strategy import Phase
 
-    strategy, trainer = plan.strategy, plan.trainer
-    if stage in ("train", "run") and trainer is not None and trainer.needs_gpu:
-        return f"trainer {trainer.name!r} needs a CUDA GPU"
-    if strategy.needs_gpu and (stage != "train" or strategy.phase is Phase.IN_TRAINING):
+    strategy = plan.strategy
+    training = stage == "run" or stage.split(".")[0] == "train"
+    for step in plan.training if training else ():
+        if step.trainer.needs_gpu:
+            return f"trainer {step.trainer.name!r} needs a CUDA GPU"
+    if strategy.needs_gpu and (not training or strategy.phase is Phase.IN_TRAINING):
         return f"strategy {strategy.name!r} needs a CUDA GPU"
     if str(plan.config.device).startswith("cuda"):
         return f"its device is {plan.config.device!r}"

@@ -23,7 +23,6 @@ prompt the tiny model is already near what a few hundred RL prompts can teach.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -257,69 +256,14 @@ def grpo_config(ctx: TrainContext, opts: GRPOOptions, output_dir: Path, lr: floa
     )
 
 
-def _latest_checkpoint(folder: Path | None) -> str | None:
-    """The newest complete checkpoint; a partial one (killed mid-save) is moved aside (harness.checkpoints)."""
-    from harness.checkpoints import latest_complete_checkpoint
-
-    found = latest_complete_checkpoint(folder)
-    return str(found) if found else None
-
-
-def _callbacks(ctx: TrainContext, total: int, curve: list[dict]):
-    """A progress display over optimizer steps (a bar on a terminal, periodic lines in a log), and
-    the per-step log forwarder."""
-    from transformers import TrainerCallback
-
-    from harness.progress import stage_progress
-
-    class Forward(TrainerCallback):
-        """Hands each step's logs (reward, per-function rewards, length, KL, grad norm, loss) to the pipeline."""
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or "train_runtime" in logs:  # the end-of-training summary is not a step
-                return
-            row = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-            curve.append({"step": state.global_step, **row})
-            ctx.on_log(state.global_step, row)
-
-    class Bar(TrainerCallback):
-        def __init__(self) -> None:
-            self.progress = stage_progress("GRPO", unit="steps")
-            self.task = None
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.progress.start()
-            self.task = self.progress.add_task("", total=state.max_steps or total, completed=state.global_step)
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "reward" in logs and self.task is not None:
-                self.progress.update(self.task, description=f"reward {logs['reward']:.3f}")
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.progress.update(self.task, completed=state.global_step)
-
-        def on_train_end(self, args, state, control, **kwargs):
-            self.progress.stop()
-
-    class Threads(TrainerCallback):
-        """The default thread count follows the machine's load, step by step (harness.threads.adapt)."""
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            from harness.threads import adapt
-
-            adapt()
-
-    return [Forward(), Bar(), Threads()]
-
-
 def run_grpo(model, peft_config, ctx: TrainContext, opts: GRPOOptions) -> TrainReport:
     """Train with TRL's GRPOTrainer; resume from ``ctx.checkpoint_dir`` when a checkpoint is there."""
     from datasets import Dataset
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import GRPOTrainer
 
     from harness.model import load_tokenizer
     from harness.reward import REWARD_FUNCS
+    from harness.trainers import trl_support
 
     tokenizer = load_tokenizer(ctx.model_dir)
     problems = select_problems(ctx.problems, opts, ctx.seed)
@@ -327,7 +271,7 @@ def run_grpo(model, peft_config, ctx: TrainContext, opts: GRPOOptions) -> TrainR
         {"prompt": [ctx.prompt_for(p) for p in problems], "answer": [str(p.answer) for p in problems]}
     )
     lr = effective_learning_rate(ctx, opts)
-    checkpoints = ctx.checkpoint_dir or (Path(ctx.out_dir).parent / (Path(ctx.out_dir).name + ".checkpoints"))
+    checkpoints = trl_support.checkpoint_folder(ctx)
     args = grpo_config(ctx, opts, checkpoints, lr)
     curve: list[dict] = []
     trainer = GRPOTrainer(
@@ -338,14 +282,13 @@ def run_grpo(model, peft_config, ctx: TrainContext, opts: GRPOOptions) -> TrainR
         processing_class=tokenizer,
         peft_config=peft_config,
         # the in-training strategy's callbacks first: what they add to a step's logs reaches the curve
-        callbacks=[*ctx.callbacks, *_callbacks(ctx, opts.max_steps, curve)],
+        callbacks=[*ctx.callbacks, *trl_support.callbacks(ctx, "GRPO", opts.max_steps, curve, _describe)],
     )
-    for cb in (ProgressCallback, PrinterCallback):
-        trainer.remove_callback(cb)
+    trl_support.quiet(trainer)
     if ctx.device == "cpu":
-        _trainable_to_fp32(trainer.model)
+        trl_support.trainable_to_fp32(trainer.model)
 
-    resume = _latest_checkpoint(checkpoints)
+    resume = trl_support.latest_checkpoint(checkpoints)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
@@ -359,10 +302,14 @@ def run_grpo(model, peft_config, ctx: TrainContext, opts: GRPOOptions) -> TrainR
             "learning_rate": lr,
             "resumed_from": Path(resume).name if resume else None,
             "train_problems": len(problems),
-            "seconds_per_step": seconds / max(1, trainer.state.global_step - _step_of(resume)),
+            "seconds_per_step": seconds / max(1, trainer.state.global_step - trl_support.step_of(resume)),
             "trl_config": {k: getattr(args, k) for k in _RECORDED},
         },
     )
+
+
+def _describe(logs: dict) -> str | None:
+    return f"reward {logs['reward']:.3f}" if "reward" in logs else None
 
 
 #: GRPOConfig fields stored with the run, so the record shows exactly what TRL ran
@@ -372,19 +319,6 @@ _RECORDED = (
     "max_steps", "num_train_epochs", "lr_scheduler_type", "warmup_steps", "max_grad_norm", "num_iterations",
     "bf16", "seed",
 )
-
-
-def _trainable_to_fp32(model) -> None:
-    """Undo TRL's bf16 cast of QLoRA adapters on CPU: bf16 is slow there, and too coarse for small updates."""
-    import torch
-
-    for param in model.parameters():
-        if param.requires_grad and param.dtype == torch.bfloat16:
-            param.data = param.data.float()
-
-
-def _step_of(checkpoint: str | None) -> int:
-    return int(Path(checkpoint).name.rsplit("-", 1)[-1]) if checkpoint else 0
 
 
 @hookimpl
