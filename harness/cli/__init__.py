@@ -23,6 +23,7 @@ COMMANDS = {
     "plugins": "harness.cli.plugins:plugins",
     "runs": "harness.cli.runs:runs",
     "show": "harness.cli.runs:show",
+    "export": "harness.cli.export:export",
     "tiny": "harness.cli.tiny:tiny",
     "benchmarks": "harness.cli.benchmarks:benchmarks",
     "leaderboard": "harness.cli.leaderboard:leaderboard",

@@ -44,13 +44,21 @@ def runs(store, as_json) -> None:
 @store_option
 @click.option("--samples", "n_samples", type=int, default=0, help="also print the first N stored samples")
 @click.option("--json", "as_json", is_flag=True)
-def show(run_id, store, n_samples, as_json) -> None:
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "lm-eval"]), default=None,
+              help="text (default), json (as --json) or lm-eval (lm-evaluation-harness's results JSON)")
+def show(run_id, store, n_samples, as_json, fmt) -> None:
     """Show one run: config, metrics, profile (RUN_ID may be a unique prefix)."""
     from harness.store import Store
 
     from harness.results import run_result
 
     s = Store(store)
+    if fmt == "lm-eval":
+        from harness.lm_eval_format import for_store
+
+        click.echo(json.dumps(for_store(s, run_id)[0], indent=2, default=str, ensure_ascii=False))
+        return
+    as_json = as_json or fmt == "json"
     result = run_result(s, run_id, detail=True)
     rid = result["run_id"]
     if n_samples:
