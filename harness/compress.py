@@ -304,16 +304,26 @@ def save_verified(strategy, model, ctx, model_dir: Path, out_dir: Path, fp_bytes
     covers whatever the strategy re-attaches at load time.
     """
     from harness.model import load_tokenizer
+
+    tokenizer = ctx.tokenizer or load_tokenizer(model_dir)
+    report = saved_report(strategy, model, ctx, out_dir, fp_bytes, seconds, extra)
+    report.extra.update(spec=ctx.spec.label,
+                        reload_max_logit_diff=verify_reload(model, tokenizer, out_dir, strategy.load,
+                                                            ctx.calibration, strategy.name))
+    return report
+
+
+def saved_report(strategy, model, ctx, out_dir: Path, fp_bytes: int, seconds: float,
+                 extra: dict[str, Any] | None = None):
+    """Save ``model`` compressed into ``out_dir`` and report it: the bytes as stored, against bf16's."""
     from harness.strategy import QuantReport, library_versions
     from harness.weights import stored_weight_bytes
 
-    tokenizer = ctx.tokenizer or load_tokenizer(model_dir)
     save_compressed(model, ctx.tokenizer, out_dir)
-    diff = verify_reload(model, tokenizer, out_dir, strategy.load, ctx.calibration, strategy.name)
     return QuantReport(
         weight_bytes=stored_weight_bytes(out_dir),
         fp_bytes=fp_bytes,
         seconds=seconds,
         versions=library_versions(strategy.libraries),
-        extra={**(extra or {}), "spec": ctx.spec.label, "reload_max_logit_diff": diff},
+        extra=dict(extra or {}),
     )

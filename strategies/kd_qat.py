@@ -35,7 +35,13 @@ from harness import hookimpl
 from harness.compress import LIBRARIES
 from harness.errors import UserError
 from harness.group_fake_quant import dequantize, integers, parametrization_class
-from harness.strategy import Phase, QuantContext, QuantReport, Strategy, Timer, library_versions
+from harness.strategy import (
+    Phase,
+    QuantContext,
+    QuantReport,
+    Strategy,
+    Timer,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -224,7 +230,7 @@ class KDQAT(Strategy):
             raise RuntimeError(f"strategy 'kd-qat' prepares from a quantized checkpoint, and {model_dir} is "
                                "not one (core quantizes with the init strategy first)")
         student, weights = checkpoint_student(Path(model_dir), ctx.spec.bits, opts.group_size)
-        state = install(student, weights, ctx.spec.bits, opts.train_scales)
+        install(student, weights, ctx.spec.bits, opts.train_scales)
         return student.to(ctx.device), None
 
     def finalize(self, model, out_dir: Path, ctx: QuantContext) -> QuantReport:
@@ -233,8 +239,8 @@ class KDQAT(Strategy):
         from compressed_tensors.utils import update_offload_parameter
         from llmcompressor.modifiers.quantization import QuantizationModifier
 
-        from harness.compress import run_oneshot, save_compressed, weight_scheme
-        from harness.weights import bf16_bytes, stored_weight_bytes
+        from harness.compress import run_oneshot, saved_report, weight_scheme
+        from harness.weights import bf16_bytes
 
         opts: KDQATOptions = ctx.options
         state, scales = uninstall(model)
@@ -253,13 +259,9 @@ class KDQAT(Strategy):
             for name, scale in scales.items():
                 module = modules[name]
                 update_offload_parameter(module, "weight_scale", scale.reshape(module.weight_scale.shape).to(module.weight_scale.dtype))
-        save_compressed(model, ctx.tokenizer, out_dir)
-        return QuantReport(
-            weight_bytes=stored_weight_bytes(out_dir),
-            fp_bytes=fp,
-            seconds=t.seconds,
-            versions=library_versions(self.libraries),
-            extra={
+        return saved_report(
+            self, model, ctx, out_dir, fp, t.seconds,
+            {
                 "group_size": opts.group_size,
                 "quantized_layers": len(state.layer_names),
                 # share of integer codes that differ from the initialisation (what training changed)

@@ -33,7 +33,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from harness import hookimpl
 from harness.compress import LIBRARIES
-from harness.strategy import Phase, QuantContext, QuantReport, Strategy, Timer, library_versions
+from harness.strategy import (
+    Phase,
+    QuantContext,
+    QuantReport,
+    Strategy,
+    Timer,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -239,8 +245,8 @@ class STE(Strategy):
         from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
         from llmcompressor.modifiers.quantization import QuantizationModifier
 
-        from harness.compress import run_oneshot, save_compressed
-        from harness.weights import bf16_bytes, stored_weight_bytes
+        from harness.compress import run_oneshot, saved_report
+        from harness.weights import bf16_bytes
 
         state = uninstall(model)
         opts = state.options
@@ -252,13 +258,9 @@ class STE(Strategy):
         scheme = QuantizationScheme(targets=targets, weights=args)
         with Timer() as t:
             run_oneshot(model, QuantizationModifier(config_groups={"group_0": scheme}))
-        save_compressed(model, ctx.tokenizer, out_dir)
-        return QuantReport(
-            weight_bytes=stored_weight_bytes(out_dir),
-            fp_bytes=fp,
-            seconds=t.seconds,
-            versions=library_versions(self.libraries),
-            extra={
+        return saved_report(
+            self, model, ctx, out_dir, fp, t.seconds,
+            {
                 "variant": opts.variant,
                 "target": opts.target,
                 "layers": opts.layers,

@@ -118,7 +118,7 @@ def training_rows(teacher, tokenizer, ctx: TrainContext, opts: KDOptions) -> tup
         sampling = Sampling(temperature=opts.temperature, top_p=1.0, n=opts.samples, max_new_tokens=opts.max_new_tokens)
         for prompt, comps in zip(prompts, generate(teacher, tokenizer, prompts, sampling, batch_size=64, seed=ctx.seed)):
             pairs.extend((prompt, c.text, c.n_tokens < opts.max_new_tokens) for c in comps)
-    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id
     rows = []
     for prompt, completion, ended in pairs:
