@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from harness.config import stable_hash
 
 if TYPE_CHECKING:
-    from harness.pipeline import Plan
+    from harness.planning import Plan
 
 #: who supplies a stage's body
 TRAINER = "trainer"  #: a trainer plugin (with the in-training strategy, if any, around it)
