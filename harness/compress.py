@@ -128,8 +128,18 @@ def calibration_dataset(tokenizer, texts: Sequence[str], max_length: int):
     return Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})
 
 
-def run_oneshot(model, recipe: Any, tokenizer=None, texts: Sequence[str] = (), max_length: int = 512) -> None:
-    """Apply ``recipe`` to ``model`` in place (calibrating on ``texts`` when given)."""
+def run_oneshot(model, recipe: Any, tokenizer=None, texts: Sequence[str] = (), max_length: int = 512,
+                seed: int = 0) -> None:
+    """Apply ``recipe`` to ``model`` in place (calibrating on ``texts`` when given).
+
+    llmcompressor draws the calibration order from torch's global generator
+    (a ``RandomSampler`` without a seed), and GPTQ's and AWQ's results depend
+    on that order through floating-point accumulation: two identical runs wrote
+    different integers (24 of 28 GPTQ layers differed). The order is drawn from
+    ``seed`` here, in a forked generator, so a run's artifact is reproducible and
+    the caller's random state is left as it was.
+    """
+    import torch
     from llmcompressor import oneshot
 
     quiet_llmcompressor()
@@ -137,7 +147,9 @@ def run_oneshot(model, recipe: Any, tokenizer=None, texts: Sequence[str] = (), m
     if texts:
         ds = calibration_dataset(tokenizer, texts, max_length)
         kwargs.update(dataset=ds, num_calibration_samples=len(ds), max_seq_length=max_length)
-    oneshot(model=model, recipe=recipe, **kwargs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        oneshot(model=model, recipe=recipe, **kwargs)
 
 
 def save_compressed(model, tokenizer, out_dir: Path) -> None:

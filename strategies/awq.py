@@ -69,6 +69,7 @@ class AWQOptions:
 
 class AWQ(CompressedStrategy):
     name = "awq"
+    version = "2"  # calibration order drawn from the run's seed (harness.compress.run_oneshot): reproducible
     description = "AWQ activation-aware weight quantization (llmcompressor), compressed-tensors checkpoint"
     bits = (4, 8, 3)
     options_class = AWQOptions
@@ -93,7 +94,7 @@ class AWQ(CompressedStrategy):
             ran = scheme_label(scheme, ctx.spec.kv_bits)
         recipe = [AWQModifier(n_grid=opts.n_grid, duo_scaling=opts.duo_scaling), quantization]
         with Timer() as t, cpu_pin_memory_guard():
-            run_oneshot(model, recipe, ctx.tokenizer, texts, opts.max_length)
+            run_oneshot(model, recipe, ctx.tokenizer, texts, opts.max_length, seed=ctx.seed)
         return model, QuantReport(
             fp_bytes=fp,
             seconds=t.seconds,

@@ -57,6 +57,7 @@ class GPTQOptions:
 
 class GPTQ(CompressedStrategy):
     name = "gptq"
+    version = "2"  # calibration order drawn from the run's seed (harness.compress.run_oneshot): reproducible
     description = "GPTQ weight-only integer quantization (llmcompressor), compressed-tensors checkpoint"
     bits = (4, 8, 3, 2)
     options_class = GPTQOptions
@@ -76,7 +77,7 @@ class GPTQ(CompressedStrategy):
             block_size=opts.block_size,
         )
         with Timer() as t:
-            run_oneshot(model, recipe, ctx.tokenizer, texts, opts.max_length)
+            run_oneshot(model, recipe, ctx.tokenizer, texts, opts.max_length, seed=ctx.seed)
         return model, QuantReport(
             fp_bytes=fp,
             seconds=t.seconds,

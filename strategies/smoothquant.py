@@ -46,6 +46,7 @@ class SmoothQuantOptions:
 
 class SmoothQuant(CompressedStrategy):
     name = "smoothquant"
+    version = "2"  # calibration order drawn from the run's seed (harness.compress.run_oneshot): reproducible
     description = "SmoothQuant, then GPTQ/RTN int8 weights with dynamic per-token int8 activations (W8A8)"
     bits = (8,)
     act_bits = (8,)
@@ -63,7 +64,7 @@ class SmoothQuant(CompressedStrategy):
                             ctx.spec.kv_bits),
         ]
         with Timer() as t:
-            run_oneshot(model, recipe, ctx.tokenizer, texts)
+            run_oneshot(model, recipe, ctx.tokenizer, texts, seed=ctx.seed)
         return model, fp, {"oneshot_seconds": t.seconds}
 
     def quantize(self, model_dir: Path, out_dir: Path, ctx: QuantContext) -> QuantReport:
