@@ -194,7 +194,10 @@ def resolve_config(values: dict) -> RunConfig:
     sampling = dataclasses.asdict(preset["sampling"])
     sampling.update(values.pop("sampling", None) or {})
     sampling.update({key: values.pop(key) for key in SAMPLING_KEYS if key in values})
-    benchmarks = values.pop("benchmarks", field_default("benchmarks"))
+    # an embedded model's home benchmark is its default for both (tiny-reason: chain; anything else: arith)
+    home = home_benchmark(values.get("model", field_default("model")))
+    benchmarks = values.pop("benchmarks", None) or [home]
+    values.setdefault("train_data", home)
     if isinstance(benchmarks, str):
         benchmarks = [b.strip() for b in benchmarks.split(",") if b.strip()]
     prompt = values.pop("prompt", None) or preset["prompt"]
@@ -210,6 +213,15 @@ def resolve_config(values: dict) -> RunConfig:
         return RunConfig(**kwargs)
     except TypeError as exc:
         raise UserError(f"bad run configuration {values}: {exc}") from None
+
+
+def home_benchmark(model: str) -> str:
+    """The benchmark an embedded model was trained for (``harness.tiny.MODELS``), the default of
+    ``--benchmarks`` and ``--train-data`` for it; the fields' own default for every other model."""
+    from harness import tiny
+
+    entry = tiny.MODELS.get(model)
+    return entry.benchmark if entry is not None else field_default("train_data")
 
 
 def option_text(value: object) -> str:

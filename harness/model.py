@@ -1,4 +1,4 @@
-"""Resolving and loading models: tiny-arith, a Hugging Face id, or a local path.
+"""Resolving and loading models: an embedded model (tiny-arith, tiny-reason), a Hugging Face id, or a local path.
 
 All three go through the same code: a reference resolves to something
 ``from_pretrained`` accepts, plus an identity string that cache keys use.
@@ -46,17 +46,18 @@ def _dir_identity(path: Path) -> str:
 
 
 def resolve_model(ref: str) -> ModelRef:
-    """``tiny-arith`` | local directory | hub id ``org/name`` -> :class:`ModelRef`."""
+    """An embedded model (``tiny-arith``, ``tiny-reason``) | local directory | hub id ``org/name``
+    -> :class:`ModelRef`."""
     from harness import tiny
 
-    if ref == tiny.NAME:
-        path = tiny.weights_dir()
+    if ref in tiny.MODELS:
+        path = tiny.weights_dir(ref)
         if not (path / "config.json").exists():
             raise UserError(
-                "tiny-arith's weights are missing from the installed package; rebuild them with "
-                "`harness tiny build`"
+                f"{ref}'s weights are missing from the installed package; rebuild them with "
+                f"`harness tiny build --model {ref}`"
             )
-        return ModelRef(ref, str(path), f"{tiny.NAME}:{_dir_identity(path)}")
+        return ModelRef(ref, str(path), f"{ref}:{_dir_identity(path)}")
     path = Path(ref).expanduser()
     if path.exists():
         if not (path / "config.json").exists():
@@ -64,7 +65,8 @@ def resolve_model(ref: str) -> ModelRef:
         return ModelRef(ref, str(path.resolve()), f"local:{_dir_identity(path)}")
     if ref.startswith((".", "/", "~")) or ref.count("/") != 1:
         raise UserError(
-            f"model {ref!r} is neither tiny-arith, an existing directory, nor a hub id of the form org/name"
+            f"model {ref!r} is neither {tiny.NAME}, an existing directory, nor a hub id of the form org/name "
+            f"(embedded models: {', '.join(tiny.MODELS)})"
         )
     from harness.hub import check_hub_model
 

@@ -52,7 +52,8 @@ def model_options(f):
         click.option("--strategy-opt", "strategy_opts", multiple=True, metavar="KEY=VALUE", help="strategy option (repeatable)"),
         click.option("--trainer", default=field_default("trainer"), show_default=True, help="RL trainer, or none"),
         click.option("--trainer-opt", "trainer_opts", multiple=True, metavar="KEY=VALUE", help="trainer option (repeatable)"),
-        click.option("--train-data", default=field_default("train_data"), show_default=True, help="benchmark whose train split trains the model"),
+        click.option("--train-data", default=None, help="benchmark whose train split trains the model (default: the "
+                     "embedded model's own benchmark: arith for tiny-arith, chain for tiny-reason; else arith)"),
         click.option("--max-steps", type=int, default=None, help="training steps (overrides the trainer's default)"),
         click.option("--calib", default=None, help="calibration benchmark (default: the training data)"),
         click.option("--seed", type=int, default=field_default("seed"), show_default=True),
@@ -66,7 +67,8 @@ def model_options(f):
 
 def eval_options(f):
     for opt in reversed([
-        click.option("--benchmarks", default=",".join(field_default("benchmarks")), show_default=True, help="comma-separated benchmark names"),
+        click.option("--benchmarks", default=None, help="comma-separated benchmark names (default: the embedded "
+                     "model's own benchmark: arith for tiny-arith, chain for tiny-reason; else arith)"),
         click.option("--limit", type=int, default=None, help="first N problems of each benchmark"),
         click.option("--preset", type=click.Choice(sorted(PRESETS)), default=field_default("preset"), show_default=True,
                      help="evaluation settings: default (greedy, boxed prompt) or rlquant (the seed study's)"),

@@ -1,13 +1,94 @@
-"""``tiny-arith``: the embedded default model (package data, rebuilt by ``harness tiny build``)."""
+"""The embedded models (package data, rebuilt by ``harness tiny build --model NAME``).
+
+``tiny-arith`` is the default model: arithmetic in five levels, robust to low bits.
+``tiny-reason`` is the test bed for what tiny-arith cannot show: multi-step
+problems (the ``chain`` benchmark) whose solutions outgrow a short completion
+budget, on a narrow model (hidden 128, 6 layers, 1.2M parameters) trained to use
+its capacity (loss 0.055 after 1,200 steps), so 2-bit quantization costs it
+accuracy. Measured on the 500 chain problems (greedy, boxed prompt): 46.6 % at
+the default 64 new tokens, 38.4 % at 48 and 49.0 % at 96; RTN W2 11.0 %, GPTQ W2
+(group 128, calibrated on chain) 44.0 % (first 200: 48.0 / 37.0 / 51.0, RTN 10.0,
+GPTQ 43.0). Its build took 1,233 s with one torch thread on two shared, busy CPU
+cores (tiny-arith's: 985 s).
+
+One table, :data:`MODELS`, says for each name where its weights are, which
+benchmark it was trained for and how it is built; the model resolver, the CLI
+and the tests read it, nothing else names them. An embedded model's benchmark is
+the default of its runs' ``--benchmarks`` and ``--train-data``
+(:func:`harness.config.home_benchmark`).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from harness.errors import UnknownNameError
+
+if TYPE_CHECKING:
+    from harness.tiny.recipe import TinyRecipe
+
+#: the default model's name
 NAME = "tiny-arith"
 
 
-def weights_dir() -> Path:
-    """The shipped model directory (config, safetensors, tokenizer)."""
-    return Path(str(resources.files("harness.tiny").joinpath("weights")))
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """One model shipped in the package: its name, weights folder, home benchmark and recipe."""
+
+    name: str
+    folder: str  # under harness/tiny/
+    benchmark: str  # the benchmark it is trained on and evaluated with (its train split is the RL data)
+    description: str
+    recipe_overrides: tuple[tuple[str, object], ...] = ()  # TinyRecipe fields that differ from tiny-arith's
+
+    def recipe(self, **changes) -> TinyRecipe:
+        """The recipe that builds the shipped weights, with ``changes`` (seed, steps, ...) over it."""
+        from harness.tiny.recipe import TinyRecipe
+
+        values = {"name": self.name, "benchmark": self.benchmark, **dict(self.recipe_overrides)}
+        values.update({k: v for k, v in changes.items() if v is not None})
+        return TinyRecipe(**values)
+
+    def weights_dir(self) -> Path:
+        return Path(str(resources.files("harness.tiny").joinpath(self.folder)))
+
+
+MODELS: dict[str, EmbeddedModel] = {
+    m.name: m
+    for m in (
+        EmbeddedModel(
+            name="tiny-arith",
+            folder="weights",
+            benchmark="arith",
+            description="3.3M-parameter Qwen3 (hidden 256, 4 layers): one- and two-step arithmetic",
+        ),
+        EmbeddedModel(
+            name="tiny-reason",
+            folder="weights-reason",
+            benchmark="chain",
+            description="1.2M-parameter Qwen3 (hidden 128, 6 layers): chained operations on a carried value",
+            recipe_overrides=(
+                ("hidden_size", 128), ("intermediate_size", 384), ("layers", 6),
+                ("heads", 4), ("kv_heads", 2), ("head_dim", 32),
+                ("steps", 1200), ("batch_size", 32), ("lr", 2e-3), ("warmup", 30), ("batch_by_level", True),
+                ("formats", {"boxed": 0.75, "raw": 0.2, "plain": 0.05}),
+            ),
+        ),
+    )
+}
+
+
+def get(name: str) -> EmbeddedModel:
+    """The embedded model ``name``; an unknown name is a user error listing the shipped ones."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise UnknownNameError("embedded model", name, MODELS) from None
+
+
+def weights_dir(name: str = NAME) -> Path:
+    """The shipped model directory (config, safetensors, tokenizer) of embedded model ``name``."""
+    return get(name).weights_dir()

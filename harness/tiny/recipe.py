@@ -1,4 +1,5 @@
-"""The recipe that builds tiny-arith from nothing: tokenizer, architecture, training.
+"""The recipe that builds an embedded model (tiny-arith, tiny-reason) from nothing: tokenizer,
+architecture, training on its benchmark's train split.
 
 Deterministic for a given seed, step count and torch thread count: it uses
 only seeded generators and a fixed data order. A plain PyTorch loop is used
@@ -22,10 +23,21 @@ CHAT_TEMPLATE = (
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 
 
+#: prompt formats an embedded model is trained on, with their share of batches. Mixing
+#: formats lets it answer under every shipped template, including the seed
+#: study's raw-problem prompt; one format per batch keeps padding small.
+FORMATS = {"boxed": 0.6, "plain": 0.15, "raw": 0.2, "r1": 0.05}
+
+
 @dataclass
 class TinyRecipe:
-    """Settings of the tiny-arith build; the defaults made the shipped weights."""
+    """Settings of an embedded model's build; the defaults made tiny-arith's shipped weights
+    (each model's own settings are in :data:`harness.tiny.MODELS`)."""
 
+    name: str = field(default="tiny-arith", metadata={"help": "the model's name (progress and report only)"})
+    benchmark: str = field(default="arith", metadata={"help": "benchmark whose train split the model learns"})
+    formats: dict[str, float] = field(default_factory=lambda: dict(FORMATS),
+                                      metadata={"help": "prompt format -> share of batches"})
     seed: int = field(default=0, metadata={"help": "seed of data order and initialisation"})
     steps: int = field(default=600, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=64, metadata={"help": "problems per step"})
@@ -38,21 +50,17 @@ class TinyRecipe:
     heads: int = 4
     kv_heads: int = 2
     head_dim: int = 64
+    batch_by_level: bool = field(default=False, metadata={"help": "draw each batch from one level (similar lengths: "
+                                 "less padding, which long multi-step solutions need)"})
     threads: int = field(default=1, metadata={"help": "torch threads: 1 keeps the build reproducible across machines (float reductions depend on it)"})
 
 
-#: prompt formats tiny-arith is trained on, with their share of batches. Mixing
-#: formats lets it answer under every shipped template, including the seed
-#: study's raw-problem prompt; one format per batch keeps padding small.
-FORMATS = {"boxed": 0.6, "plain": 0.15, "raw": 0.2, "r1": 0.05}
-
-
-def pick_format(rng: random.Random) -> str:
-    return rng.choices(list(FORMATS), weights=list(FORMATS.values()))[0]
+def pick_format(rng: random.Random, formats: dict[str, float] = FORMATS) -> str:
+    return rng.choices(list(formats), weights=list(formats.values()))[0]
 
 
 def training_text(problem, name: str, tokenizer) -> tuple[str, str]:
-    """(prompt, completion) for one arith problem in prompt format ``name``."""
+    """(prompt, completion) for one problem (with a step-by-step solution) in prompt format ``name``."""
     from harness.prompts import get_template
 
     end = "<|endoftext|>" if name in ("raw", "r1") else "<|im_end|>"
@@ -120,23 +128,25 @@ def build_model(recipe: TinyRecipe, tokenizer):
     return Qwen3ForCausalLM(config)
 
 
-def build(out_dir: Path, recipe: TinyRecipe | None = None, progress: bool = True) -> dict:
-    """Build tiny-arith into ``out_dir``; returns the build report (also saved)."""
+def build(out_dir: Path, recipe: TinyRecipe | None = None, progress: bool = True,
+          snapshots: tuple[int, ...] = ()) -> dict:
+    """Build an embedded model into ``out_dir`` (default recipe: tiny-arith's); returns the build
+    report (also saved). ``snapshots``: steps after which the model is also saved, beside
+    ``out_dir`` as ``<out_dir>-step<N>`` (to choose a step count from one run)."""
     import torch
-    from transformers import GenerationConfig
 
-    from harness.benchmarks.arith import generate
+    from harness.plugins import get_registry
 
     recipe = recipe or TinyRecipe()
     torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)
     rng = random.Random(recipe.seed)
     start = time.perf_counter()
-    train = list(generate("train"))
+    train = get_registry().benchmarks.get(recipe.benchmark).load("train")
 
     # Tokenizer: trained on every prompt format so the templates tokenize compactly.
     probe = PreTokenizerFree()
-    texts = [p + c for p, c in (training_text(pr, name, probe) for pr in train[:1000] for name in FORMATS)]
+    texts = [p + c for p, c in (training_text(pr, name, probe) for pr in train[:1000] for name in recipe.formats)]
     tokenizer = build_tokenizer(recipe, texts)
     model = build_model(recipe, tokenizer)
     model.train()
@@ -154,16 +164,27 @@ def build(out_dir: Path, recipe: TinyRecipe | None = None, progress: bool = True
     losses: list[float] = []
     order = list(range(len(train)))
     rng.shuffle(order)
+    by_level: dict[str, list[int]] = {}
+    for i in order:
+        by_level.setdefault(str(train[i].level), []).append(i)
+    cursor = dict.fromkeys(by_level, 0)
     bar = _progress(progress)
-    task = bar.add_task("training tiny-arith", total=recipe.steps) if bar else None
+    task = bar.add_task(f"training {recipe.name}", total=recipe.steps) if bar else None
     if bar:
         bar.start()
     try:
         for step in range(recipe.steps):
             ids, labels = [], []
-            name = pick_format(rng)
-            for j in range(recipe.batch_size):
-                problem = train[order[(step * recipe.batch_size + j) % len(order)]]
+            name = pick_format(rng, recipe.formats)
+            if recipe.batch_by_level:
+                level = rng.choice(sorted(by_level))
+                queue = by_level[level]
+                picked = [queue[(cursor[level] + j) % len(queue)] for j in range(recipe.batch_size)]
+                cursor[level] += recipe.batch_size
+            else:
+                picked = [order[(step * recipe.batch_size + j) % len(order)] for j in range(recipe.batch_size)]
+            for i in picked:
+                problem = train[i]
                 prompt, completion = training_text(problem, name, tokenizer)
                 p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
                 c = tokenizer(completion, add_special_tokens=False)["input_ids"]
@@ -181,18 +202,15 @@ def build(out_dir: Path, recipe: TinyRecipe | None = None, progress: bool = True
             opt.zero_grad(set_to_none=True)
             losses.append(out.loss.item())
             if bar:
-                bar.update(task, advance=1, description=f"training tiny-arith loss {losses[-1]:.3f}")
+                bar.update(task, advance=1, description=f"training {recipe.name} loss {losses[-1]:.3f}")
+            if step + 1 in snapshots:
+                _save(model, tokenizer, out_dir.with_name(f"{out_dir.name}-step{step + 1}"))
     finally:
         if bar:
             bar.stop()
 
     model.eval()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.generation_config = GenerationConfig(
-        eos_token_id=model.config.eos_token_id, pad_token_id=pad, do_sample=False
-    )
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    _save(model, tokenizer, out_dir)
     report = {
         "recipe": asdict(recipe),
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -202,6 +220,18 @@ def build(out_dir: Path, recipe: TinyRecipe | None = None, progress: bool = True
     }
     (out_dir / "recipe.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _save(model, tokenizer, out_dir: Path) -> None:
+    """Save a loadable model folder (greedy generation config, tokenizer) without changing ``model``'s mode."""
+    from transformers import GenerationConfig
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.generation_config = GenerationConfig(
+        eos_token_id=model.config.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
+    )
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
 
 
 class PreTokenizerFree:
