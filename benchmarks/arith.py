@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import random
 from functools import cache
-from pathlib import Path
 
 from harness import hookimpl
-from harness.benchmark import Benchmark, Problem
+from harness.benchmark import Problem
+from harness.synthetic import SyntheticBenchmark, split_problems
 
 LEVELS = (1, 2, 3, 4, 5)
 TEST_PER_LEVEL = 100
@@ -67,37 +67,14 @@ def _problem(rng: random.Random, level: int, idx: str) -> Problem:
 @cache
 def generate(split: str, seed: int = 0) -> tuple[Problem, ...]:
     """The deterministic problems of a split (test: 100 a level, interleaved; train: 50k mixed)."""
-    if split == "test":
-        rng = random.Random(f"arith-test-{seed}")
-        by_level = {
-            level: [_problem(rng, level, f"L{level}-{i:03d}") for i in range(TEST_PER_LEVEL)] for level in LEVELS
-        }
-        # Interleaved by level, so that --limit N keeps the level mix of the whole split.
-        return tuple(by_level[level][i] for i in range(TEST_PER_LEVEL) for level in LEVELS)
-    if split == "train":
-        held_out = {p.problem for p in generate("test", seed)}
-        rng = random.Random(f"arith-train-{seed}")
-        out: list[Problem] = []
-        while len(out) < TRAIN_SIZE:
-            level = rng.choice(LEVELS)
-            p = _problem(rng, level, f"train-{len(out):05d}")
-            if p.problem not in held_out:
-                out.append(p)
-        return tuple(out)
-    raise ValueError(split)
+    return split_problems("arith", split, seed, _problem, LEVELS, TEST_PER_LEVEL, TRAIN_SIZE)
 
 
-class Arith(Benchmark):
+class Arith(SyntheticBenchmark):
     name = "arith"
     description = "synthetic arithmetic, 5 levels x 100 test problems; tiny-arith's home turf"
-    source = "generated (seeded, deterministic)"
-    splits = ("test", "train")
     version = "1"
-    generated = True
-
-    def load(self, split: str = "test", data_dir: Path | None = None) -> list[Problem]:
-        self.check_split(split)
-        return list(generate(split))
+    generate = staticmethod(generate)
 
 
 @hookimpl

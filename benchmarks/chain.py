@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import random
 from functools import cache
-from pathlib import Path
 
 from harness import hookimpl
-from harness.benchmark import Benchmark, Problem
+from harness.benchmark import Problem
+from harness.synthetic import SyntheticBenchmark, split_problems
 
 LEVELS = (1, 2, 3, 4, 5)
 TEST_PER_LEVEL = 100
@@ -69,37 +69,14 @@ def _problem(rng: random.Random, level: int, idx: str) -> Problem:
 @cache
 def generate(split: str, seed: int = 0) -> tuple[Problem, ...]:
     """The deterministic problems of a split (test: 100 a level, interleaved; train: 60k, levels mixed)."""
-    if split == "test":
-        rng = random.Random(f"chain-test-{seed}")
-        by_level = {
-            level: [_problem(rng, level, f"L{level}-{i:03d}") for i in range(TEST_PER_LEVEL)] for level in LEVELS
-        }
-        # Interleaved by level, so that --limit N keeps the level mix of the whole split.
-        return tuple(by_level[level][i] for i in range(TEST_PER_LEVEL) for level in LEVELS)
-    if split == "train":
-        held_out = {p.problem for p in generate("test", seed)}
-        rng = random.Random(f"chain-train-{seed}")
-        out: list[Problem] = []
-        while len(out) < TRAIN_SIZE:
-            level = rng.choice(LEVELS)
-            p = _problem(rng, level, f"train-{len(out):05d}")
-            if p.problem not in held_out:
-                out.append(p)
-        return tuple(out)
-    raise ValueError(split)
+    return split_problems("chain", split, seed, _problem, LEVELS, TEST_PER_LEVEL, TRAIN_SIZE)
 
 
-class Chain(Benchmark):
+class Chain(SyntheticBenchmark):
     name = "chain"
     description = "synthetic chained operations on a carried value, 5 levels (1-5 steps) x 100; tiny-reason's home"
-    source = "generated (seeded, deterministic)"
-    splits = ("test", "train")
     version = "1"
-    generated = True
-
-    def load(self, split: str = "test", data_dir: Path | None = None) -> list[Problem]:
-        self.check_split(split)
-        return list(generate(split))
+    generate = staticmethod(generate)
 
 
 @hookimpl
