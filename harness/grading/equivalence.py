@@ -25,7 +25,7 @@ from harness.grading.normalize import (
 )
 
 #: seconds math-verify may spend parsing one answer or comparing two (main thread only)
-TIMEOUT_S = 2
+TIMEOUT_S = 5  # math-verify's own default; 2 s expired on sympy's first (lazy-import) call on a loaded machine
 #: answers longer than this (after normalization) are compared as strings only
 MAX_SYMBOLIC_CHARS = 1500
 #: brackets nested deeper than this are compared as strings only (sympy's parser recurses per level)
