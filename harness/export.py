@@ -97,12 +97,12 @@ def check_destination(out_dir: Path, force: bool) -> bool:
 def export_run(store: Any, cache: Any, run_id: str, out_dir: Path | str, force: bool = False) -> ExportReport:
     """Write run ``run_id``'s evaluated model, recipe, model card and lm-eval files into ``out_dir``."""
     from harness.engines.checkpoint import artifact_format
-    from harness.results import run_result
+    from harness.results import stored_run
 
     start = time.perf_counter()
     out_dir = Path(out_dir).expanduser().absolute()
-    rid = run_result(store, run_id)["run_id"]  # unknown or ambiguous: the same line as `harness show`
-    run = store.get_run(rid)
+    run = stored_run(store, run_id)  # unknown or ambiguous: the same line as `harness show`
+    rid = run["id"]
     if run["status"] != "complete":
         raise UserError(f"run {rid} ({run['label']}) is {run['status']}, not complete; finish it with "
                         "`harness run` and the same options before exporting it")

@@ -298,10 +298,10 @@ def chat_template_of(model_dir: Path | None) -> str | None:
 def for_store(store: Any, run_id: str, model_dir: Path | None = None) -> tuple[dict, dict[str, list[dict]]]:
     """:func:`build` for a stored run (``run_id`` as ``harness show`` takes it); ``model_dir`` is the
     evaluated model's folder (its chat template), or None to read the base model's when it is local."""
-    from harness.results import run_result
+    from harness.results import stored_run
 
-    rid = run_result(store, run_id)["run_id"]
-    run = store.get_run(rid)
+    run = stored_run(store, run_id)
+    rid = run["id"]
     config = run["config"]
     problems = {name: benchmark_problems(config, name) for name in config.get("benchmarks") or []}
     chat = None

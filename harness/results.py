@@ -11,15 +11,21 @@ from typing import Any
 from harness.errors import UserError
 
 
+def stored_run(store: Any, run_id: str) -> dict:
+    """The stored run ``run_id`` (a unique prefix too); a UserError naming the store when there is none."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise UserError(f"no run {run_id!r} in {store.path}; `harness runs` lists them")
+    return run
+
+
 def run_result(store: Any, run_id: str, detail: bool = False) -> dict:
     """The stored run ``run_id`` (a unique prefix too) with its metrics, profile and artifacts.
 
     ``detail`` adds what `harness show` prints beside them: the error, the
     versions and commit the run was made with, and its training curve.
     """
-    run = store.get_run(run_id)
-    if run is None:
-        raise UserError(f"no run {run_id!r} in {store.path}; `harness runs` lists them")
+    run = stored_run(store, run_id)
     rid = run["id"]
     result = {
         "run_id": rid,

@@ -17,6 +17,7 @@ from typing import Any
 from harness.config import RunConfig, resolve_config
 from harness.errors import UserError
 from harness.sweep_checks import check_cell_types, check_plugin_tables
+from harness.trainer import chain_names
 
 from harness.sweep_file import CELL_KEYS, NOT_SETTABLE, SweepSpec, _check_cell_keys
 
@@ -127,7 +128,7 @@ def _with_plugin_opts(cell: dict, spec: SweepSpec) -> dict:
 def _trainer_tables(cell: dict, tables: dict[str, dict]) -> dict:
     """The ``[trainer_opts.NAME]`` values for each trainer of the cell; in a chain (``kd,grpo``) each
     key is addressed to its trainer as ``NAME.key`` (:func:`harness.trainer.chain_options`)."""
-    names = _chain(str(cell.get("trainer", "none")))
+    names = chain_names(str(cell.get("trainer", "none")))
     out: dict = {}
     for name in names:
         for key, value in tables.get(name, {}).items():
@@ -147,12 +148,6 @@ def _add_tables(cell: dict, tables: dict[str, dict[str, dict]], underneath: bool
             own = cell.get(key, {})
             cell[key] = {**extra, **own} if underneath else {**own, **extra}
     return cell
-
-
-def _chain(trainer: str) -> list[str]:
-    from harness.trainer import CHAIN
-
-    return [] if trainer == "none" else [name.strip() for name in trainer.split(CHAIN)]
 
 
 def apply_overrides(cell: dict, overrides: dict) -> dict:
@@ -247,7 +242,7 @@ def _check_plugin_opts(spec: SweepSpec, items: list[dict], registry) -> None:
     for item in items:
         for cell in (item["cell"], item["twin"]):
             if cell is not None:
-                used["trainer"].update(_chain(str(cell.get("trainer", "none"))) or ["none"])
+                used["trainer"].update(chain_names(str(cell.get("trainer", "none"))) or ["none"])
                 used["strategy"].add(str(cell.get("strategy", "none")))
     known = {"trainer": registry.trainers.names(), "strategy": registry.strategies.names()}
     tables = {"trainer_opts": spec.trainer_opts, "strategy_opts": spec.strategy_opts}

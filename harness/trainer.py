@@ -95,13 +95,19 @@ class Trainer:
 CHAIN = ","
 
 
+def chain_names(value: str) -> list[str]:
+    """The names a ``trainer`` setting holds, as written (empty for ``none``); :func:`trainer_chain`
+    checks them."""
+    return [] if value == "none" else [name.strip() for name in value.split(CHAIN)]
+
+
 def trainer_chain(value: str) -> list[str]:
     """The trainer names of a run's ``trainer`` setting, in the order they train (empty for ``none``)."""
     from harness.errors import UserError
 
-    if value == "none":
+    names = chain_names(value)
+    if not names:
         return []
-    names = [name.strip() for name in value.split(CHAIN)]
     if "" in names or "none" in names:
         raise UserError(f"--trainer {value!r}: a chain names trainers separated by {CHAIN!r}, e.g. kd,grpo")
     if len(set(names)) != len(names):

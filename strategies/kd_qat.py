@@ -126,7 +126,7 @@ def uninstall(model) -> tuple[KDQATState, dict[str, torch.Tensor]]:
     return state, scales
 
 
-# -- PTQ initialisation --------------------------------------------------------------------------
+# -- the starting checkpoint --------------------------------------------------------------------
 
 
 def read_quantized(model_dir: Path) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], Any]:

@@ -24,7 +24,6 @@ prompt the tiny model is already near what a few hundred RL prompts can teach.
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -219,9 +218,10 @@ def grpo_config(ctx: TrainContext, opts: GRPOOptions, output_dir: Path, lr: floa
     """The TRL GRPOConfig of this run (what the stored trainer config describes)."""
     from trl import GRPOConfig
 
-    on_cpu = ctx.device == "cpu"
+    from harness.trainers.trl_support import run_args
+
     return GRPOConfig(
-        output_dir=str(output_dir),
+        **run_args(ctx, output_dir, opts.save_steps),
         max_steps=opts.max_steps,
         num_train_epochs=opts.num_train_epochs,
         learning_rate=lr,
@@ -239,20 +239,6 @@ def grpo_config(ctx: TrainContext, opts: GRPOOptions, output_dir: Path, lr: floa
         scale_rewards=opts.scale_rewards,
         num_iterations=opts.num_iterations,
         gradient_checkpointing=opts.gradient_checkpointing,
-        seed=ctx.seed,
-        data_seed=ctx.seed,
-        # bf16 autocast is 8x slower than fp32 on CPUs without AMX (shared/STACK.md)
-        use_cpu=on_cpu,
-        bf16=not on_cpu,
-        fp16=False,
-        logging_steps=1,
-        save_strategy="steps",
-        save_steps=opts.save_steps,
-        save_total_limit=1,
-        report_to="none",
-        disable_tqdm=True,  # the rich bar below replaces tqdm
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
     )
 
 
@@ -288,21 +274,17 @@ def run_grpo(model, peft_config, ctx: TrainContext, opts: GRPOOptions) -> TrainR
     if ctx.device == "cpu":
         trl_support.trainable_to_fp32(trainer.model)
 
-    resume = trl_support.latest_checkpoint(checkpoints)
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume)
-    seconds = time.perf_counter() - start
-
+    run = trl_support.train_resumable(trainer, checkpoints)
     return TrainReport(
         steps=trainer.state.global_step,
-        seconds=seconds,
+        seconds=run["seconds"],
         curve=curve,
         model=trainer.model,
         extra={
             "learning_rate": lr,
-            "resumed_from": Path(resume).name if resume else None,
+            "resumed_from": run["resumed_from"],
             "train_problems": len(problems),
-            "seconds_per_step": seconds / max(1, trainer.state.global_step - trl_support.step_of(resume)),
+            "seconds_per_step": run["seconds_per_step"],
             "trl_config": {k: getattr(args, k) for k in _RECORDED},
         },
     )

@@ -147,19 +147,14 @@ def trl_config(ctx: TrainContext, opts: KDOptions, output_dir):
     from trl import SFTConfig
 
     from harness.compat.trl import gkd
+    from harness.trainers.trl_support import run_args
 
     _, GKDConfig = gkd()
-
-    on_cpu = ctx.device == "cpu"
     common = dict(
-        output_dir=str(output_dir), max_steps=opts.max_steps, learning_rate=opts.learning_rate,
+        **run_args(ctx, output_dir, opts.save_steps), max_steps=opts.max_steps, learning_rate=opts.learning_rate,
         lr_scheduler_type="linear", warmup_steps=opts.warmup_steps, max_grad_norm=opts.max_grad_norm,
         weight_decay=0.0, per_device_train_batch_size=opts.batch_size, gradient_accumulation_steps=1,
-        max_length=opts.max_length, seed=ctx.seed, data_seed=ctx.seed,
-        # bf16 autocast is 8x slower than fp32 on CPUs without AMX (shared/STACK.md)
-        use_cpu=on_cpu, bf16=not on_cpu, fp16=False, gradient_checkpointing=False,
-        logging_steps=1, save_strategy="steps", save_steps=opts.save_steps, save_total_limit=1,
-        report_to="none", disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
+        max_length=opts.max_length, gradient_checkpointing=False,
         dataset_kwargs={"skip_prepare_dataset": True},  # the rows are tokenized already
     )
     if opts.objective == "ntp":
@@ -199,10 +194,7 @@ def run_kd(model, peft_config, ctx: TrainContext, opts: KDOptions) -> TrainRepor
     else:
         trainer = gkd()[0](teacher_model=teacher, **common)
     trl_support.quiet(trainer)
-    resume = trl_support.latest_checkpoint(checkpoints)
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume)
-    seconds = time.perf_counter() - start
+    run = trl_support.train_resumable(trainer, checkpoints)
     bad = [h for h in trainer.state.log_history if "loss" in h and not math.isfinite(h["loss"])]
     if bad:
         raise RuntimeError(f"trainer 'kd': the loss became {bad[0]['loss']} at step {bad[0]['step']}; "
@@ -210,7 +202,7 @@ def run_kd(model, peft_config, ctx: TrainContext, opts: KDOptions) -> TrainRepor
     losses = [row["loss"] for row in curve if "loss" in row]
     return TrainReport(
         steps=trainer.state.global_step,
-        seconds=seconds,
+        seconds=run["seconds"],
         curve=curve,
         model=trainer.model,
         extra={
@@ -219,8 +211,8 @@ def run_kd(model, peft_config, ctx: TrainContext, opts: KDOptions) -> TrainRepor
             "kl": opts.kl if opts.objective == "kd" else None,
             "loss_first": losses[0] if losses else None,
             "loss_last": sum(losses[-10:]) / len(losses[-10:]) if losses else None,
-            "resumed_from": resume and resume.rsplit("/", 1)[-1],
-            "seconds_per_step": seconds / max(1, trainer.state.global_step - trl_support.step_of(resume)),
+            "resumed_from": run["resumed_from"],
+            "seconds_per_step": run["seconds_per_step"],
             "trl_trainer": type(trainer).__name__,
         },
     )
