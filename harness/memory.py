@@ -22,8 +22,25 @@ from dataclasses import dataclass
 _process_peak = 0  # RSS high-water mark from before the last per-phase reset
 
 
+def _status_kib(*fields: str) -> dict[str, int]:
+    """``/proc/self/status`` memory fields in KiB (empty off Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            return {k: int(v.split()[0]) for k, _, v in (line.partition(":") for line in f) if k in fields}
+    except OSError:
+        return {}
+
+
 def _hwm_bytes() -> int:
-    """The kernel's RSS high-water mark (since the last reset), in bytes."""
+    """The RSS high-water mark since the last reset, in bytes.
+
+    Linux reads ``VmHWM``, the address space's own mark, the one
+    ``clear_refs`` resets; ``getrusage`` also folds in marks the kernel keeps
+    elsewhere, which a reset does not touch.
+    """
+    hwm = _status_kib("VmHWM").get("VmHWM")
+    if hwm is not None:
+        return hwm * 1024
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -35,16 +52,25 @@ def peak_rss_bytes() -> int:
     return max(_process_peak, _hwm_bytes())
 
 
+_RESET_SLACK_KIB = 8 * 1024  # what may be allocated between the reset and the check
+
+
 def _reset_hwm() -> bool:
-    """Reset the RSS high-water mark (Linux >= 4.0); False where that is not possible."""
+    """Reset the RSS high-water mark; False where that did not take effect.
+
+    The reset is checked, not assumed: a sandboxed kernel (gVisor) or a
+    read-only /proc can accept the write and keep the old mark, and a phase
+    would then report the whole process's peak as its own.
+    """
     global _process_peak
     _process_peak = peak_rss_bytes()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        return True
     except OSError:
         return False
+    now = _status_kib("VmHWM", "VmRSS")
+    return len(now) == 2 and now["VmHWM"] <= now["VmRSS"] + _RESET_SLACK_KIB
 
 
 class _RssSampler(threading.Thread):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -80,24 +81,47 @@ def test_latency_settings_reject_bad_values():
         LatencySettings(requests_bs1=0)
 
 
-def test_watch_times_forward_and_sees_a_memory_peak():
+def _hold_64_mib() -> None:
+    block = bytearray(64 * 2**20)
+    block[:: 4096] = b"x" * len(block[:: 4096])  # touch every page
+    time.sleep(0.1)  # longer than the fallback sampler's 10 ms tick
+    del block
+
+
+@pytest.mark.parametrize("meter", ["high-water mark", "sampler"])
+def test_watch_times_forward_and_sees_a_memory_peak(meter, monkeypatch):
     import torch
 
+    import harness.memory
+
+    if meter == "sampler":  # where the kernel keeps its mark, or has none to reset
+        monkeypatch.setattr(harness.memory, "_reset_hwm", lambda: False)
     model = torch.nn.Linear(64, 64)
     with watch() as baseline:
         pass
     with watch(model) as w:
         for _ in range(5):
             model(torch.randn(8, 64))
-        block = bytearray(64 * 2**20)
-        block[:: 4096] = b"x" * len(block[:: 4096])  # touch every page
-        del block
+        _hold_64_mib()
     assert w.stats.forward_calls == 5
     assert 0 < w.stats.forward_s <= w.stats.wall_s
     assert 0 < w.stats.forward_share <= 1
     assert w.stats.peak_rss_bytes >= baseline.stats.peak_rss_bytes + 48 * 2**20
     assert w.stats.peak_gpu_bytes is None  # CPU
     assert model._forward_hooks == {} and model._forward_pre_hooks == {}  # hooks removed
+
+
+def test_a_phase_does_not_inherit_an_earlier_phases_peak():
+    import harness.memory
+
+    with watch() as big:
+        block = bytearray(192 * 2**20)
+        block[:: 4096] = b"x" * len(block[:: 4096])
+        del block
+    with watch() as small:
+        pass
+    assert big.stats.peak_rss_bytes >= small.stats.peak_rss_bytes + 160 * 2**20
+    assert harness.memory.peak_rss_bytes() >= big.stats.peak_rss_bytes  # the process's peak keeps it
 
 
 # -- the command -----------------------------------------------------------------------

@@ -200,7 +200,11 @@ def test_an_unknown_hub_model_offline_fails_fast_in_one_line_and_stores_nothing(
 
 
 def test_a_hub_that_never_answers_is_given_up_on_within_the_probe_timeout(monkeypatch, no_hub):
-    monkeypatch.setattr(hub.socket, "create_connection", lambda *a, **k: time.sleep(30))
+    def silent_hub(*args, **kwargs):
+        time.sleep(30)
+        raise TimeoutError("timed out")  # what a socket that never answers ends with
+
+    monkeypatch.setattr(hub.socket, "create_connection", silent_hub)
     start = time.perf_counter()
     reason = hub.hub_unreachable(timeout=1.0)
     assert time.perf_counter() - start < 3 and "did not answer within 1 s" in reason
