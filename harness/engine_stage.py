@@ -129,13 +129,14 @@ def _child(config: dict, store_path: str, cache_root: str, run_id: str, model_di
 
     from harness.cache import ArtifactCache
     from harness.config import RunConfig
-    from harness.engines.server import _die_with_parent
     from harness.pipeline import Runner, plan
     from harness.plugins import get_registry
     from harness.quiet import quiet_libraries
+    from harness.signals import die_with_parent, stop_like_ctrl_c
     from harness.store import Store
 
-    _die_with_parent()
+    die_with_parent()  # SIGKILL: the parent's store already says what happened
+    stop_like_ctrl_c()
     quiet_libraries()
     store = Store(store_path)
     try:

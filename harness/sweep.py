@@ -110,6 +110,7 @@ class SweepReport:
     cells: list[Cell]
     seconds: float = 0.0
     interrupted: bool = False
+    exit_code_if_interrupted: int = 130  # 128 + the signal: 130 for Ctrl-C, 143 for SIGTERM
 
     def count(self, state: str) -> int:
         return sum(c.state == state for c in self.cells)
@@ -188,9 +189,10 @@ def run_sweep(name: str, cells: list[Cell], store, cache_dir: str | None, runner
 
         try:
             runner.run(jobs, on_start, on_done)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             resume()
             report.interrupted = True
+            report.exit_code_if_interrupted = getattr(exc, "exit_code", 130)  # signals.Terminated has its own
             for cell in cells:
                 if cell.state == "running":
                     cell.state, cell.error = "pending", "interrupted"

@@ -193,13 +193,16 @@ def test_sigkill_of_the_harness_leaves_no_vllm_process_and_rerun_resumes(vllm_py
     assert stored() == 400 and _server_tree(str(cache)) == []
 
 
-def test_run_profile_comes_from_the_server(vllm_python, tmp_path):
-    """`harness run --engine vllm --json`: accuracy, and a profile measured on the server naming its kernel."""
+def test_run_profile_comes_from_the_server(vllm_python, tmp_path, workdir):
+    """`harness run --engine vllm --json`: accuracy, and a profile measured on the server naming its kernel.
+
+    The artifact cache is the agreement tests': their smoothquant checkpoint is this run's (same stage key).
+    """
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
         [sys.executable, "-m", "harness.cli", "run", "--engine", "vllm", "--vllm-python", vllm_python, "--strategy",
          "smoothquant", "--bits", "8", "--act-bits", "8", "--limit", "20", "--json", "--store", str(tmp_path / "r.db"),
-         "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True, timeout=1200, env=env)
+         "--cache-dir", str(workdir / "cache")], capture_output=True, text=True, timeout=1200, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     data = json.loads(out.stdout)
     prof = data["profile"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import time
 
@@ -81,11 +82,22 @@ def test_latency_settings_reject_bad_values():
         LatencySettings(requests_bs1=0)
 
 
+def _resident(mib: int, hold_s: float = 0.0) -> None:
+    """Make ``mib`` MiB resident, then give them back to the kernel.
+
+    A fresh anonymous mapping, not a bytearray: after a few hundred tests
+    the allocator may hand out heap pages that are resident already, and the
+    process's RSS would not move at all.
+    """
+    block = mmap.mmap(-1, mib * 2**20)
+    for offset in range(0, len(block), mmap.PAGESIZE):
+        block[offset] = 1  # touch every page
+    time.sleep(hold_s)
+    block.close()
+
+
 def _hold_64_mib() -> None:
-    block = bytearray(64 * 2**20)
-    block[:: 4096] = b"x" * len(block[:: 4096])  # touch every page
-    time.sleep(0.1)  # longer than the fallback sampler's 10 ms tick
-    del block
+    _resident(64, hold_s=0.1)  # longer than the fallback sampler's 10 ms tick
 
 
 @pytest.mark.parametrize("meter", ["high-water mark", "sampler"])
@@ -115,9 +127,7 @@ def test_a_phase_does_not_inherit_an_earlier_phases_peak():
     import harness.memory
 
     with watch() as big:
-        block = bytearray(192 * 2**20)
-        block[:: 4096] = b"x" * len(block[:: 4096])
-        del block
+        _resident(192)
     with watch() as small:
         pass
     assert big.stats.peak_rss_bytes >= small.stats.peak_rss_bytes + 160 * 2**20

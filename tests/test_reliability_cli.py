@@ -67,6 +67,24 @@ def test_main_keeps_the_other_exit_statuses(capsys):
     assert "0 is not in the range" in capsys.readouterr().err
 
 
+def test_sigterm_is_ctrl_c_with_its_own_exit_status_and_an_ignored_signal_stays_ignored():
+    probe = ("import os, signal\n"
+             "from harness.signals import stop_like_ctrl_c\n"
+             "stop_like_ctrl_c()\n"
+             "print(signal.getsignal(signal.SIGHUP) == signal.SIG_IGN)\n"
+             "try:\n"
+             "    os.kill(os.getpid(), signal.SIGTERM)\n"
+             "    signal.pause()\n"
+             "except KeyboardInterrupt as exc:\n"
+             "    print(type(exc).__name__, exc, exc.exit_code)\n")
+    def nohup() -> None:  # what nohup does before exec
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, preexec_fn=nohup,
+                         timeout=60, check=False)
+    assert out.stdout.split("\n")[:2] == ["True", "Terminated SIGTERM 143"], out.stderr
+
+
 def _has_samples(path: Path) -> bool:
     opened = Store(path)
     try:
@@ -76,13 +94,26 @@ def _has_samples(path: Path) -> bool:
         opened.close()
 
 
+def _as_from_a_terminal() -> None:
+    """In the child before exec: SIGINT handled and unblocked, as a shell's foreground job has it.
+
+    A process inherits an ignored or blocked SIGINT (a background job of a
+    script has it ignored, by POSIX), and Python then leaves it so; whatever
+    an earlier test or library did to pytest's own must not decide this one.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
+
 @pytest.mark.slow
 def test_a_real_ctrl_c_during_a_run_exits_130_and_marks_the_run_interrupted(tmp_path):
     store = tmp_path / "r.db"
     cmd = [sys.executable, "-m", "harness.cli", "run", "--limit", "400", "--batch-size", "4",
            "--store", str(store), "--cache-dir", str(tmp_path / "cache")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HARNESS_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    inherited = f"SIGINT {signal.getsignal(signal.SIGINT)}, blocked {signal.pthread_sigmask(signal.SIG_BLOCK, [])}"
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_as_from_a_terminal)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.5)
@@ -91,10 +122,51 @@ def test_a_real_ctrl_c_during_a_run_exits_130_and_marks_the_run_interrupted(tmp_
     assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.communicate()[1][-2000:]}"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
+    assert proc.returncode == 130, f"(pytest's own {inherited}) {err[-2000:]}"
     assert "run the same command to resume" in err and "Aborted!" not in err
     run = Store(store).list_runs()[0]
     assert run["status"] == "interrupted"
+
+
+ONE_SLOW_CELL = """
+name = "one-slow-cell"
+[defaults]
+model = "tiny-arith"
+limit = 400
+batch_size = 4
+[[cell]]
+row = "base"
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_stopped_sweep_leaves_no_cell_process_behind(tmp_path, sig):
+    """SIGTERM (what schedulers send) takes the Ctrl-C path, in the sweep and in its cell's own process;
+    after a SIGKILL, which nothing can catch, the kernel tells the cell, which marks its run interrupted."""
+    import psutil
+
+    store = tmp_path / "r.db"
+    (tmp_path / "sweep.toml").write_text(ONE_SLOW_CELL)
+    cmd = [sys.executable, "-m", "harness.cli", "sweep", str(tmp_path / "sweep.toml"),
+           "--store", str(store), "--cache-dir", str(tmp_path / "cache")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HARNESS_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and not (store.exists() and _has_samples(store)):
+        time.sleep(0.5)
+    assert proc.poll() is None, f"the sweep ended before it could be stopped: {proc.communicate()[1][-2000:]}"
+    cells = psutil.Process(proc.pid).children(recursive=True)
+    assert cells, "the cell runs in a process of its own (isolate=true)"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    gone, alive = psutil.wait_procs(cells, timeout=60)
+    assert not alive, f"left running: {alive}"
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 143, err[-2000:]
+        assert "run the same command to go on" in err and "Traceback" not in err
+    run = Store(store).list_runs()[0]
+    assert run["status"] == "interrupted", run
 
 
 # -- small holes -------------------------------------------------------------------------------------

@@ -162,7 +162,8 @@ bits = 8
 @pytest.mark.slow
 def test_sweep_stores_skips_and_reports_failures(tiny, tmp_path):
     path = write(tmp_path, TWO)
-    code, report = sweep_json(str(path), "--limit", "10")
+    in_process = ("--executor-opt", "isolate=false")  # what is tested is the sweep's bookkeeping, not isolation
+    code, report = sweep_json(str(path), "--limit", "10", *in_process)
     assert code == 0, report
     assert report["counts"] == {"done": 2, "stored": 0, "failed": 0, "duplicate": 0, "pending": 0}
     store = Store()
@@ -174,7 +175,7 @@ def test_sweep_stores_skips_and_reports_failures(tiny, tmp_path):
         assert run["artifacts"]["sweep"]["row"] == row and run["artifacts"]["sweep"]["sweep"] == "two"
 
     # the same sweep again runs nothing
-    code, again = sweep_json(str(path), "--limit", "10")
+    code, again = sweep_json(str(path), "--limit", "10", *in_process)
     assert code == 0 and again["counts"]["done"] == 0 and again["counts"]["stored"] == 2
     text = CliRunner().invoke(cli, ["sweep", str(path), "--limit", "10"])
     assert text.exit_code == 0 and "2 cells: 0 run, 2 already stored, 0 failed" in text.stdout
@@ -182,7 +183,7 @@ def test_sweep_stores_skips_and_reports_failures(tiny, tmp_path):
     # a cell with a bad strategy is reported; the other cell still runs; the exit status says so
     bad = write(tmp_path, TWO.replace('row = "rtn 8-bit"', 'row = "rtn 4-bit"').replace("bits = 8", "bits = 4")
                 + '\n[[cell]]\nrow = "typo"\nstrategy = "rnt"\n', "bad.toml")
-    code, report = sweep_json(str(bad), "--limit", "10")
+    code, report = sweep_json(str(bad), "--limit", "10", *in_process)
     assert code == 1
     states = {c["row"]: c for c in report["cells"]}
     assert states["rtn 4-bit"]["state"] == "done"
@@ -265,9 +266,10 @@ def test_faithful_and_corrected_rows_pair_in_the_leaderboard(tiny, tmp_path):
     from harness.leaderboard.generate import generate
 
     path = write(tmp_path, FAITHFUL)
-    code, corrected = sweep_json(str(path), "--limit", "6")
+    in_process = ("--executor-opt", "isolate=false")
+    code, corrected = sweep_json(str(path), "--limit", "6", *in_process)
     assert code == 0
-    code, faithful = sweep_json(str(path), "--limit", "6", "--faithful")
+    code, faithful = sweep_json(str(path), "--limit", "6", "--faithful", *in_process)
     assert code == 0
     (c,), (f,) = corrected["cells"], faithful["cells"]
     assert c["twin_id"] == f["run_id"] and f["twin_id"] == c["run_id"] and c["run_id"] != f["run_id"]

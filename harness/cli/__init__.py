@@ -82,21 +82,24 @@ INTERRUPTED = "interrupted: every finished sample is stored; run the same comman
 
 
 def main(args: list[str] | None = None) -> None:
-    """The ``harness`` entry point: exit 0, 1 (a run or cell failed), 2 (bad input) or 130 (Ctrl-C).
+    """The ``harness`` entry point: exit 0, 1 (a run or cell failed), 2 (bad input), 130 (Ctrl-C) or 143 (SIGTERM).
 
     Click's standalone mode turns Ctrl-C into ``Aborted!`` and exit 1, so the
     command runs outside it and the exits are made here.
     """
     import warnings
 
+    from harness.signals import stop_like_ctrl_c
+
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
+    stop_like_ctrl_c()  # SIGTERM and SIGHUP: the Ctrl-C path, exit 128 + signal
     try:
         code = cli.main(args=args, prog_name="harness", standalone_mode=False)
-    except KeyboardInterrupt:
-        code = _interrupted()
+    except KeyboardInterrupt as exc:
+        code = _interrupted(exc)
     except click.exceptions.Abort as exc:
         if isinstance(exc.__cause__, KeyboardInterrupt):  # what click makes of Ctrl-C
-            code = _interrupted()
+            code = _interrupted(exc.__cause__)
         else:
             click.echo("Aborted!", err=True)
             code = 1
@@ -106,6 +109,11 @@ def main(args: list[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-def _interrupted() -> int:
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    from harness.signals import Terminated
+
+    if isinstance(exc, Terminated):
+        click.echo(INTERRUPTED.replace("interrupted", f"stopped by {exc}", 1), err=True)
+        return exc.exit_code
     click.echo(INTERRUPTED, err=True)
     return 130

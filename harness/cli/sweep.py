@@ -45,7 +45,7 @@ def sweep(config, **kw) -> None:
     """Run every cell of a sweep file; re-running it runs only what is missing.
 
     A cell that fails is listed with its error at the end and the others go
-    on; the exit status is 1 when any cell failed, 130 when interrupted.
+    on; the exit status is 1 when any cell failed, 130 when interrupted (143 by SIGTERM).
     """
     from harness.sweep_file import find_sweep
 
@@ -91,7 +91,7 @@ def execute(
         print_report(report, console=Console())
     if report.interrupted:
         click.echo("interrupted: finished cells are stored; run the same command to go on", err=True)
-        sys.exit(130)
+        sys.exit(report.exit_code_if_interrupted)
     if report.failed:
         sys.exit(1)
 

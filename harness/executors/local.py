@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness import hookimpl
 from harness.executor import DoneCallback, Executor, Job, Run, execute_job
+from harness.signals import Terminated, die_with_parent, stop_like_ctrl_c
 
 INTERRUPTED = "__interrupted__"
 
@@ -19,7 +22,15 @@ class LocalOptions:
 
 
 def _cell_process(job: Job, conn) -> None:
-    """Body of the process that runs one cell (``isolate=true``)."""
+    """Body of the process that runs one cell (``isolate=true``).
+
+    It stops as its parent would: SIGTERM raises the Ctrl-C path here too, and
+    a parent that dies without a word (SIGKILL) sends it SIGTERM, so the cell
+    marks its run interrupted and frees its artifact lock instead of running
+    on alone.
+    """
+    die_with_parent(signal.SIGTERM)
+    stop_like_ctrl_c()
     try:
         conn.send(execute_job(job))
     except KeyboardInterrupt:
@@ -72,9 +83,11 @@ class LocalRun(Run):
                     message = receiver.recv()
                     break
             proc.join()
-        except KeyboardInterrupt:
-            # a Ctrl-C from the terminal reached the child too: let it mark its run interrupted
-            proc.join(timeout=15)
+        except KeyboardInterrupt as exc:
+            # a Ctrl-C from the terminal reaches the child too; a SIGTERM reached this process alone
+            if isinstance(exc, Terminated) and proc.is_alive():
+                os.kill(proc.pid, exc.signum)
+            proc.join(timeout=15)  # the child marks its run interrupted
             if proc.is_alive():
                 proc.terminate()
                 proc.join()
