@@ -29,12 +29,21 @@ def _cell_process(job: Job, conn) -> None:
     marks its run interrupted and frees its artifact lock instead of running
     on alone.
     """
+    import multiprocessing
+
     die_with_parent(signal.SIGTERM)
     stop_like_ctrl_c()
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died before the request above took hold
+        conn.close()
+        return
     try:
         conn.send(execute_job(job))
     except KeyboardInterrupt:
-        conn.send(INTERRUPTED)
+        try:
+            conn.send(INTERRUPTED)
+        except OSError:  # the parent is gone (the SIGKILL case): the store already says interrupted
+            pass
     finally:
         conn.close()
 
