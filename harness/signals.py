@@ -31,6 +31,11 @@ class Terminated(KeyboardInterrupt):
         return 128 + self.signum
 
 
+def exit_status(exc: KeyboardInterrupt) -> int:
+    """The exit status of a process stopped by ``exc``: 128 + the signal (130 for Ctrl-C's SIGINT)."""
+    return exc.exit_code if isinstance(exc, Terminated) else 128 + signal.SIGINT
+
+
 def _raise(signum: int, frame: object) -> None:
     raise Terminated(signum)
 

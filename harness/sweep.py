@@ -30,6 +30,7 @@ from pathlib import Path
 from harness.config import RunConfig
 from harness.errors import UserError
 from harness.executor import Job, Run
+from harness.signals import exit_status
 
 from harness.sweep_cells import Cell
 
@@ -192,7 +193,7 @@ def run_sweep(name: str, cells: list[Cell], store, cache_dir: str | None, runner
         except KeyboardInterrupt as exc:
             resume()
             report.interrupted = True
-            report.exit_code_if_interrupted = getattr(exc, "exit_code", 130)  # signals.Terminated has its own
+            report.exit_code_if_interrupted = exit_status(exc)
             for cell in cells:
                 if cell.state == "running":
                     cell.state, cell.error = "pending", "interrupted"

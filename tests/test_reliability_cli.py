@@ -105,21 +105,25 @@ def _as_from_a_terminal() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
 
 
-@pytest.mark.slow
-def test_a_real_ctrl_c_during_a_run_exits_130_and_marks_the_run_interrupted(tmp_path):
+def _running_with_samples(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, Path]:
+    """``harness ARGS`` on a store and cache under ``tmp_path``, once its first samples are stored
+    (still running: asserted); the process and its store."""
     store = tmp_path / "r.db"
-    cmd = [sys.executable, "-m", "harness.cli", "run", "--limit", "400", "--batch-size", "4",
-           "--store", str(store), "--cache-dir", str(tmp_path / "cache")]
+    cmd = [sys.executable, "-m", "harness.cli", *args, "--store", str(store), "--cache-dir", str(tmp_path / "cache")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HARNESS_THREADS": "1"}
-    inherited = f"SIGINT {signal.getsignal(signal.SIGINT)}, blocked {signal.pthread_sigmask(signal.SIG_BLOCK, [])}"
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             preexec_fn=_as_from_a_terminal)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
+    while time.monotonic() < deadline and proc.poll() is None and not (store.exists() and _has_samples(store)):
         time.sleep(0.5)
-        if store.exists() and _has_samples(store):
-            break
-    assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.communicate()[1][-2000:]}"
+    assert proc.poll() is None, f"it ended before it could be stopped: {proc.communicate()[1][-2000:]}"
+    return proc, store
+
+
+@pytest.mark.slow
+def test_a_real_ctrl_c_during_a_run_exits_130_and_marks_the_run_interrupted(tmp_path):
+    inherited = f"SIGINT {signal.getsignal(signal.SIGINT)}, blocked {signal.pthread_sigmask(signal.SIG_BLOCK, [])}"
+    proc, store = _running_with_samples(tmp_path, "run", "--limit", "400", "--batch-size", "4")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, f"(pytest's own {inherited}) {err[-2000:]}"
@@ -146,16 +150,8 @@ def test_a_stopped_sweep_leaves_no_cell_process_behind(tmp_path, sig):
     after a SIGKILL, which nothing can catch, the kernel tells the cell, which marks its run interrupted."""
     import psutil
 
-    store = tmp_path / "r.db"
     (tmp_path / "sweep.toml").write_text(ONE_SLOW_CELL)
-    cmd = [sys.executable, "-m", "harness.cli", "sweep", str(tmp_path / "sweep.toml"),
-           "--store", str(store), "--cache-dir", str(tmp_path / "cache")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HARNESS_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None and not (store.exists() and _has_samples(store)):
-        time.sleep(0.5)
-    assert proc.poll() is None, f"the sweep ended before it could be stopped: {proc.communicate()[1][-2000:]}"
+    proc, store = _running_with_samples(tmp_path, "sweep", str(tmp_path / "sweep.toml"))
     cells = psutil.Process(proc.pid).children(recursive=True)
     assert cells, "the cell runs in a process of its own (isolate=true)"
     proc.send_signal(sig)

@@ -110,10 +110,8 @@ def main(args: list[str] | None = None) -> None:
 
 
 def _interrupted(exc: KeyboardInterrupt) -> int:
-    from harness.signals import Terminated
+    from harness.signals import Terminated, exit_status
 
-    if isinstance(exc, Terminated):
-        click.echo(INTERRUPTED.replace("interrupted", f"stopped by {exc}", 1), err=True)
-        return exc.exit_code
-    click.echo(INTERRUPTED, err=True)
-    return 130
+    line = INTERRUPTED.replace("interrupted", f"stopped by {exc}", 1) if isinstance(exc, Terminated) else INTERRUPTED
+    click.echo(line, err=True)
+    return exit_status(exc)
