@@ -6,7 +6,10 @@ through ``tests/fake_vllm/python``). Behaviour from the environment:
 
 - ``FAKE_NEVER_HEALTHY=1``: ``/health`` answers 503 forever;
 - ``FAKE_DIE_AFTER=N``: the process exits (as if killed) after answering N completions;
-- ``FAKE_DELAY_S``: seconds each completion takes (default 0.02).
+- ``FAKE_DELAY_S``: seconds each completion takes (default 0.02);
+- ``FAKE_DROP_REUSED=1``: a request that arrives on a kept-alive connection is dropped (the socket closed
+  without a response), as a server closing an idle connection just as the request arrives does; ``GET
+  /dropped`` answers how many were.
 
 Every completion is ``The answer is \\boxed{S}.`` where S is the sum of the integers in the
 prompt text (so a few arith problems are right), streamed word by word when asked.
@@ -24,6 +27,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 COUNT = 0
+DROPPED = 0
 LOCK = threading.Lock()
 
 
@@ -36,6 +40,20 @@ def answer(prompt) -> str:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        self.answered = 0  # requests answered on this connection
+
+    def dropped_as_reused(self) -> bool:
+        global DROPPED
+        self.answered += 1
+        if os.environ.get("FAKE_DROP_REUSED") and self.answered > 1:
+            with LOCK:
+                DROPPED += 1
+            self.close_connection = True
+            return True
+        return False
 
     def log_message(self, fmt, *args):  # quiet
         pass
@@ -53,6 +71,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send(503 if os.environ.get("FAKE_NEVER_HEALTHY") else 200, {})
         elif self.path == "/v1/models":
             self.send(200, {"object": "list", "data": [{"id": "harness", "object": "model"}]})
+        elif self.path == "/dropped":
+            self.send(200, {"dropped": DROPPED})
         elif self.path == "/version":
             self.send(200, {"version": "fake-1"})
         elif self.path == "/metrics":
@@ -65,6 +85,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         global COUNT
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.dropped_as_reused():
+            return
         time.sleep(float(os.environ.get("FAKE_DELAY_S", "0.02")))
         text = answer(body["prompt"])
         words = text.split(" ")[: body.get("max_tokens", 64)]

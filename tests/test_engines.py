@@ -255,6 +255,36 @@ def test_openai_engine_evaluates_and_profiles_through_the_server(tmp_path, monke
     assert set(prof) <= set(PROFILE_KEYS), set(prof) - set(PROFILE_KEYS)  # every figure is documented
 
 
+def test_a_request_dropped_on_a_kept_alive_connection_is_sent_again(tmp_path, monkeypatch):
+    """A server that closes a reused connection as the request arrives (uvicorn's keep-alive race) costs a resend,
+    not the run; a connection idle longer than the client's expiry is not reused at all."""
+    import httpx
+
+    from harness.engines import openai as openai_engine
+    from harness.engines.server import ServerProcess, free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    client = openai_engine.CompletionsClient(url)
+    monkeypatch.setenv("FAKE_DROP_REUSED", "1")
+    with ServerProcess([sys.executable, str(HERE / "fake_openai_server.py"), "--port", str(port)],
+                       name="fake server", log_path=tmp_path / "fake.log", health=client.healthy):
+        first = client.complete("What is 2 + 3?", 16)
+        second = client.complete("What is 4 + 5?", 16)  # goes out on the first one's kept-alive connection
+        _, chunks, tokens = client.stream("What is 1 + 1?", 16)
+        dropped = httpx.get(f"{url}/dropped").json()["dropped"]
+        plain = httpx.Client(base_url=url)  # httpx's own 5 s expiry and no resend: the race this guards against
+        plain.post("/v1/completions", json=client.body("What is 1 + 2?", 16, 0.0, 1.0, None))
+        with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+            plain.post("/v1/completions", json=client.body("What is 1 + 2?", 16, 0.0, 1.0, None))
+        plain.close()
+    client.close()
+    assert "boxed{5}" in first.text and "boxed{9}" in second.text
+    assert tokens == len(chunks) > 0
+    assert dropped == 2  # the second completion and the stream were each dropped once, then answered
+    assert openai_engine.KEEPALIVE_EXPIRY_S < 5.0  # below uvicorn's (vLLM's) keep-alive
+
+
 def test_metrics_and_kernel_parsing():
     from harness.engines.serving_profile import (
         kernels_from_log,

@@ -25,6 +25,9 @@ from harness.errors import HarnessError, UserError
 
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 600.0
+#: seconds an idle pooled connection is reused for: well under uvicorn's (and so vLLM's) 5 s keep-alive, so the
+#: client does not pick a connection the server is closing at that moment
+KEEPALIVE_EXPIRY_S = 2.0
 
 
 class EngineError(HarnessError):
@@ -49,8 +52,21 @@ class CompletionsClient:
 
         self.url = url.rstrip("/").removesuffix("/v1")
         self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
-                                 limits=httpx.Limits(max_connections=512, max_keepalive_connections=512))
+                                 limits=httpx.Limits(max_connections=512, max_keepalive_connections=512,
+                                                     keepalive_expiry=KEEPALIVE_EXPIRY_S))
         self._model = model
+
+    def _dropped(self, exc: Exception) -> bool:
+        """Whether ``exc`` is a kept-alive connection the server closed as the request went out.
+
+        The server then never saw the request (it closed the socket without a byte of response), so
+        sending it again on a fresh connection is safe: a completion request holds no state, and its
+        answer is fixed by its seed. A server that died fails the health check and is reported as it is.
+        """
+        import httpx
+
+        return (isinstance(exc, httpx.RemoteProtocolError) and "without sending a response" in str(exc)
+                and self.healthy())
 
     def close(self) -> None:
         self.http.close()
@@ -97,10 +113,15 @@ class CompletionsClient:
         """One completion; raises :class:`EngineError` naming the server when it fails."""
         import httpx
 
-        try:
-            r = self.http.post("/v1/completions", json=self.body(prompt, max_tokens, temperature, top_p, seed, **extra))
-        except httpx.HTTPError as exc:
-            raise EngineError(f"request to {self.url} failed: {type(exc).__name__}: {exc}") from None
+        body = self.body(prompt, max_tokens, temperature, top_p, seed, **extra)
+        for attempt in (1, 2):
+            try:
+                r = self.http.post("/v1/completions", json=body)
+                break
+            except httpx.HTTPError as exc:
+                if attempt == 1 and self._dropped(exc):
+                    continue
+                raise EngineError(f"request to {self.url} failed: {type(exc).__name__}: {exc}") from None
         if r.status_code != 200:
             raise EngineError(f"{self.url}/v1/completions answered HTTP {r.status_code}: {r.text[:300]}")
         data = r.json()
@@ -115,24 +136,28 @@ class CompletionsClient:
 
         body = self.body(prompt, max_tokens, 0.0, 1.0, None, stream=True,
                          stream_options={"include_usage": True}, **extra)
-        times: list[float] = []
-        tokens = 0
-        start = time.perf_counter()
-        try:
-            with self.http.stream("POST", "/v1/completions", json=body) as r:
-                if r.status_code != 200:
-                    raise EngineError(f"{self.url}/v1/completions (stream) answered HTTP {r.status_code}")
-                for line in r.iter_lines():
-                    if not line.startswith("data: ") or line == "data: [DONE]":
-                        continue
-                    chunk = json.loads(line[6:])
-                    now = time.perf_counter()
-                    if chunk.get("choices"):  # one chunk per decode step (its text may be empty: a partial character)
-                        times.append(now)
-                    if chunk.get("usage"):
-                        tokens = int(chunk["usage"]["completion_tokens"])
-        except httpx.HTTPError as exc:
-            raise EngineError(f"streamed request to {self.url} failed: {type(exc).__name__}: {exc}") from None
+        for attempt in (1, 2):
+            times: list[float] = []
+            tokens = 0
+            start = time.perf_counter()
+            try:
+                with self.http.stream("POST", "/v1/completions", json=body) as r:
+                    if r.status_code != 200:
+                        raise EngineError(f"{self.url}/v1/completions (stream) answered HTTP {r.status_code}")
+                    for line in r.iter_lines():
+                        if not line.startswith("data: ") or line == "data: [DONE]":
+                            continue
+                        chunk = json.loads(line[6:])
+                        now = time.perf_counter()
+                        if chunk.get("choices"):  # one chunk per decode step (its text may be empty: a partial character)
+                            times.append(now)
+                        if chunk.get("usage"):
+                            tokens = int(chunk["usage"]["completion_tokens"])
+                break
+            except httpx.HTTPError as exc:
+                if attempt == 1 and self._dropped(exc):
+                    continue  # timed from the resend: the dropped attempt never reached the server
+                raise EngineError(f"streamed request to {self.url} failed: {type(exc).__name__}: {exc}") from None
         return start, times, tokens or len(times)
 
 

@@ -175,6 +175,9 @@ class VLLMEngine(Engine):
     def environment(self, python: str, device: str) -> dict[str, str]:
         env = dict(os.environ)
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_KV_GIB)
+        # an idle connection kept open longer than the client reuses one (CompletionsClient's 2 s), so the server
+        # never closes a connection the client is sending on (vLLM's default is 5 s)
+        env.setdefault("VLLM_HTTP_TIMEOUT_KEEP_ALIVE", "30")
         env.pop("PYTHONPATH", None)  # the harness's packages must not shadow the server environment's
         env["VIRTUAL_ENV"] = str(Path(python).parent.parent)
         env["PATH"] = f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}"
