@@ -79,6 +79,15 @@ class Executor:
         if reason:
             raise UserError(f"executor {self.name!r} is unavailable: {reason}")
 
+    def auto_device(self, options: Any) -> str | None:
+        """What ``device = auto`` is where this executor runs cells, or None for this machine's own.
+
+        A run's id holds the device class it computes in (bf16 on CUDA is another experiment than fp32 on a
+        CPU), so cells that run elsewhere must be planned with the device they will get there: else the
+        driver's ids (the stored check, twins, the report) are not the ids its workers store.
+        """
+        return None
+
     def start(self, options: Any, console: Any = None) -> Run:
         raise NotImplementedError
 

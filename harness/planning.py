@@ -115,7 +115,8 @@ def plan(config: RunConfig, registry: Registry, check_device: bool = True) -> Pl
     init = plan_initialisation(strategy, quant, registry, device) if strategy.phase is Phase.IN_TRAINING else None
     if strategy.needs_calibration or (init is not None and init.strategy.needs_calibration):
         registry.benchmarks.get(config.calib_data).check_split("train")
-    # planned without this machine's devices (a Ray driver), ``auto`` is resolved where the run runs
+    # planned without this machine's devices and still ``auto``: resolved where the run runs (a sweep's
+    # driver first asks its executor what ``auto`` is there: Executor.auto_device)
     compute = compute_identity(device) if device != "auto" else config.compute
     config = dataclasses.replace(config, bits=spec.bits, data=data_identity(benches, problems), compute=compute)
     return Plan(config, registry, strategy, training, quant, model, device, problems, engine, engine_options, init)

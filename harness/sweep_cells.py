@@ -192,12 +192,15 @@ def cell_config(cell: dict) -> RunConfig:
 # -- planning ------------------------------------------------------------------------------------
 
 
-def prepare(spec: SweepSpec, overrides: Overrides, registry, store, check_device: bool = True) -> list[Cell]:
+def prepare(spec: SweepSpec, overrides: Overrides, registry, store, check_device: bool = True,
+            auto_device: str | None = None) -> list[Cell]:
     """Plan every cell (the checks, nothing written): ids, twins, what is stored, what failed.
 
     ``check_device=False`` when the cells run on other machines (Ray): whether
     *this* machine has a GPU says nothing about them (the executor checks the
-    cluster instead).
+    cluster instead). ``auto_device``: what ``device = auto`` is where they run
+    (:meth:`harness.executor.Executor.auto_device`); such cells are planned, and
+    sent, with that device, so their ids are the ids their workers store.
     """
     from harness.pipeline import plan
 
@@ -210,7 +213,10 @@ def prepare(spec: SweepSpec, overrides: Overrides, registry, store, check_device
                     seed=item["seed"])
         cells.append(cell)
         try:
-            config = plan(cell_config(item["cell"]), registry, check_device=check_device).config
+            config = cell_config(item["cell"])
+            if auto_device and config.device == "auto":
+                config = dataclasses.replace(config, device=auto_device)
+            config = plan(config, registry, check_device=check_device).config
         except UserError as exc:
             cell.state, cell.error = "failed", str(exc)
             continue

@@ -7,10 +7,14 @@ come first.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -158,6 +162,68 @@ def test_shard_options_are_checked(tiny, tmp_path):
     zero = CliRunner().invoke(cli, ["sweep", path, "--executor", "ray", "--executor-opt", "shards=0"])
     assert zero.exit_code == 2 and "shards must be >= 1, got 0" in zero.output
     assert Store().list_runs() == []
+
+
+def _run_ids(report: dict) -> list[str]:
+    return [c["run_id"] for c in report["cells"]]
+
+
+def test_auto_cells_take_the_clusters_device_in_their_run_ids(tiny, tmp_path, monkeypatch):
+    """On a cluster with GPUs, ``device = auto`` is CUDA where the cells run (each asks Ray for a GPU), so the
+    driver plans and sends them as CUDA runs whatever this machine has: its ids are those its workers store."""
+    from harness.executors import ray as ray_executor
+
+    path = str(write(tmp_path, TWO))
+    _, here = sweep_json(path, "--dry-run", "--limit", LIMIT)  # the local executor on this CPU-only machine
+    _, explicit = sweep_json(path, "--dry-run", "--limit", LIMIT, "--executor", "ray", "--set", "device=cuda")
+    _, local_ray = sweep_json(path, "--dry-run", "--limit", LIMIT, "--executor", "ray")  # this machine's devices
+    monkeypatch.setattr(ray_executor.RayExecutorPlugin, "auto_device",
+                        lambda self, options: ray_executor.device_for({"CPU": 16.0, "GPU": 2.0}))
+    _, on_gpus = sweep_json(path, "--dry-run", "--limit", LIMIT, "--executor", "ray")
+    assert _run_ids(local_ray) == _run_ids(here)
+    assert _run_ids(on_gpus) == _run_ids(explicit) and set(_run_ids(on_gpus)).isdisjoint(_run_ids(here))
+    assert ray_executor.device_for({"CPU": 16.0}) == "cpu"
+
+
+@pytest.mark.slow
+def test_auto_device_asks_the_cluster_at_the_address(tmp_path, monkeypatch):
+    """A real head node with one (declared) GPU and Ray's default token authentication: without the token
+    the driver is told what to set; with it, ``auto`` cells are planned as the CUDA runs they are there."""
+    from harness.engines.server import free_port
+
+    port = free_port()
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
+                             f"--port={port}", "--num-cpus=1", "--num-gpus=1", "--include-dashboard=false",
+                             f"--temp-dir={temp}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        said = []
+        for line in head.stdout:  # the head is up once it says so
+            said.append(line)
+            if "Ray runtime started" in line:
+                break
+        else:
+            pytest.fail(f"ray start --head exited ({head.wait()}): {''.join(said)[-2000:]}")
+        path = str(write(tmp_path, TWO))
+        on_head = [sys.executable, "-m", "harness.cli", "sweep", path, "--dry-run", "--json", "--limit", LIMIT,
+                   "--executor", "ray", "--executor-opt", f"address=127.0.0.1:{port}"]
+        env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+        refused = subprocess.run(on_head, capture_output=True, text=True, timeout=300, env=env)
+        assert refused.returncode == 2, refused.stderr[-2000:]
+        assert "asks for its authentication token" in refused.stderr and "set RAY_AUTH_MODE=token" in refused.stderr
+        planned = subprocess.run(on_head, capture_output=True, text=True, timeout=300,
+                                 env={**env, "RAY_AUTH_MODE": "token"})
+        assert planned.returncode == 0, planned.stderr[-2000:]
+        _, explicit = sweep_json(path, "--dry-run", "--limit", LIMIT, "--executor", "ray", "--set", "device=cuda")
+        _, here = sweep_json(path, "--dry-run", "--limit", LIMIT)
+        assert _run_ids(json.loads(planned.stdout)) == _run_ids(explicit) != _run_ids(here)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 # -- on a local Ray instance ---------------------------------------------------------------------

@@ -80,7 +80,8 @@ def execute(
     the_store = Store(store)
     console = Console(stderr=True)
     # cells that run on a Ray cluster are checked against its devices there, not against this machine's
-    cells = prepare(spec, overrides, registry, the_store, check_device=chosen.runs_here)
+    cells = prepare(spec, overrides, registry, the_store, check_device=chosen.runs_here,
+                    auto_device=chosen.auto_device(options))
     if dry_run:
         report = SweepReport(spec.name, cells)
     else:

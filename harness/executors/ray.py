@@ -79,6 +79,11 @@ def check_address(address: str, timeout: float = PROBE_SECONDS) -> None:
                         ) from None
 
 
+def device_for(resources: dict[str, float]) -> str:
+    """What ``device = auto`` resolves to on a cluster with these resources (``ray.cluster_resources()``)."""
+    return "cuda" if float(resources.get("GPU", 0)) > 0 else "cpu"
+
+
 @dataclass
 class RayOptions:
     address: str | None = field(default=None, metadata={
@@ -107,6 +112,24 @@ class RayExecutorPlugin(Executor):
         require_ray()
         if options.address:
             check_address(options.address)
+
+    def auto_device(self, options: RayOptions) -> str | None:
+        """``cuda`` when the cluster has a GPU (a cell on ``auto`` then asks Ray for one: ``task_resources``),
+        else ``cpu``; a Ray instance this sweep starts has this machine's devices."""
+        ray = require_ray()
+        if ray.is_initialized():
+            return device_for(ray.cluster_resources())
+        if not options.address:
+            from harness.model import resolve_device
+
+            return resolve_device("auto")
+        from harness.executors.ray_driver import connect
+
+        connect(ray, options.address)
+        try:
+            return device_for(ray.cluster_resources())
+        finally:
+            ray.shutdown()
 
     def start(self, options: RayOptions, console: Any = None) -> Run:
         from harness.executors.ray_driver import RayRun

@@ -131,18 +131,7 @@ class RayRun(Run):
         """Connect to the cluster (or start a local instance); True when this call did (and must shut down)."""
         if ray.is_initialized():
             return False
-        from harness.threads import for_children
-
-        for_children()  # workers of a local instance inherit it (a cluster's nodes choose their own)
-        try:
-            if self.address:
-                ray.init(address=self.address, log_to_driver=False)
-            else:
-                ray.init(include_dashboard=False, log_to_driver=False)
-        except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
-            where = f"at {self.address!r}" if self.address else "on this machine"
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"cannot connect to a Ray cluster {where}: {first}") from None
+        connect(ray, self.address)
         return True
 
     def _check_gpus(self, cells: list[CellPlan], gpus: float) -> None:
@@ -318,6 +307,38 @@ def _worker_store(cache_dir: str, cell: CellPlan, shard: tuple[int, int] | None)
     another node finds it), one file per run and shard."""
     unit = Unit(cell, shard, "")
     return str(Path(cache_dir) / "ray-stores" / f"{_unit_name(unit)}.db")
+
+
+def connect(ray, address: str | None) -> None:
+    """``ray.init`` on the cluster at ``address``, or on a local instance of this machine's CPUs and GPUs."""
+    from harness.threads import for_children
+
+    for_children()  # workers of a local instance inherit it (a cluster's nodes choose their own)
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False)
+    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
+        where = f"at {address!r}" if address else "on this machine"
+        if _needs_token(exc):
+            raise UserError(
+                f"the Ray cluster {where} asks for its authentication token (`ray start --head` turns token "
+                "authentication on since Ray 2.5x, and Ray sends a token to an explicit address only when told): "
+                "set RAY_AUTH_MODE=token, with the cluster's token in ~/.ray/auth_token, RAY_AUTH_TOKEN or "
+                "RAY_AUTH_TOKEN_PATH; or use address=auto on the head node") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot connect to a Ray cluster {where}: {first}") from None
+
+
+def _needs_token(exc: BaseException | None) -> bool:
+    """Whether Ray refused the connection for a missing or wrong token (its AuthenticationError, some
+    causes down: ``ray.init`` wraps it in a RuntimeError, then a ConnectionError)."""
+    while exc is not None:
+        if type(exc).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _unit_job(unit: Unit, cache_dir: str) -> Job:
