@@ -210,7 +210,9 @@ def test_auto_device_asks_the_cluster_at_the_address(tmp_path, monkeypatch):
         on_head = [sys.executable, "-m", "harness.cli", "sweep", path, "--dry-run", "--json", "--limit", LIMIT,
                    "--executor", "ray", "--executor-opt", f"address=127.0.0.1:{port}"]
         env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
-        refused = subprocess.run(on_head, capture_output=True, text=True, timeout=300, env=env)
+        # Ray retries a refused connection for ~20 s; two tries are enough to be refused
+        refused = subprocess.run(on_head, capture_output=True, text=True, timeout=300,
+                                 env={**env, "RAY_gcs_server_port_wait_time_s": "2"})
         assert refused.returncode == 2, refused.stderr[-2000:]
         assert "asks for its authentication token" in refused.stderr and "set RAY_AUTH_MODE=token" in refused.stderr
         planned = subprocess.run(on_head, capture_output=True, text=True, timeout=300,
@@ -219,10 +221,13 @@ def test_auto_device_asks_the_cluster_at_the_address(tmp_path, monkeypatch):
         _, explicit = sweep_json(path, "--dry-run", "--limit", LIMIT, "--executor", "ray", "--set", "device=cuda")
         _, here = sweep_json(path, "--dry-run", "--limit", LIMIT)
         assert _run_ids(json.loads(planned.stdout)) == _run_ids(explicit) != _run_ids(here)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(head.pid, signal.SIGTERM)
-        head.wait(timeout=60)
+    finally:  # the head's whole process group: SIGTERM, and SIGKILL after 5 s (its graceful stop takes ~30 s)
+        for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 60)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(head.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                head.wait(timeout=grace)
+                break
         shutil.rmtree(temp, ignore_errors=True)
 
 
