@@ -186,6 +186,7 @@ def test_auto_cells_take_the_clusters_device_in_their_run_ids(tiny, tmp_path, mo
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # a head that never says it started must not hang the suite
 def test_auto_device_asks_the_cluster_at_the_address(tmp_path, monkeypatch):
     """A real head node with one (declared) GPU and Ray's default token authentication: without the token
     the driver is told what to set; with it, ``auto`` cells are planned as the CUDA runs they are there."""
