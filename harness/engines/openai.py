@@ -13,11 +13,11 @@ dies mid-evaluation loses only what was in flight.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from harness import hookimpl
 from harness.engines.base import Completion, Engine, EngineSettings, OnBatch, Session
@@ -28,6 +28,8 @@ REQUEST_TIMEOUT_S = 600.0
 #: seconds an idle pooled connection is reused for: well under uvicorn's (and so vLLM's) 5 s keep-alive, so the
 #: client does not pick a connection the server is closing at that moment
 KEEPALIVE_EXPIRY_S = 2.0
+
+T = TypeVar("T")
 
 
 class EngineError(HarnessError):
@@ -56,17 +58,25 @@ class CompletionsClient:
                                                      keepalive_expiry=KEEPALIVE_EXPIRY_S))
         self._model = model
 
-    def _dropped(self, exc: Exception) -> bool:
-        """Whether ``exc`` is a kept-alive connection the server closed as the request went out.
+    def _sent(self, what: str, send: Callable[[], T]) -> T:
+        """``send()``, once more if the server dropped it on a kept-alive connection; else EngineError.
 
-        The server then never saw the request (it closed the socket without a byte of response), so
-        sending it again on a fresh connection is safe: a completion request holds no state, and its
-        answer is fixed by its seed. A server that died fails the health check and is reported as it is.
+        A server that closes an idle connection just as a request goes out on it closes the socket without
+        a byte of response: it never saw the request, so sending it again on a fresh connection is safe
+        (a completion request holds no state, and its seed fixes its answer). A server that died fails the
+        health check and is reported as it is.
         """
         import httpx
 
-        return (isinstance(exc, httpx.RemoteProtocolError) and "without sending a response" in str(exc)
-                and self.healthy())
+        for attempt in (1, 2):
+            try:
+                return send()
+            except httpx.HTTPError as exc:
+                dropped = (isinstance(exc, httpx.RemoteProtocolError) and "without sending a response" in str(exc)
+                           and self.healthy())
+                if attempt == 2 or not dropped:
+                    raise EngineError(f"{what} to {self.url} failed: {type(exc).__name__}: {exc}") from None
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def close(self) -> None:
         self.http.close()
@@ -111,17 +121,8 @@ class CompletionsClient:
     def complete(self, prompt: str | list[int], max_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
                  seed: int | None = None, **extra: Any) -> Completion:
         """One completion; raises :class:`EngineError` naming the server when it fails."""
-        import httpx
-
         body = self.body(prompt, max_tokens, temperature, top_p, seed, **extra)
-        for attempt in (1, 2):
-            try:
-                r = self.http.post("/v1/completions", json=body)
-                break
-            except httpx.HTTPError as exc:
-                if attempt == 1 and self._dropped(exc):
-                    continue
-                raise EngineError(f"request to {self.url} failed: {type(exc).__name__}: {exc}") from None
+        r = self._sent("request", lambda: self.http.post("/v1/completions", json=body))
         if r.status_code != 200:
             raise EngineError(f"{self.url}/v1/completions answered HTTP {r.status_code}: {r.text[:300]}")
         data = r.json()
@@ -132,33 +133,28 @@ class CompletionsClient:
         import json
         import time
 
-        import httpx
-
         body = self.body(prompt, max_tokens, 0.0, 1.0, None, stream=True,
                          stream_options={"include_usage": True}, **extra)
-        for attempt in (1, 2):
+
+        def send() -> tuple[float, list[float], int]:  # timed from its own start: a resend is timed afresh
             times: list[float] = []
             tokens = 0
             start = time.perf_counter()
-            try:
-                with self.http.stream("POST", "/v1/completions", json=body) as r:
-                    if r.status_code != 200:
-                        raise EngineError(f"{self.url}/v1/completions (stream) answered HTTP {r.status_code}")
-                    for line in r.iter_lines():
-                        if not line.startswith("data: ") or line == "data: [DONE]":
-                            continue
-                        chunk = json.loads(line[6:])
-                        now = time.perf_counter()
-                        if chunk.get("choices"):  # one chunk per decode step (its text may be empty: a partial character)
-                            times.append(now)
-                        if chunk.get("usage"):
-                            tokens = int(chunk["usage"]["completion_tokens"])
-                break
-            except httpx.HTTPError as exc:
-                if attempt == 1 and self._dropped(exc):
-                    continue  # timed from the resend: the dropped attempt never reached the server
-                raise EngineError(f"streamed request to {self.url} failed: {type(exc).__name__}: {exc}") from None
-        return start, times, tokens or len(times)
+            with self.http.stream("POST", "/v1/completions", json=body) as r:
+                if r.status_code != 200:
+                    raise EngineError(f"{self.url}/v1/completions (stream) answered HTTP {r.status_code}")
+                for line in r.iter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    chunk = json.loads(line[6:])
+                    now = time.perf_counter()
+                    if chunk.get("choices"):  # one chunk per decode step (its text may be empty: a partial character)
+                        times.append(now)
+                    if chunk.get("usage"):
+                        tokens = int(chunk["usage"]["completion_tokens"])
+            return start, times, tokens or len(times)
+
+        return self._sent("streamed request", send)
 
 
 class ServerSession(Session):

@@ -332,10 +332,10 @@ def connect(ray, address: str | None) -> None:
 
 
 def _needs_token(exc: BaseException | None) -> bool:
-    """Whether Ray refused the connection for a missing or wrong token (its AuthenticationError, some
-    causes down: ``ray.init`` wraps it in a RuntimeError, then a ConnectionError)."""
+    """Whether Ray refused the connection for a missing or wrong token. Ray 2.60 gives its
+    ``AuthenticationError`` only as text: the traceback inside a RuntimeError that a ConnectionError wraps."""
     while exc is not None:
-        if type(exc).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(exc):
+        if "InvalidAuthToken" in str(exc):
             return True
         exc = exc.__cause__ or exc.__context__
     return False

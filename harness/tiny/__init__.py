@@ -10,8 +10,9 @@ the default 64 new tokens, 38.4 % at 48 and 49.0 % at 96; RTN W2 11.0 %, GPTQ W2
 (group 128, calibrated on chain) 42.9 % over 3 calibration seeds (44.0, 42.4, 42.2;
 first 200 problems: 48.0 / 37.0 / 51.0, RTN 10.0). GPTQ keeps it too well for the
 bar of issue 21 (at least 5 points lost at 2 bits): it loses 3.7 [0.8, 6.5], the
-closest of the three recipes tried (the two others never learned the task). Its build took 1,233 s with one torch thread on two shared, busy CPU
-cores (tiny-arith's: 985 s).
+closest of the three recipes tried (the two others never learned the task). Its
+build took 1,233 s with one torch thread on two shared, busy CPU cores
+(tiny-arith's: 985 s).
 
 One table, :data:`MODELS`, says for each name where its weights are, which
 benchmark it was trained for and how it is built; the model resolver, the CLI
