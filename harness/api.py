@@ -13,14 +13,15 @@ the functions that need them.
 from __future__ import annotations
 
 from harness import hookimpl
-from harness.benchmark import Benchmark, Problem
+from harness.base.errors import DataError, HarnessError, MissingDependencyError, UserError
+from harness.base.weights import bf16_bytes, stored_weight_bytes
 from harness.compat import Seam
-from harness.compress import check_group_size, meta_model
-from harness.errors import DataError, HarnessError, MissingDependencyError, UserError
-from harness.executor import Executor, Job, Run, execute_job
-from harness.strategy import FULL, Phase, QuantContext, QuantReport, QuantSpec, Strategy, Timer, library_versions
-from harness.trainer import TrainContext, Trainer, TrainReport
-from harness.weights import bf16_bytes, stored_weight_bytes
+from harness.core.benchmark import Benchmark, Problem
+from harness.core.executor import Executor, Job, Run
+from harness.core.strategy import FULL, Phase, QuantContext, QuantReport, QuantSpec, Strategy, Timer, library_versions
+from harness.core.trainer import TrainContext, Trainer, TrainReport
+from harness.sweeps.sweep import execute_job
+from harness.toolkit.compress import check_group_size, meta_model
 
 __all__ = [
     "FULL",

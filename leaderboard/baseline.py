@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness.errors import UserError
+from harness.base.errors import UserError
 from harness.leaderboard.model import EVAL_FIELDS, STRATEGY_FIELDS, Row, hashed_config
 from harness.leaderboard.stats import compare
 

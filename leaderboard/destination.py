@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.errors import UserError
+from harness.base.errors import UserError
 
 #: the default ``--out``, relative to the current directory
 DEFAULT_OUT = "leaderboard-out"

@@ -19,8 +19,17 @@ from pathlib import Path
 from harness.leaderboard.markdown import against, legend
 from harness.leaderboard.model import DEFAULT_CONTEXT_TOKENS, Row
 from harness.leaderboard.pareto import LatencyAxis, MemoryAxis, latency_axis, memory_axis
-from harness.leaderboard.text import diff_points, diff_reward, kernels, measured_by, memory_header
-from harness.leaderboard.text import number, pct, reward, size
+from harness.leaderboard.text import (
+    diff_points,
+    diff_reward,
+    kernels,
+    measured_by,
+    memory_header,
+    number,
+    pct,
+    reward,
+    size,
+)
 
 FILTERS = ("model", "trainer", "bits", "engine")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.config import RunConfig, stable_hash
+from harness.core.config import RunConfig, stable_hash
 
 #: config fields that say how a row was quantized; the default baseline differs only in these
 STRATEGY_FIELDS = ("strategy", "bits", "act_bits", "kv_bits", "strategy_opts", "calib")
@@ -32,7 +32,7 @@ def engine_of(config: dict) -> str:
 def hashed_config(config: dict) -> dict:
     """The fields of a config that change a result, the engine among them.
 
-    The engine is added here even while :class:`~harness.config.RunConfig`
+    The engine is added here even while :class:`~harness.core.config.RunConfig`
     does not know it (a store written by a newer harness), so rows of two
     engines never pool or compare as one; ``hf`` is left out, as the run id
     leaves out a field at the value every earlier run had, so the keys of
@@ -52,7 +52,7 @@ def config_key(config: dict, drop: tuple[str, ...] = ("seed",)) -> str:
 
 def bits_label(config: dict) -> str:
     """``W4A16`` / ``W4A4KV4``; ``bf16`` for full precision (as in a run's label)."""
-    from harness.strategy import QuantSpec
+    from harness.core.strategy import QuantSpec
 
     if config.get("strategy", "none") == "none" or config.get("bits") is None:
         return "bf16"
@@ -91,6 +91,14 @@ class Run:
     def latency_engine(self) -> str:
         """The engine that took this run's latency figures (profiles before engines: the run's own)."""
         return str(self.profile.get("engine") or engine_of(self.config))
+
+    def overall(self) -> dict:
+        """This seed's pooled accuracy and reward (no interval: the row carries that)."""
+        scores = [s for problems in self.scores.values() for s in problems.values()]
+        if not scores:
+            return {"accuracy": None, "reward": None}
+        return {"accuracy": sum(a for a, _ in scores) / len(scores),
+                "reward": sum(r for _, r in scores) / len(scores)}
 
 
 @dataclass
@@ -289,8 +297,6 @@ class Row:
                 self.engine)
 
     def to_json(self, n_samples: int = 0) -> dict:
-        from harness.leaderboard.stats import run_overall
-
         return {
             "key": self.key, "name": self.name, "model": self.model, "trainer": self.trainer,
             "strategy": self.strategy, "bits": self.bits, "preset": self.preset, "variant": self.variant,
@@ -299,7 +305,7 @@ class Row:
             "sweep": self.tags.get("sweep"), "options": self.options, "seeds": self.seeds, "run_ids": self.run_ids,
             "benchmarks": self.benchmarks, "all": self.overall,
             "per_seed": [
-                {"seed": r.seed, "run_id": r.id, **run_overall(r)} for r in self.runs
+                {"seed": r.seed, "run_id": r.id, **r.overall()} for r in self.runs
             ],
             "weight_bytes": self.weight_bytes, "fp_bytes": self.profile("fp_bytes"),
             "kv_bytes_per_token": self.kv_bytes_per_token, "context_tokens": self.context_tokens,

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.errors import UserError
+from harness.base.errors import UserError
+from harness.core.status import RunStatus
 from harness.leaderboard.model import Run
-from harness.store import Store
+from harness.runs.store import Store
 
 #: the sample fields a leaderboard shows (the store keeps more: level, formatting, token counts)
 SAMPLE_FIELDS = ("benchmark", "problem_id", "sample", "prompt", "completion", "predicted", "reference", "correct",
@@ -46,7 +47,7 @@ def load_runs(store: Store, n_samples: int = 3, sweep: str | None = None) -> lis
     runs = []
     seen: set[str] = set()
     for r in store.list_runs():
-        if r["status"] != "complete":
+        if r["status"] != RunStatus.COMPLETE:
             continue
         artifacts = r.get("artifacts") or {}
         by_sweep = sweep_tags(artifacts)

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from harness.errors import UserError
+from harness.base.errors import UserError
 from harness.leaderboard.baseline import Baseline, attach_comparisons
 from harness.leaderboard.model import DEFAULT_CONTEXT_TOKENS, Row, Run, config_key, default_name
 from harness.leaderboard.pareto import latency_axis, mark_latency_pareto, mark_pareto, memory_axis, pareto_front
 from harness.leaderboard.reader import load_runs
 from harness.leaderboard.stats import score_row
-from harness.store import Store
+from harness.runs.store import Store
 
 __all__ = ["DEFAULT_CONTEXT_TOKENS", "Baseline", "Row", "Run", "build_rows", "leaderboard_rows", "pareto_front"]
 

@@ -1,9 +1,9 @@
-"""A row's scores and its paired comparisons, on :mod:`harness.metrics`' statistics.
+"""A row's scores and its paired comparisons, on :mod:`harness.base.metrics`' statistics.
 
 The unit is the problem throughout: several seeds of one configuration are
 pooled by averaging each problem's score over the seeds, intervals resample
-problems (:func:`harness.metrics.mean_ci`), and two rows are compared on the
-problems both scored (:func:`harness.metrics.paired_difference`), so the
+problems (:func:`harness.base.metrics.mean_ci`), and two rows are compared on the
+problems both scored (:func:`harness.base.metrics.paired_difference`), so the
 between-problem variance that two separate intervals carry cancels.
 """
 
@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 
-from harness.leaderboard.model import Row, Run
+from harness.leaderboard.model import Row
 
 
 def interval(values: list[float], seed: int = 0) -> dict:
     """``{"value", "lo", "hi"}``: the mean with its bootstrap interval over problems."""
-    from harness.metrics import mean_ci
+    from harness.base.metrics import mean_ci
 
     value, lo, hi = mean_ci(values, seed=seed)
     return {"value": value, "lo": lo, "hi": hi}
@@ -59,17 +59,9 @@ def score_row(row: Row) -> None:
                        "problems": sum(b["problems"] for b in row.benchmarks.values())}
 
 
-def run_overall(run: Run) -> dict:
-    """One seed's pooled accuracy and reward (no interval: the row carries that)."""
-    scores = [s for problems in run.scores.values() for s in problems.values()]
-    if not scores:
-        return {"accuracy": None, "reward": None}
-    return {"accuracy": sum(a for a, _ in scores) / len(scores), "reward": sum(r for _, r in scores) / len(scores)}
-
-
 def compare(row: Row, other: Row, kind: str) -> dict | None:
     """Paired difference ``row - other`` in accuracy and reward, pooled and per benchmark."""
-    from harness.metrics import paired_difference
+    from harness.base.metrics import paired_difference
 
     def diffs(keep: Callable[[str], bool]) -> dict | None:
         a = {k: v for k, v in row.scores.items() if keep(k)}

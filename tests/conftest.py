@@ -17,7 +17,7 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_STORE", str(tmp_path / "results.db"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
-    from harness.plugins import reset_registry
+    from harness.core.plugin_manager import reset_registry
 
     reset_registry()
     yield
@@ -30,7 +30,7 @@ def install_plugin(monkeypatch):
     plus ``plugin`` (defined in the test), as if a third party had installed it."""
 
     def install(plugin: object, name: str):
-        from harness import plugins
+        from harness.core import plugin_manager as plugins
 
         pm, failures = plugins.make_manager()
         pm.register(plugin, name=name)
@@ -61,6 +61,6 @@ def benchmarks_dir(shared_dir) -> Path:
 @pytest.fixture(scope="session")
 def tiny_dir() -> Path:
     """The shipped tiny-arith model directory."""
-    from harness.model import resolve_model
+    from harness.base.model import resolve_model
 
     return Path(resolve_model("tiny-arith").source)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.config import RunConfig
-from harness.evaluation import compute_metrics
-from harness.store import Store
+from harness.core.config import RunConfig
+from harness.runs.evaluation import compute_metrics
+from harness.runs.store import Store
 
 XSS = "<script>alert(1)</script>"
 BOLD_ROW = "<b>STE</b> 8-bit"

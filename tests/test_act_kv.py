@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from harness.base.errors import UserError
 from harness.cli import cli
-from harness.errors import UserError
-from harness.strategy import QuantContext
+from harness.core.strategy import QuantContext
 
 #: name -> (strategy, bits, act bits, KV bits, options); RTN weights so that neighbours share their weights
 SCHEMES = {
@@ -31,7 +31,7 @@ SCHEMES = {
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_dir):
-    from harness.model import load_tokenizer
+    from harness.base.model import load_tokenizer
 
     return load_tokenizer(tiny_dir)
 
@@ -54,8 +54,8 @@ def probe(tokenizer):
 @pytest.fixture(scope="module")
 def quantized(tiny_dir, tokenizer, calibration, probe, tmp_path_factory):
     """``quantized(name)`` -> dict(in_memory=logits, reloaded=logits, dir=Path, model=reloaded model)."""
-    from harness.compress import probe_logits, save_compressed
-    from harness.plugins import get_registry
+    from harness.core.plugin_manager import get_registry
+    from harness.toolkit.compress import probe_logits, save_compressed
 
     done: dict[str, dict] = {}
 
@@ -118,9 +118,9 @@ def test_rotation_reload_needs_the_online_rotations(quantized, tokenizer, probe,
     """transformers alone drops R4's matrices and gives a wrong model; verify_reload refuses it."""
     import torch
 
+    from harness.base.model import load_model
     from harness.compat.compressed_tensors import attach_online_transforms
-    from harness.compress import probe_logits, verify_reload
-    from harness.model import load_model
+    from harness.toolkit.compress import probe_logits, verify_reload
 
     got = quantized("W4A4KV4 rotated")
     plain = probe_logits(load_model(got["dir"], "cpu"), tokenizer, probe)
@@ -134,7 +134,7 @@ def test_rotation_reload_needs_the_online_rotations(quantized, tokenizer, probe,
 
 
 def test_quarot_options_name_the_bad_value():
-    from harness.plugins import get_registry
+    from harness.core.plugin_manager import get_registry
 
     strategy = get_registry().strategies.get("quarot")
     with pytest.raises(UserError, match="R3"):
@@ -154,7 +154,7 @@ def test_quarot_options_name_the_bad_value():
     ],
 )
 def test_bad_bits_are_one_line_exit_2_nothing_cached(args, expected, tmp_path):
-    from harness.plugins import get_registry
+    from harness.core.plugin_manager import get_registry
 
     if args[1] not in get_registry().strategies:
         pytest.skip(f"strategy {args[1]!r} is not installed")
@@ -175,9 +175,10 @@ def test_run_w4a4kv4_rotated_end_to_end(tmp_path):
     """`harness run` quantizes, reloads (checked) and evaluates W4A4KV4, and profiles a 4-bit cache."""
     import json
 
-    from harness.profiling import kv_bytes_per_token
-    from harness.model import resolve_model
     from transformers import AutoConfig
+
+    from harness.base.model import resolve_model
+    from harness.toolkit.profiling import kv_bytes_per_token
 
     result = CliRunner().invoke(cli, [
         "run", "--strategy", "quarot", "--bits", "4", "--act-bits", "4", "--kv-bits", "4",
@@ -199,9 +200,9 @@ def test_rotations_alone_keep_the_model_unless_embeddings_are_centered(tiny_dir,
     """Hadamard rotations are an identity on the unquantized model; SpinQuant's centering is not (RMSNorm)."""
     import torch
 
-    from harness.compress import probe_logits, run_oneshot
-    from harness.model import load_model
+    from harness.base.model import load_model
     from harness.strategies.quarot import spinquant_modifier
+    from harness.toolkit.compress import probe_logits, run_oneshot
 
     before = probe_logits(load_model(tiny_dir, "cpu"), tokenizer, probe)
     model = load_model(tiny_dir, "cpu")

@@ -21,7 +21,7 @@ MIN_AGREEMENT = 0.99
 
 def _owners() -> dict[str, tuple]:
     """file name -> (benchmark, split), for every benchmark that reads local files."""
-    from harness.plugins import get_registry
+    from harness.core.plugin_manager import get_registry
 
     owners = {}
     for bench in get_registry().benchmarks:

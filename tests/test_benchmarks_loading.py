@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.base.errors import DataError, UserError
 from harness.benchmarks.jsonl import read_jsonl
 from harness.benchmarks.math_sets import (
     Aime24,
@@ -21,7 +22,6 @@ from harness.benchmarks.math_sets import (
     Minerva,
     OlympiadBench,
 )
-from harness.errors import DataError, UserError
 
 NAMES = {"math500", "aime24", "amc23", "minerva", "olympiadbench", "gsm8k", "math-l3-5"}
 
@@ -35,7 +35,7 @@ GOOD = {"id": "p1", "problem": "1+1?", "answer": "2"}
 
 
 def test_all_math_benchmarks_are_registered_through_the_entry_point():
-    from harness.plugins import get_registry
+    from harness.core.plugin_manager import get_registry
 
     registry = get_registry()
     assert NAMES <= set(registry.benchmarks.names())
@@ -141,7 +141,7 @@ def test_hub_column_mapping():
 
 
 def test_math_l3_5_keeps_levels_3_to_5_and_drops_math500(monkeypatch):
-    from harness.benchmark import Problem
+    from harness.core.benchmark import Problem
 
     monkeypatch.setattr(Math500, "load_hub", lambda self, split: [Problem("m", "held  out", "1")])
     rows = [
@@ -161,7 +161,7 @@ def _load_in_subprocess(env_updates: dict[str, str], tmp_path: Path) -> tuple[su
     env.update(env_updates)
     code = (
         "from harness.benchmarks.math_sets import Math500\n"
-        "from harness.errors import UserError\n"
+        "from harness.base.errors import UserError\n"
         "try:\n"
         "    Math500().load('test')\n"
         "except UserError as exc:\n"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness.cache import ArtifactCache
+from harness.runs.cache import ArtifactCache
 
 
 def test_two_builders_of_one_artifact_build_it_once(tmp_path):

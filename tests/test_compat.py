@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.base.errors import UserError
 from harness.compat import Seam, seams
-from harness.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,9 +53,9 @@ def test_the_awq_guard_refuses_an_llmcompressor_it_does_not_know(monkeypatch):
 
 def test_the_awq_guard_patches_only_inside_and_restores():
     import torch
+    from llmcompressor.pipelines.cache import IntermediatesCache
 
     from harness.compat.llmcompressor import cpu_pin_memory_guard
-    from llmcompressor.pipelines.cache import IntermediatesCache
 
     original = IntermediatesCache.__dict__["pin_memory"]
     with cpu_pin_memory_guard():

@@ -51,7 +51,7 @@ def fake_servers(marker: str) -> list:
 
 def test_default_engine_keeps_run_ids_and_labels():
     """Ids computed by the code before engines existed (HEAD's config.py): unchanged for hf."""
-    from harness.config import RunConfig
+    from harness.core.config import RunConfig
 
     assert RunConfig().run_id == "5d2816ab6c43b45c"
     assert RunConfig(strategy="gptq", bits=4, limit=50).run_id == "1632e3b59162fc4b"
@@ -66,8 +66,8 @@ def test_default_engine_keeps_run_ids_and_labels():
 
 
 def test_engines_are_plugins_with_declared_formats():
-    from harness import hookspecs
-    from harness.plugins import get_registry
+    from harness.core import hookspecs
+    from harness.core.plugin_manager import get_registry
 
     engines = get_registry().engines
     assert {"hf", "vllm", "openai"} <= set(engines.names())
@@ -90,7 +90,7 @@ def test_engines_are_plugins_with_declared_formats():
 ])
 def test_strategies_declare_their_artifact_format(strategy, bits, extra, fmt):
     from harness.cli.options import build_config
-    from harness.plugins import get_registry
+    from harness.core.plugin_manager import get_registry
 
     registry = get_registry()
     s = registry.strategies.get(strategy)
@@ -250,7 +250,7 @@ def test_openai_engine_evaluates_and_profiles_through_the_server(tmp_path, monke
         assert prof[key] and prof[key] > 0, key
     assert prof["kv_cache_capacity_tokens"] == 64 and prof["kv_cache_usage_peak"] == 0.25
     assert prof["latency_gen_tokens"] == 32
-    from harness.profiling import PROFILE_KEYS
+    from harness.toolkit.profiling import PROFILE_KEYS
 
     assert set(prof) <= set(PROFILE_KEYS), set(prof) - set(PROFILE_KEYS)  # every figure is documented
 
@@ -308,14 +308,15 @@ def test_metrics_and_kernel_parsing():
 
 def test_hf_engine_gives_the_same_samples_and_profile_keys_as_before(tmp_path):
     """Through the engine interface the pipeline stores exactly what transformers.generate gives."""
-    from harness.cache import ArtifactCache
-    from harness.config import RunConfig, Sampling
-    from harness.generation import generate
-    from harness.model import load_tokenizer
-    from harness.pipeline import Runner, plan
-    from harness.plugins import get_registry
-    from harness.prompts import get_template
-    from harness.store import Store
+    from harness.base.model import load_tokenizer
+    from harness.core.config import RunConfig, Sampling
+    from harness.core.plugin_manager import get_registry
+    from harness.core.prompts import get_template
+    from harness.runs.cache import ArtifactCache
+    from harness.runs.pipeline import Runner
+    from harness.runs.planning import plan
+    from harness.runs.store import Store
+    from harness.toolkit.generation import generate
 
     the_plan = plan(RunConfig(limit=12, device="cpu", batch_size=5), get_registry())
     runner = Runner(Store(tmp_path / "r.db"), ArtifactCache(tmp_path / "cache"))
@@ -334,19 +335,20 @@ def test_hf_engine_gives_the_same_samples_and_profile_keys_as_before(tmp_path):
     prof = result["profile"]
     assert before <= set(prof) and prof["engine"] == "hf" and prof["kernels"] == ["Linear"]
     assert prof["quant_method"] is None
-    from harness.profiling import PROFILE_KEYS
+    from harness.toolkit.profiling import PROFILE_KEYS
 
     assert set(prof) <= set(PROFILE_KEYS), set(prof) - set(PROFILE_KEYS)
 
 
 def test_a_run_that_trained_here_evaluates_in_a_fresh_process(tmp_path, monkeypatch):
     """Issue 16 item 9: the evaluation and profile of a process that trained run in a spawned one."""
-    import harness.engine_stage as stage
-    from harness.cache import ArtifactCache
-    from harness.config import RunConfig
-    from harness.pipeline import Runner, git_commit, plan, versions
-    from harness.plugins import get_registry
-    from harness.store import Store
+    import harness.runs.evaluate as stage
+    from harness.core.config import RunConfig
+    from harness.core.plugin_manager import get_registry
+    from harness.runs.cache import ArtifactCache
+    from harness.runs.pipeline import Runner, git_commit, versions
+    from harness.runs.planning import plan
+    from harness.runs.store import Store
 
     the_plan = plan(RunConfig(limit=4, device="cpu"), get_registry())
     run_id = the_plan.config.run_id
@@ -355,7 +357,7 @@ def test_a_run_that_trained_here_evaluates_in_a_fresh_process(tmp_path, monkeypa
     runner.store.start_run(run_id, the_plan.config.label, the_plan.config.to_dict(), versions(the_plan), git_commit())
     here = []
     monkeypatch.setattr(stage, "evaluate_here", lambda *a, **k: here.append(a))  # only the child may evaluate
-    stage.evaluate_and_profile(runner, the_plan, run_id, model_dir, artifacts, fresh_process=True)
+    stage.evaluate_and_profile(the_plan, model_dir, artifacts, runner.destination(run_id), fresh_process=True)
     assert here == []
     assert len(runner.store.samples(run_id, "arith")) == 4
     assert runner.store.profile(run_id)["engine"] == "hf"

@@ -58,15 +58,15 @@ def workdir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def problems():
-    from harness.plugins import get_registry
+    from harness.core.plugin_manager import get_registry
 
     return get_registry().benchmarks.get("arith").load("test")[:N_PROBLEMS]
 
 
 def _plan(strategy, bits, act_bits, engine="hf", python=None):
-    from harness.config import RunConfig
-    from harness.pipeline import plan
-    from harness.plugins import get_registry
+    from harness.core.config import RunConfig
+    from harness.core.plugin_manager import get_registry
+    from harness.runs.planning import plan
 
     return plan(RunConfig(strategy=strategy, bits=bits, act_bits=act_bits, device="cpu", limit=N_PROBLEMS,
                           strategy_opts=OPTIONS.get((strategy, bits, act_bits), ()), engine=engine,
@@ -76,9 +76,9 @@ def _plan(strategy, bits, act_bits, engine="hf", python=None):
 @pytest.fixture(scope="module")
 def artifacts(workdir):
     """``artifacts(strategy, bits, act_bits) -> model_dir``: built once, through the pipeline's stages."""
-    from harness.cache import ArtifactCache
-    from harness.pipeline import Runner
-    from harness.store import Store
+    from harness.runs.cache import ArtifactCache
+    from harness.runs.pipeline import Runner
+    from harness.runs.store import Store
 
     built: dict = {}
     runner = Runner(Store(workdir / "build.db"), ArtifactCache(workdir / "cache"))
@@ -94,20 +94,20 @@ def artifacts(workdir):
 
 
 def _completions(session, prompts):
-    from harness.config import Sampling
+    from harness.core.config import Sampling
 
     return [c[0] for c in session.generate(prompts, Sampling(), batch_size=64)]
 
 
 @pytest.mark.parametrize("strategy, bits, act_bits", ACCEPTED, ids=[f"{s}-W{b or 16}A{a}" for s, b, a in ACCEPTED])
 def test_greedy_outputs_agree_with_hf(strategy, bits, act_bits, vllm_python, artifacts, problems, workdir):
-    from harness.engine_stage import engine_settings
+    from harness.base.metrics import mean_ci
+    from harness.base.model import load_tokenizer
+    from harness.core.prompts import get_template
     from harness.engines.hf import HFEngine
     from harness.engines.vllm import VLLMEngine, cpu_wna16_reason
     from harness.grading import grade_full, references
-    from harness.metrics import mean_ci
-    from harness.model import load_tokenizer
-    from harness.prompts import get_template
+    from harness.runs.evaluate import engine_settings
 
     if act_bits == 16 and bits is not None and cpu_wna16_reason():
         pytest.skip(f"the vllm engine refuses W{bits}A16 on this CPU: {cpu_wna16_reason()}")

@@ -10,8 +10,9 @@ from click.testing import CliRunner
 
 from harness import hookimpl
 from harness.cli import cli
-from harness.executor import Executor, Run, execute_job
-from harness.plugins import build_registry, make_manager
+from harness.core.executor import Executor, Run
+from harness.core.plugin_manager import build_registry, make_manager
+from harness.sweeps.sweep import execute_job
 
 SWEEP = """
 name = "exec"

@@ -45,7 +45,7 @@ def exported(rtn_run) -> Path:
 
 
 def stored_samples(rtn_run) -> list[dict]:
-    from harness.store import Store
+    from harness.runs.store import Store
 
     return Store(rtn_run["store"]).samples(rtn_run["run_id"])
 
@@ -77,8 +77,8 @@ print(json.dumps({"prompts": prompts, "completions": tokenizer.batch_decode(new,
 
 @pytest.mark.slow
 def test_exported_model_loads_in_a_fresh_process_and_gives_the_stored_completions(rtn_run, exported):
-    from harness.plugins import get_registry
-    from harness.prompts import get_template
+    from harness.core.plugin_manager import get_registry
+    from harness.core.prompts import get_template
 
     samples = stored_samples(rtn_run)
     assert len(samples) == 20
@@ -142,8 +142,8 @@ def test_results_and_samples_have_lm_evals_shape(rtn_run, exported):
         make_table,
     )
 
+    from harness.core.plugin_manager import get_registry
     from harness.grading import grade_full, references
-    from harness.plugins import get_registry
 
     files = [str(p) for p in exported.iterdir()]
     [results_file] = get_results_filenames(files)
@@ -216,9 +216,9 @@ def test_results_and_samples_have_lm_evals_shape(rtn_run, exported):
 def fake_run(tmp_path, status: str = "complete", strategy: str = "rtn", stage: str = "quantize",
              **config) -> tuple[str, str, str]:
     """A stored run (no samples) whose ``stage`` artifact is a minimal model folder: (run id, store, cache)."""
-    from harness.cache import ArtifactCache
-    from harness.config import RunConfig
-    from harness.store import Store
+    from harness.core.config import RunConfig
+    from harness.runs.cache import ArtifactCache
+    from harness.runs.store import Store
 
     store_path, cache_root = str(tmp_path / "fake.db"), str(tmp_path / "fake-cache")
     config = RunConfig(strategy=strategy, bits=4 if strategy != "none" else 16, limit=3, **config)
@@ -266,7 +266,7 @@ def test_export_writes_the_evaluated_artifact_of_every_kind_of_run(tmp_path, str
 def test_lm_eval_rows_hold_every_sample_of_a_problem():
     """With ``-n 2`` a document's ``resps`` hold both completions, its metrics their mean, and pass@2
     is reported beside exact_match with lm-eval's closed-form standard error."""
-    from harness.lm_eval_format import build, stderr_of_mean
+    from harness.reports.lm_eval_format import build, stderr_of_mean
 
     def sample(pid, k, correct):
         return {"benchmark": "arith", "problem_id": pid, "sample": k, "level": "1", "prompt": f"Q{pid}",
@@ -345,7 +345,7 @@ def test_export_refuses_a_non_empty_folder_and_force_replaces_only_an_export(tmp
 
 
 def test_an_error_while_writing_leaves_nothing(tmp_path, monkeypatch):
-    from harness import model_card
+    from harness.reports import model_card
 
     run_id, store, cache = fake_run(tmp_path)
 
@@ -372,7 +372,7 @@ def test_the_cards_reproduce_command_makes_the_same_configuration(flags):
 
     from harness.cli.options import build_config
     from harness.cli.run import run
-    from harness.model_card import reproduce_command
+    from harness.reports.model_card import reproduce_command
 
     def config_of(args):
         params = run.make_context("run", list(args)).params

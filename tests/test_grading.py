@@ -224,7 +224,7 @@ def test_answer_parseable():
 
 
 def test_unparseable_answers_are_counted():
-    from harness.benchmark import Problem
+    from harness.core.benchmark import Problem
 
     problems = [Problem("a", "p", "\\frac{1}{2}"), Problem("b", "p", "E_{1},E_{2}"), Problem("c", "p", "7")]
     assert unparseable_answers(problems) == ["b"]

@@ -12,7 +12,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from harness.errors import UserError
+from harness.base.errors import UserError
 from harness.grading import (
     EXTRACTION_POLICIES,
     check_extraction,
@@ -55,7 +55,7 @@ def test_grade_full_reports_the_list_it_graded():
 
 
 def test_default_policy_keeps_run_ids_and_lenient_changes_them():
-    from harness.config import RunConfig, stable_hash
+    from harness.core.config import RunConfig, stable_hash
 
     strict = RunConfig()
     without_field = {k: v for k, v in strict.hashed_dict().items() if k != "extraction"}
@@ -69,8 +69,8 @@ def test_default_policy_keeps_run_ids_and_lenient_changes_them():
 
 
 def test_explicit_choice_beats_the_template_and_the_preset_beats_both():
-    from harness.grading.policy import choose_extraction
-    from harness.prompts import get_template
+    from harness.core.grading_policy import choose_extraction
+    from harness.core.prompts import get_template
 
     assert get_template("plain").extraction == "lenient"  # no answer format asked for
     assert get_template("boxed").extraction == "strict"
@@ -117,7 +117,7 @@ def test_cli_records_the_policy_in_the_config():
 
 
 def test_rl_reward_is_strict_whatever_the_run_grades_with():
-    from harness.reward import correctness_reward, format_reward
+    from harness.toolkit.reward import correctness_reward, format_reward
 
     completions = ["Answer: $9$", "so the answer is \\boxed{9}."]
     assert correctness_reward(completions, ["9", "9"]) == [0.0, 1.0]
@@ -131,17 +131,17 @@ class _FixedSession:
         self.text, self.samples = text, samples
 
     def generate(self, prompts, sampling, batch_size, seed, on_batch):
-        from harness.engines.base import Completion
+        from harness.core.engine import Completion
 
         on_batch(list(range(len(prompts))), [[Completion(self.text, 5)] * self.samples for _ in prompts])
 
 
 @pytest.mark.parametrize("extraction, correct", [("strict", 0), ("lenient", 1)])
 def test_evaluate_grades_with_the_given_policy(tmp_path, extraction, correct):
-    from harness.benchmark import Problem
-    from harness.config import Sampling
-    from harness.evaluation import evaluate
-    from harness.store import Store
+    from harness.core.benchmark import Problem
+    from harness.core.config import Sampling
+    from harness.runs.evaluation import evaluate
+    from harness.runs.store import Store
 
     store = Store(tmp_path / "r.db")
     store.start_run("r", "label", {}, {}, None)
@@ -202,7 +202,7 @@ def _rows(samples_per_problem: dict[str, list[int]]) -> list[dict]:
 
 
 def test_pass_at_k_stops_at_the_samples_every_problem_has_and_says_so():
-    from harness.evaluation import compute_metrics
+    from harness.runs.evaluation import compute_metrics
 
     full = compute_metrics(_rows({"a": [1, 0, 0, 1], "b": [0, 0, 1, 0]}), n_requested=4)
     assert {"pass@2", "pass@4"} <= set(full) and "problems_short_of_n" not in full
@@ -215,8 +215,8 @@ def test_pass_at_k_stops_at_the_samples_every_problem_has_and_says_so():
 
 def test_unbiased_pass_at_1_does_not_shrink_as_n_grows():
     """A fixed per-sample success rate p: pass@1 stays p for every n (a peer harness halved it per doubling)."""
-    from harness.evaluation import compute_metrics
-    from harness.metrics import pass_at_k, pass_at_k_over_problems
+    from harness.base.metrics import pass_at_k, pass_at_k_over_problems
+    from harness.runs.evaluation import compute_metrics
 
     p = 0.25
     exact = []

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config import RunConfig
-from harness.graph import ENGINE, QUANTIZER, TRAINER, run_graph
+from harness.core.config import RunConfig
+from harness.core.graph import ENGINE, QUANTIZER, TRAINER, run_graph
 
 
 def _plan(**kw):
-    from harness.pipeline import plan
-    from harness.plugins import get_registry
+    from harness.core.plugin_manager import get_registry
+    from harness.runs.planning import plan
 
     return plan(RunConfig(device="cpu", limit=2, **kw), get_registry())
 
@@ -77,7 +77,7 @@ def test_a_trainer_chain_is_one_stage_per_trainer_each_reading_the_one_before():
     ("kd,grpo", (("bogus", "3"),), "no trainer of this run"),
 ])
 def test_bad_chains_are_refused_in_one_line(trainer, opts, message):
-    from harness.errors import UserError
+    from harness.base.errors import UserError
 
     pytest.importorskip("trl")
     with pytest.raises(UserError, match=message):
@@ -85,9 +85,9 @@ def test_bad_chains_are_refused_in_one_line(trainer, opts, message):
 
 
 def test_the_runner_builds_exactly_the_graphs_stages(tmp_path):
-    from harness.cache import ArtifactCache
-    from harness.pipeline import Runner
-    from harness.store import Store
+    from harness.runs.cache import ArtifactCache
+    from harness.runs.pipeline import Runner
+    from harness.runs.store import Store
 
     plan = _plan(strategy="rtn", bits=8)
     graph = run_graph(plan)

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from harness.errors import UserError
-from harness.trainer import TrainContext
-from harness.trainers.grpo import PRESETS, DrGRPO, GRPO, grpo_config
+from harness.base.errors import UserError
+from harness.core.trainer import TrainContext
+from harness.trainers.grpo import GRPO, PRESETS, DrGRPO, grpo_config
 
 #: a few small steps: 2 prompts x 4 completions of 32 tokens, on the levels tiny-arith does not solve yet
 SMALL = {"max_steps": "2", "num_generations": "4", "per_device_train_batch_size": "8",
@@ -20,7 +20,7 @@ SMALL = {"max_steps": "2", "num_generations": "4", "per_device_train_batch_size"
 @dataclass
 class Case:
     """A training run as core would start it: the trainer's context, and the in-training strategy
-    (with its quantization context) that core's lifecycle (harness.training) applies around it."""
+    (with its quantization context) that core's lifecycle (harness.runs.training) applies around it."""
 
     ctx: TrainContext
     strategy: Any = None
@@ -35,16 +35,16 @@ class Case:
         self.ctx.out_dir = value
 
     def train(self, trainer):
-        from harness import training
+        from harness.runs import training
 
         return training.train(trainer, self.ctx, self.strategy, self.quant)
 
 
 def make_ctx(tiny_dir: Path, tmp_path: Path, trainer, opts: dict, strategy=None, strategy_opts=None, bits=None):
+    from harness.base.model import load_tokenizer
     from harness.benchmarks.arith import generate
-    from harness.model import load_tokenizer
-    from harness.prompts import get_template
-    from harness.strategy import QuantContext
+    from harness.core.prompts import get_template
+    from harness.core.strategy import QuantContext
 
     tok = load_tokenizer(tiny_dir)
     template = get_template("boxed")
@@ -100,7 +100,7 @@ def _params(model, pick):
 def test_grpo_changes_the_weights_and_logs_both_rewards(tiny_dir, tmp_path):
     import torch
 
-    from harness.model import load_model
+    from harness.base.model import load_model
 
     ctx, logged = make_ctx(tiny_dir, tmp_path, GRPO(), {**SMALL, "learning_rate": "1e-4"})
     report = ctx.train(GRPO())
@@ -125,9 +125,9 @@ def test_grpo_changes_the_weights_and_logs_both_rewards(tiny_dir, tmp_path):
 
 @pytest.mark.slow
 def test_grpo_with_ste_finalizes_into_integer_weights(tiny_dir, tmp_path):
+    from harness.base.model import load_model
+    from harness.base.weights import bf16_bytes
     from harness.strategies.ste import STE
-    from harness.weights import bf16_bytes
-    from harness.model import load_model
 
     ctx, _ = make_ctx(tiny_dir, tmp_path, GRPO(), {**SMALL, "learning_rate": "1e-4"}, STE(), {}, 8)
     report = ctx.train(GRPO())
@@ -144,9 +144,9 @@ def test_grpo_with_qlora_trains_adapters_on_a_4bit_base(tiny_dir, tmp_path, monk
     import bitsandbytes as bnb
     import torch
 
-    from harness.model import load_model
+    from harness.base.model import load_model
+    from harness.base.weights import bf16_bytes
     from harness.strategies import qlora
-    from harness.weights import bf16_bytes
 
     seen = {}
     original = qlora.QLoRA.finalize

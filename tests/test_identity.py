@@ -6,12 +6,12 @@ import dataclasses
 
 import pytest
 
-from harness.config import HASHED_UNLESS, RunConfig
+from harness.core.config import HASHED_UNLESS, RunConfig
 
 
 def _plan(**kw):
-    from harness.pipeline import plan
-    from harness.plugins import get_registry
+    from harness.core.plugin_manager import get_registry
+    from harness.runs.planning import plan
 
     return plan(RunConfig(device="cpu", limit=2, **kw), get_registry())
 
@@ -39,8 +39,8 @@ def test_every_hashed_field_changes_the_run_id():
 
 
 def test_the_code_that_made_an_artifact_is_part_of_its_key(monkeypatch):
-    from harness import strategy
-    from harness.graph import run_graph
+    from harness.core import strategy
+    from harness.core.graph import run_graph
 
     plan = _plan(strategy="rtn", bits=4)
     key = run_graph(plan).key("quantize")
@@ -60,8 +60,8 @@ def test_the_code_that_made_an_artifact_is_part_of_its_key(monkeypatch):
 
 def test_trainer_and_library_versions_are_part_of_the_checkpoint_key(monkeypatch):
     pytest.importorskip("trl")
-    from harness import strategy
-    from harness.graph import run_graph
+    from harness.core import strategy
+    from harness.core.graph import run_graph
 
     plan = _plan(trainer="grpo")
     key = run_graph(plan).key("train")
@@ -78,7 +78,7 @@ def test_a_third_party_reference_strategy_is_a_baseline(tmp_path):
     from leaderboard_data import GOOD, WEAK, add_run
 
     from harness.leaderboard.generate import generate
-    from harness.store import Store
+    from harness.runs.store import Store
 
     store = Store(tmp_path / "r.db")
     ref = add_run(store, strategy="fp16-cast", bits=16, correct=GOOD, weight_bytes=6_000_000)
@@ -93,7 +93,7 @@ def test_a_third_party_reference_strategy_is_a_baseline(tmp_path):
 
 
 def test_the_built_in_full_precision_strategy_declares_itself_the_reference():
-    from harness.plugins import get_registry
+    from harness.core.plugin_manager import get_registry
 
     strategies = get_registry().strategies
     assert [s.name for s in strategies if s.is_reference] == ["none"]
@@ -113,7 +113,7 @@ ROWS = [{"id": f"g{i}", "problem": f"What is {i} + {i}?", "answer": str(2 * i)} 
 def test_the_data_a_run_evaluates_is_part_of_its_id(tmp_path, monkeypatch):
     """A benchmark's version and (for data read from files or a hub) its problems are in the run id;
     where the same data lives is not; a generated benchmark at version 1 keeps the ids runs had."""
-    from harness.plugins import get_registry
+    from harness.core.plugin_manager import get_registry
 
     here = _jsonl(tmp_path / "a", ROWS)
     there = _jsonl(tmp_path / "b", ROWS)
@@ -134,12 +134,12 @@ def test_the_data_a_run_evaluates_is_part_of_its_id(tmp_path, monkeypatch):
 def test_the_device_class_and_dtype_a_run_computes_in_are_part_of_its_id(monkeypatch):
     """cuda computes in bf16, cpu in fp32: the same configuration on a GPU is a new run; cpu keeps the
     ids every stored (CPU) run has. Which GPU (cuda:0, cuda:1) or where data lives does not count."""
-    from harness import model
-    from harness.model import compute_identity
+    from harness.base.model import compute_identity
+    from harness.runs import planning
 
     assert compute_identity("cpu") == "cpu:float32"
     assert compute_identity("cuda:1") == compute_identity("cuda") == "cuda:bfloat16"
     cpu = _plan()
     assert cpu.config.compute == "cpu:float32" and cpu.config.run_id == RunConfig(limit=2, bits=16).run_id
-    monkeypatch.setattr(model, "compute_identity", lambda device: "cuda:bfloat16")
+    monkeypatch.setattr(planning, "compute_identity", lambda device: "cuda:bfloat16")
     assert _plan().config.run_id != cpu.config.run_id

@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from harness.errors import UserError
-from harness.group_fake_quant import fake_quantize, integers
-from harness.strategies.kd_qat import KDQATOptions, install, uninstall
+from harness.base.errors import UserError
+from harness.strategies.kd_qat import install, uninstall
+from harness.toolkit.group_fake_quant import fake_quantize, integers
 
 
 def absmax_scale(weight: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:
@@ -59,8 +59,8 @@ def test_codes_stay_in_the_signed_range(bits):
 def test_kd_is_off_policy_gkd_with_the_asked_kl_and_ntp_is_sft(kl, beta, tmp_path):
     from trl import SFTConfig
 
-    from harness.plugins import get_registry
-    from harness.trainer import TrainContext
+    from harness.core.plugin_manager import get_registry
+    from harness.core.trainer import TrainContext
     from harness.trainers.kd import trl_config
 
     kd = get_registry().trainers.get("kd")
@@ -90,11 +90,11 @@ def test_gkd_forward_kl_is_the_mean_over_completion_tokens():
 
 
 def test_training_rows_learn_only_the_completion(tiny_dir):
+    from harness.base.model import load_tokenizer
     from harness.benchmarks.arith import generate
-    from harness.model import load_tokenizer
-    from harness.plugins import get_registry
-    from harness.prompts import get_template
-    from harness.trainer import TrainContext
+    from harness.core.plugin_manager import get_registry
+    from harness.core.prompts import get_template
+    from harness.core.trainer import TrainContext
     from harness.trainers.kd import training_rows
 
     tokenizer = load_tokenizer(tiny_dir)
@@ -154,7 +154,7 @@ def test_uninstall_leaves_the_trained_integers_and_bf16_scales():
 
 
 def test_options_are_checked():
-    from harness.plugins import get_registry
+    from harness.core.plugin_manager import get_registry
 
     registry = get_registry()
     strategy = registry.strategies.get("kd-qat")
@@ -171,9 +171,9 @@ def test_options_are_checked():
 
 
 def test_kd_qat_runs_its_default_trainer_and_ste_needs_one():
-    from harness.config import RunConfig
-    from harness.pipeline import plan
-    from harness.plugins import get_registry
+    from harness.core.config import RunConfig
+    from harness.core.plugin_manager import get_registry
+    from harness.runs.planning import plan
 
     registry = get_registry()
     p = plan(RunConfig(strategy="kd-qat", bits=3, limit=2), registry)
@@ -184,9 +184,9 @@ def test_kd_qat_runs_its_default_trainer_and_ste_needs_one():
 
 
 def test_kd_qat_with_grpo_alone_is_fake_quantized_rl_without_distillation():
-    from harness.config import RunConfig
-    from harness.pipeline import plan
-    from harness.plugins import get_registry
+    from harness.core.config import RunConfig
+    from harness.core.plugin_manager import get_registry
+    from harness.runs.planning import plan
 
     p = plan(RunConfig(strategy="kd-qat", bits=3, trainer="grpo", limit=2), get_registry())
     assert [s.trainer.name for s in p.training] == ["grpo"]
@@ -194,8 +194,8 @@ def test_kd_qat_with_grpo_alone_is_fake_quantized_rl_without_distillation():
 
 def _context(strategy, tokenizer, opts: dict, n: int = 16):
     from harness.benchmarks.arith import generate
-    from harness.prompts import get_template
-    from harness.strategy import QuantContext
+    from harness.core.prompts import get_template
+    from harness.core.strategy import QuantContext
 
     template = get_template("boxed")
     problems = generate("train")[:n]
@@ -210,9 +210,9 @@ def _context(strategy, tokenizer, opts: dict, n: int = 16):
 def test_prepare_and_finalize_write_a_three_bit_checkpoint_a_later_stage_starts_from(tiny_dir, tmp_path):
     from safetensors import safe_open
 
-    from harness.model import load_model, load_tokenizer
-    from harness.plugins import get_registry
-    from harness.weights import stored_weight_bytes
+    from harness.base.model import load_model, load_tokenizer
+    from harness.base.weights import stored_weight_bytes
+    from harness.core.plugin_manager import get_registry
 
     registry = get_registry()
     strategy = registry.strategies.get("kd-qat")
@@ -273,12 +273,13 @@ def _context_bits(strategy, tokenizer, bits: int):
 
 @pytest.mark.slow
 def test_harness_run_kd_qat_then_a_chain_that_reuses_its_stage(tmp_path):
-    from harness.cache import ArtifactCache
-    from harness.config import RunConfig
-    from harness.graph import run_graph
-    from harness.pipeline import Runner, plan
-    from harness.plugins import get_registry
-    from harness.store import Store
+    from harness.core.config import RunConfig
+    from harness.core.graph import run_graph
+    from harness.core.plugin_manager import get_registry
+    from harness.runs.cache import ArtifactCache
+    from harness.runs.pipeline import Runner
+    from harness.runs.planning import plan
+    from harness.runs.store import Store
 
     kd = (("batch_size", "4"), ("max_new_tokens", "24"), ("max_steps", "3"), ("prompts", "12"))
     store = Store(tmp_path / "results.db")

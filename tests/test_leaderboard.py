@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from leaderboard_data import BOLD_ROW, KV4, KV16, N, XSS, build_kv_store, build_store
+from leaderboard_data import BOLD_ROW, KV4, KV16, XSS, N, build_kv_store, build_store
 
 from harness.cli import cli
-from harness.config import RunConfig
+from harness.core.config import RunConfig
 from harness.leaderboard.generate import generate
 from harness.leaderboard.html import json_for_script
 from harness.leaderboard.rows import pareto_front
+
 
 @pytest.fixture
 def store_path(tmp_path) -> Path:
@@ -264,7 +264,7 @@ def test_store_is_not_written(store_path, tmp_path):
 def test_a_run_two_sweeps_share_is_a_row_of_each(tmp_path):
     from leaderboard_data import N
 
-    from harness.store import Store
+    from harness.runs.store import Store
 
     path = build_store(tmp_path / "results.db")
     store = Store(path)

@@ -11,9 +11,9 @@ import sqlite3
 import pytest
 from leaderboard_data import GOOD, N, build_engine_store, build_store
 
-from harness.errors import StoreError
+from harness.base.errors import StoreError
 from harness.leaderboard.generate import generate
-from harness.store import Store
+from harness.runs.store import Store
 
 HF_BF16, HF_W4, HF_W8 = ("hf", "none", "bf16"), ("hf", "rtn", "W4A16"), ("hf", "rtn", "W8A16")
 VLLM_BF16, VLLM_W4 = ("vllm", "none", "bf16"), ("vllm", "rtn", "W4A16")

@@ -8,9 +8,8 @@ import random
 
 import pytest
 
-from harness.benchmark import Problem
-from harness.errors import UserError
-from harness.metrics import (
+from harness.base.errors import UserError
+from harness.base.metrics import (
     breakdown,
     by_level,
     by_subject,
@@ -20,6 +19,7 @@ from harness.metrics import (
     pass_at_k_over_problems,
     pass_at_k_per_problem,
 )
+from harness.core.benchmark import Problem
 
 
 def test_mean_ci_brackets_the_mean_and_is_reproducible():

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import hookimpl, hookspecs
-from harness.benchmark import Benchmark, Problem
-from harness.errors import DuplicateNameError, UnknownNameError
-from harness.plugins import PluginLoadWarning, build_registry, make_manager, plugin_listing
-from harness.strategy import Strategy
+from harness import hookimpl
+from harness.base.errors import DuplicateNameError, UnknownNameError
+from harness.core import hookspecs
+from harness.core.benchmark import Benchmark, Problem
+from harness.core.plugin_manager import PluginLoadWarning, build_registry, make_manager, plugin_listing
+from harness.core.strategy import Strategy
 
 
 class _Strat(Strategy):
@@ -67,9 +68,9 @@ def test_wrong_type_is_rejected():
         def register_benchmarks(self, register):
             register(_Strat("not-a-benchmark"))
 
-    with pytest.warns(PluginLoadWarning, match="not a harness.benchmark.Benchmark"):
+    with pytest.warns(PluginLoadWarning, match="not a harness.core.benchmark.Benchmark"):
         _, reg = fresh(Bad())
-    assert "not a harness.benchmark.Benchmark" in reg.failures["plugin0"]
+    assert "not a harness.core.benchmark.Benchmark" in reg.failures["plugin0"]
     assert "not-a-benchmark" not in reg.benchmarks
 
 
@@ -117,7 +118,7 @@ def test_installed_third_party_plugin_shows_up(tmp_path):
         tmp_path,
         """
         from harness import hookimpl
-        from harness.benchmark import Benchmark
+        from harness.core.benchmark import Benchmark
 
         class Toy(Benchmark):
             name = "toy"

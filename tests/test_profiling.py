@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import cli
-from harness.profiling import (
+from harness.toolkit.profiling import (
     PROFILE_KEYS,
     LatencySettings,
     _percentile,
@@ -63,8 +63,8 @@ def test_percentile_matches_numpy():
 
 
 def test_latency_inputs_crop_and_tile_to_one_length():
-    from transformers import PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
 
     vocab = {w: i for i, w in enumerate(["<eos>", "a", "b", "c", "d", "e"])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<eos>"))
@@ -104,10 +104,10 @@ def _hold_64_mib() -> None:
 def test_watch_times_forward_and_sees_a_memory_peak(meter, monkeypatch):
     import torch
 
-    import harness.memory
+    import harness.base.memory
 
     if meter == "sampler":  # where the kernel keeps its mark, or has none to reset
-        monkeypatch.setattr(harness.memory, "_reset_hwm", lambda: False)
+        monkeypatch.setattr(harness.base.memory, "_reset_hwm", lambda: False)
     model = torch.nn.Linear(64, 64)
     with watch() as baseline:
         pass
@@ -124,14 +124,14 @@ def test_watch_times_forward_and_sees_a_memory_peak(meter, monkeypatch):
 
 
 def test_a_phase_does_not_inherit_an_earlier_phases_peak():
-    import harness.memory
+    import harness.base.memory
 
     with watch() as big:
         _resident(192)
     with watch() as small:
         pass
     assert big.stats.peak_rss_bytes >= small.stats.peak_rss_bytes + 160 * 2**20
-    assert harness.memory.peak_rss_bytes() >= big.stats.peak_rss_bytes  # the process's peak keeps it
+    assert harness.base.memory.peak_rss_bytes() >= big.stats.peak_rss_bytes  # the process's peak keeps it
 
 
 # -- the command -----------------------------------------------------------------------
@@ -142,7 +142,7 @@ def test_profile_none_prints_and_stores_every_figure(tmp_path):
     prof = out["profile"]
     cpu_only = {k for k in PROFILE_KEYS if "gpu" in k}
     eval_only = {k for k in PROFILE_KEYS if k.startswith("eval_")}
-    from harness.profiling import SERVER_KEYS
+    from harness.toolkit.profiling import SERVER_KEYS
 
     unquantized = {"quant_method"}  # None: the checkpoint has no quantization config
     missing = {k for k in PROFILE_KEYS if prof.get(k) is None} - cpu_only - eval_only - set(SERVER_KEYS) - unquantized

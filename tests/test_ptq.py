@@ -15,8 +15,8 @@ import shutil
 
 import pytest
 
-from harness.errors import UserError
-from harness.strategy import FULL, QuantContext
+from harness.base.errors import UserError
+from harness.core.strategy import FULL, QuantContext
 
 #: small calibration so each quantization takes seconds, not minutes, on 2 cores
 FAST = {"num_samples": "16", "max_length": "128"}
@@ -24,7 +24,7 @@ FAST = {"num_samples": "16", "max_length": "128"}
 
 @pytest.fixture(scope="module")
 def registry():
-    from harness.plugins import build_registry, make_manager
+    from harness.core.plugin_manager import build_registry, make_manager
 
     pm, failures = make_manager()
     return build_registry(pm, failures)
@@ -32,7 +32,7 @@ def registry():
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_dir):
-    from harness.model import load_tokenizer
+    from harness.base.model import load_tokenizer
 
     return load_tokenizer(tiny_dir)
 
@@ -40,7 +40,7 @@ def tokenizer(tiny_dir):
 @pytest.fixture(scope="module")
 def calibration(registry, tokenizer) -> list[str]:
     """Prompt + solution from arith's train split, as the pipeline builds them."""
-    from harness.prompts import get_template
+    from harness.core.prompts import get_template
 
     items = registry.benchmarks.get("arith").load("train")
     template = get_template("boxed")
@@ -50,7 +50,7 @@ def calibration(registry, tokenizer) -> list[str]:
 
 @pytest.fixture(scope="module")
 def prompts(registry, tokenizer) -> list[str]:
-    from harness.prompts import get_template
+    from harness.core.prompts import get_template
 
     template = get_template("boxed")
     return [template.render(p.problem, tokenizer) for p in registry.benchmarks.get("arith").load("test")[:6]]
@@ -97,7 +97,7 @@ def test_strategies_registered_through_entry_points(registry):
         assert registry.strategies.owners[name] == name  # the entry point of that name registered it
         strategy = registry.strategies.get(name)
         assert strategy.unavailable_reason() is None
-        assert all(f["help"] for f in __import__("harness.options").options.options_help(strategy.options_class))
+        assert all(f["help"] for f in __import__("harness.base.options").options.options_help(strategy.options_class))
     assert registry.strategies.get("bnb").bits == (4, 8)
     assert set(registry.strategies.get("gptq").bits) == {2, 3, 4, 8}
     assert set(registry.strategies.get("awq").bits) == {3, 4, 8}
@@ -166,7 +166,7 @@ def test_calibration_is_required(registry, tiny_dir, tokenizer, tmp_path):
 
 def check_reload(strategy, ctx, tiny_dir, tokenizer, prompts, tmp_path, reload=reload_bf16):
     """Quantize in memory, save the way ``quantize`` does, reload; the reloaded model must be the same model."""
-    from harness.weights import stored_weight_bytes
+    from harness.base.weights import stored_weight_bytes
 
     model, report = strategy.compress(tiny_dir, ctx)
     out = tmp_path / "out"
@@ -175,7 +175,7 @@ def check_reload(strategy, ctx, tiny_dir, tokenizer, prompts, tmp_path, reload=r
     if strategy.name == "bnb":
         model.save_pretrained(out)
     else:
-        from harness.compress import save_compressed
+        from harness.toolkit.compress import save_compressed
 
         save_compressed(model, tokenizer, out)
     in_memory = logits(model, tokenizer, prompts)
@@ -213,7 +213,7 @@ def test_4bit_checkpoint_reloads_in_plain_transformers_as_the_quantized_model(
 
 @pytest.mark.slow
 def test_quantize_writes_only_into_out_dir_and_reports_bytes(registry, tiny_dir, tokenizer, calibration, tmp_path):
-    from harness.weights import stored_weight_bytes
+    from harness.base.weights import stored_weight_bytes
 
     strategy, ctx = context(registry, "gptq", 8, tokenizer, calibration, **FAST)
     out = tmp_path / "cache" / "tmp-entry"
@@ -250,7 +250,7 @@ def test_awq_8bit_is_real_8bit_and_the_reference_variant_runs_the_4bit_recipe(
 def test_bnb_saves_and_reloads_the_quantized_model(registry, bits, tiny_dir, tokenizer, prompts, tmp_path):
     import torch
 
-    from harness.model import load_model
+    from harness.base.model import load_model
 
     strategy, ctx = context(registry, "bnb", bits, tokenizer, [])
     reload = lambda out: load_model(out, "cpu", dtype=torch.bfloat16, device_map="cpu")  # noqa: E731

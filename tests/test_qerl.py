@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
-
-from harness.cli import cli
-from harness.errors import UserError
-from harness.strategies.qerl import NOISE_KEY, QeRL, QeRLOptions, noise_scale
 from test_grpo import SMALL, make_ctx
+
+from harness.base.errors import UserError
+from harness.cli import cli
+from harness.strategies.qerl import NOISE_KEY, QeRL, QeRLOptions, noise_scale
 
 
 def test_schedule_decays_exponentially_in_stages():
@@ -76,7 +76,7 @@ def test_forward_sees_the_scheduled_noise_and_stored_weights_never_change(tiny_d
     forward multiplies by are the stored ones plus noise whose std is that step's scheduled scale."""
     import torch
 
-    from harness.strategy import QuantContext
+    from harness.core.strategy import QuantContext
     from harness.strategies.qerl import target_norms
 
     strategy = QeRL()
@@ -219,9 +219,9 @@ def test_grpo_with_aqn_logs_entropy_and_noise_and_keeps_the_base(tiny_dir, tmp_p
 
 
 def test_training_curves_of_a_sweeps_rows_on_one_figure(tmp_path):
-    from harness.config import RunConfig
-    from harness.store import Store
-    from harness.training_curves import mean_curve, moving_average, plot, sweep_curves
+    from harness.core.config import RunConfig
+    from harness.reports.training_curves import mean_curve, moving_average, plot, sweep_curves
+    from harness.runs.store import Store
 
     store = Store(tmp_path / "r.db")
     for order, (row, strategy) in enumerate((("GRPO", "none"), ("QeRL 4-bit", "qerl"))):

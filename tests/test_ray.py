@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from harness.base.errors import UserError
 from harness.cli import cli
-from harness.errors import UserError
-from harness.store import Store
+from harness.runs.store import Store
 
 ray = pytest.importorskip("ray")
 
@@ -86,7 +86,7 @@ bits = 8
 
 @pytest.fixture
 def tiny():
-    from harness.model import resolve_model
+    from harness.base.model import resolve_model
 
     try:
         resolve_model("tiny-arith")

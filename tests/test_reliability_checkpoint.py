@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.cache import DONE, ArtifactCache
-from harness.checkpoints import (
+from harness.base.checkpoints import (
     QUARANTINE,
     incomplete_reason,
     latest_complete_checkpoint,
 )
+from harness.runs.cache import DONE, ArtifactCache
 
 
 def _checkpoint(folder: Path, step: int, upto: str = "state") -> Path:

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness import hub
+from harness.base import hub
+from harness.base.errors import UserError
 from harness.cli import COMMANDS, cli, main
-from harness.errors import UserError
-from harness.store import Store
+from harness.runs.store import Store
 
 
 def invoke(*args: str):
@@ -69,7 +69,7 @@ def test_main_keeps_the_other_exit_statuses(capsys):
 
 def test_sigterm_is_ctrl_c_with_its_own_exit_status_and_an_ignored_signal_stays_ignored():
     probe = ("import os, signal\n"
-             "from harness.signals import stop_like_ctrl_c\n"
+             "from harness.base.signals import stop_like_ctrl_c\n"
              "stop_like_ctrl_c()\n"
              "print(signal.getsignal(signal.SIGHUP) == signal.SIG_IGN)\n"
              "try:\n"
@@ -192,7 +192,7 @@ def test_a_path_that_cannot_be_created_is_one_line(tmp_path, args):
 
 
 def test_default_store_and_cache_under_a_file_are_user_errors(tmp_path):
-    from harness.cache import ArtifactCache
+    from harness.runs.cache import ArtifactCache
 
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
@@ -233,7 +233,7 @@ def test_a_sweep_value_of_the_wrong_type_is_one_line(tmp_path, text, expected):
 
 
 def test_a_set_value_of_the_wrong_type_fails_its_cells_with_one_line(tmp_path):
-    from harness.sweep_cells import cell_config
+    from harness.sweeps.cells import cell_config
 
     with pytest.raises(UserError, match="cell: limit = 'five' is a string; expected an integer"):
         cell_config({"limit": "five"})

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from harness.leaderboard.generate import FILES
 from leaderboard_data import build_store
 
 from harness.cli import cli
+from harness.leaderboard.generate import FILES
 
 REPO = Path(__file__).resolve().parents[1]
 

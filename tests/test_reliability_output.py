@@ -27,7 +27,7 @@ def _harness(*args: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_plain_lines_come_at_a_steady_interval_even_without_updates(monkeypatch):
-    from harness.progress import PlainProgress, heartbeat, stage_progress
+    from harness.base.progress import PlainProgress, heartbeat, stage_progress
 
     monkeypatch.setenv("HARNESS_PROGRESS_INTERVAL", "0.1")
     out = io.StringIO()
@@ -53,7 +53,7 @@ def test_plain_lines_come_at_a_steady_interval_even_without_updates(monkeypatch)
 def test_a_terminal_still_gets_a_live_bar():
     from rich.progress import Progress
 
-    from harness.progress import stage_progress
+    from harness.base.progress import stage_progress
 
     assert isinstance(stage_progress("GRPO", Console(file=io.StringIO(), force_terminal=True)), Progress)
 
@@ -71,7 +71,7 @@ def test_a_logged_run_prints_progress_lines_and_no_full_precision_quantize_line(
 
 
 def test_library_noise_is_silenced(capsys):
-    from harness.quiet import quiet_libraries
+    from harness.base.quiet import quiet_libraries
 
     quiet_libraries()
     quiet_libraries()  # idempotent

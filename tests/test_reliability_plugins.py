@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 from harness import hookimpl
-from harness.benchmark import Benchmark
-from harness.plugins import (
+from harness.core.benchmark import Benchmark
+from harness.core.plugin_manager import (
     PluginLoadWarning,
     build_registry,
     make_manager,
     plugin_listing,
 )
-from harness.strategy import Strategy
+from harness.core.strategy import Strategy
 
 
 class _Strat(Strategy):
@@ -139,7 +139,7 @@ def test_builtins_keep_their_names_against_a_third_party_sorted_first(tmp_path):
         tmp_path,
         """
         from harness import hookimpl
-        from harness.strategy import Strategy
+        from harness.core.strategy import Strategy
 
         class Fake(Strategy):
             name = "rtn"

@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from harness import store as store_module
-from harness.errors import StoreError
-from harness.store import Store
-from harness.store_schema import MIGRATIONS
+from harness.base.errors import StoreError
+from harness.runs import store as store_module
+from harness.runs.store import Store
+from harness.runs.store_schema import MIGRATIONS
 
 PROCESSES = 4
 ROUNDS = 10
@@ -99,7 +99,7 @@ def test_a_store_of_the_previous_version_migrates_and_keeps_its_runs(tmp_path):
 
 def test_a_run_whose_process_died_reads_as_interrupted(tmp_path):
     path = tmp_path / "r.db"
-    code = (f"from harness.store import Store; s = Store({str(path)!r}); "
+    code = (f"from harness.runs.store import Store; s = Store({str(path)!r}); "
             "s.start_run('dead', 'killed run', {}, {}, None); import os; os._exit(9)")
     subprocess.run([sys.executable, "-c", code], check=False, timeout=60)
     store = Store(path)
@@ -117,7 +117,7 @@ def test_runs_and_show_print_a_dead_run_as_interrupted(tmp_path):
     from harness.cli import cli
 
     path = tmp_path / "r.db"
-    code = (f"from harness.store import Store; s = Store({str(path)!r}); "
+    code = (f"from harness.runs.store import Store; s = Store({str(path)!r}); "
             "s.start_run('deadbeef', 'killed run', {}, {}, None); import os; os._exit(9)")
     subprocess.run([sys.executable, "-c", code], check=False, timeout=60)
     listed = CliRunner().invoke(cli, ["runs", "--store", str(path), "--json"])

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness import threads
-from harness.threads import cgroup_cpu_limit, choose, default_choice, usable_cores
+from harness.base import threads
+from harness.base.threads import cgroup_cpu_limit, choose, default_choice, usable_cores
 
 
 def _cgroup(tmp_path: Path, proc_line: str, files: dict[str, str]) -> tuple[Path, Path]:
@@ -143,7 +143,7 @@ def _spin(seconds: float) -> None:
 
 
 def test_profiles_record_the_wait_policy(clean_env):
-    from harness.profiling import PROFILE_KEYS
+    from harness.toolkit.profiling import PROFILE_KEYS
 
     threads.configure(2)
     figures = threads.in_effect()

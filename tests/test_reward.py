@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.grading import grade_full
-from harness.reward import REWARD_FUNCS, correctness_reward, format_reward
+from harness.toolkit.reward import REWARD_FUNCS, correctness_reward, format_reward
 
 COMPLETIONS = [
     "12 + 30 = 42. The answer is \\boxed{42}.",  # correct and boxed

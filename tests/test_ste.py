@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from harness.errors import UserError
+from harness.base.errors import UserError
+from harness.core.strategy import QuantContext
 from harness.strategies.ste import STE, STEOptions, install, quantize_dequantize, target_layers, uninstall
-from harness.strategy import QuantContext
 
 ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
 @pytest.fixture(scope="module")
 def batch(tiny_dir):
+    from harness.base.model import load_tokenizer
     from harness.benchmarks.arith import generate
-    from harness.model import load_tokenizer
 
     tok = load_tokenizer(tiny_dir)
     problems = [p for p in generate("train") if p.level in ("3", "4", "5")][:16]
@@ -27,7 +27,7 @@ def q_proj_grad_norm(tiny_dir, batch, options: STEOptions | None) -> float:
     """Norm of the loss gradient on every q_proj weight, for one fixed batch."""
     import torch
 
-    from harness.model import load_model
+    from harness.base.model import load_model
 
     model = load_model(tiny_dir, "cpu", dtype=torch.float32)
     model.train()
@@ -66,7 +66,7 @@ def test_reference_variant_fixes_its_settings():
 def test_install_targets_and_uninstall_restores(tiny_dir, batch):
     import torch
 
-    from harness.model import load_model
+    from harness.base.model import load_model
 
     model = load_model(tiny_dir, "cpu", dtype=torch.float32)
     names = target_layers(model, "attention")
@@ -97,8 +97,8 @@ def test_finalize_writes_integer_weights(tiny_dir, batch, tmp_path, variant):
     import torch
     from safetensors import safe_open
 
-    from harness.model import load_model, load_tokenizer
-    from harness.weights import bf16_bytes
+    from harness.base.model import load_model, load_tokenizer
+    from harness.base.weights import bf16_bytes
 
     strategy = STE()
     ctx = QuantContext(spec=strategy.spec(8), options=strategy.make_options({"variant": variant}),

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from harness.base.errors import UserError
 from harness.cli import cli
-from harness.errors import UserError
-from harness.store import Store
-from harness.executor import Job
-from harness.sweep import run_cell
-from harness.sweep_cells import Overrides, cell_config, expand
-from harness.sweep_file import find_sweep, load_sweep
+from harness.core.executor import Job
+from harness.runs.store import Store
+from harness.sweeps.cells import Overrides, cell_config, expand
+from harness.sweeps.file import find_sweep, load_sweep
+from harness.sweeps.sweep import run_cell
 
 TABLE1_ROWS = ["base", "GRPO", "Dr. GRPO", "STE 8-bit", "PTQ bnb 8-bit", "PTQ AWQ 8-bit", "QLoRA 4-bit",
                "PTQ bnb 4-bit", "PTQ AWQ 4-bit"]
@@ -23,7 +23,7 @@ TABLE1_ROWS = ["base", "GRPO", "Dr. GRPO", "STE 8-bit", "PTQ bnb 8-bit", "PTQ AW
 
 @pytest.fixture
 def tiny():
-    from harness.model import resolve_model
+    from harness.base.model import resolve_model
 
     try:
         resolve_model("tiny-arith")
@@ -196,10 +196,10 @@ def test_sweep_stores_skips_and_reports_failures(tiny, tmp_path):
 @pytest.mark.slow
 def test_interrupted_sweep_resumes(tiny, tmp_path, monkeypatch):
     """Ctrl-C mid-cell: the cell is marked interrupted, nothing half-written; the next run finishes it."""
-    import harness.evaluation as evaluation
+    import harness.runs.evaluate as stage
 
     path = write(tmp_path, TWO)
-    real = evaluation.evaluate
+    real = stage.evaluate
     calls = {"n": 0}
 
     def interrupt_first(*args, **kwargs):
@@ -208,7 +208,7 @@ def test_interrupted_sweep_resumes(tiny, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(evaluation, "evaluate", interrupt_first)
+    monkeypatch.setattr(stage, "evaluate", interrupt_first)
     code, report = sweep_json(str(path), "--limit", "5", "--executor-opt", "isolate=false")  # the patch lives in this process
     assert code == 130 and report["interrupted"]
     first, second = report["cells"]

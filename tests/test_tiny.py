@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.model import resolve_model
+from harness.base.model import resolve_model
 
 
 def test_shipped_model_is_small_and_quantizer_friendly(tiny_dir):
@@ -26,7 +26,7 @@ def test_resolve_identity_tracks_weights():
 
 
 def test_tokenizer_splits_digits(tiny_dir):
-    from harness.model import load_tokenizer
+    from harness.base.model import load_tokenizer
 
     tok = load_tokenizer(tiny_dir)
     assert tok.tokenize("12345") == ["1", "2", "3", "4", "5"]
@@ -37,7 +37,7 @@ def test_tokenizer_splits_digits(tiny_dir):
 def test_rebuild_is_deterministic(tmp_path):
     from safetensors.torch import load_file
 
-    from harness.tiny.recipe import TinyRecipe, build
+    from harness.runs.tiny_recipe import TinyRecipe, build
 
     a = build(tmp_path / "a", TinyRecipe(steps=3), progress=False)
     b = build(tmp_path / "b", TinyRecipe(steps=3), progress=False)

@@ -8,17 +8,18 @@ import json
 import re
 
 import pytest
-from harness.benchmarks import chain
 
 from harness import tiny
-from harness.errors import UserError
-from harness.model import resolve_model
+from harness.base.errors import UserError
+from harness.base.model import resolve_model
+from harness.benchmarks import chain
+from harness.runs.tiny_recipe import recipe_for
 
 EQUATION = re.compile(r"(\d+) ([-+*]) (\d+) = (\d+)\.")
 
 
 def test_chain_is_registered_as_a_generated_benchmark():
-    from harness.plugins import get_registry
+    from harness.core.plugin_manager import get_registry
 
     bench = get_registry().benchmarks.get("chain")
     assert bench.generated and bench.version == "1" and bench.splits == ("test", "train")
@@ -60,10 +61,10 @@ def test_train_split_never_holds_a_test_problem():
 
 
 def test_model_table_names_both_and_keeps_tiny_arith_the_default():
-    from harness.tiny.recipe import TinyRecipe
+    from harness.runs.tiny_recipe import TinyRecipe
 
     assert tiny.NAME == "tiny-arith" and set(tiny.MODELS) >= {"tiny-arith", "tiny-reason"}
-    assert tiny.get("tiny-arith").recipe() == TinyRecipe()  # tiny-arith's recipe is the defaults, unchanged
+    assert recipe_for(tiny.get("tiny-arith")) == TinyRecipe()  # tiny-arith's recipe is the defaults, unchanged
     shipped = json.loads((tiny.weights_dir() / "recipe.json").read_text())["recipe"]
     assert all(getattr(TinyRecipe(), k) == v for k, v in shipped.items())
     assert tiny.get("tiny-reason").benchmark == "chain"
@@ -80,7 +81,7 @@ def test_shipped_tiny_reason_is_small_and_built_by_its_recipe():
     assert cfg.hidden_size % 128 == 0 and cfg.intermediate_size % 128 == 0  # group-128 quantizers fit
     assert (folder / "model.safetensors").stat().st_size < 20 * 2**20
     report = json.loads((folder / "recipe.json").read_text())
-    assert report["recipe"] == json.loads(json.dumps(dataclasses.asdict(tiny.get("tiny-reason").recipe())))
+    assert report["recipe"] == json.loads(json.dumps(dataclasses.asdict(recipe_for(tiny.get("tiny-reason")))))
 
 
 def test_resolve_tiny_reason_has_its_own_identity():
@@ -93,9 +94,9 @@ def test_resolve_tiny_reason_has_its_own_identity():
 def test_shipped_tiny_reason_answers_level_one():
     import torch
 
+    from harness.base.model import load_model, load_tokenizer
+    from harness.core.prompts import get_template
     from harness.grading import grade
-    from harness.model import load_model, load_tokenizer
-    from harness.prompts import get_template
 
     folder = tiny.weights_dir("tiny-reason")
     tok, model = load_tokenizer(folder), load_model(folder)
@@ -112,9 +113,9 @@ def test_shipped_tiny_reason_answers_level_one():
 def test_tiny_reason_rebuild_is_deterministic(tmp_path):
     from safetensors.torch import load_file
 
-    from harness.tiny.recipe import build
+    from harness.runs.tiny_recipe import build
 
-    recipe = tiny.get("tiny-reason").recipe(steps=2)
+    recipe = recipe_for(tiny.get("tiny-reason"), steps=2)
     a = build(tmp_path / "a", recipe, progress=False)
     b = build(tmp_path / "b", recipe, progress=False)
     wa, wb = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
@@ -124,7 +125,8 @@ def test_tiny_reason_rebuild_is_deterministic(tmp_path):
 
 def test_an_embedded_models_own_benchmark_is_its_default():
     """`harness run --model tiny-reason` evaluates and trains on chain; tiny-arith's runs keep their ids."""
-    from harness.config import RunConfig, resolve_config
+    from harness.core.config import RunConfig
+    from harness.core.resolve import resolve_config
 
     reason = resolve_config({"model": "tiny-reason"})
     assert (reason.benchmarks, reason.train_data) == (("chain",), "chain")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness import hookimpl
-from harness.trainer import TrainContext, Trainer, TrainReport
+from harness.core.trainer import TrainContext, Trainer, TrainReport
 
 
 class PlainSGD(Trainer):
@@ -22,7 +22,7 @@ class PlainSGD(Trainer):
     def train(self, model, peft_config, ctx: TrainContext) -> TrainReport:
         import torch
 
-        from harness.model import load_tokenizer
+        from harness.base.model import load_tokenizer
 
         if peft_config is not None:  # an adapter trainer wraps the model it is given
             from peft import get_peft_model
@@ -59,7 +59,7 @@ class Plugin:
 
 @pytest.fixture
 def with_trainer(install_plugin, monkeypatch):
-    from harness import engine_stage
+    from harness.runs import evaluate as engine_stage
 
     install_plugin(Plugin(), "third-party-trainer")
     # after training, evaluation runs in a fresh process that re-plans the run through the installed
@@ -69,11 +69,12 @@ def with_trainer(install_plugin, monkeypatch):
 
 
 def _run(tmp_path, strategy: str, bits: int) -> dict:
-    from harness.cache import ArtifactCache
-    from harness.config import RunConfig
-    from harness.pipeline import Runner, plan
-    from harness.plugins import get_registry
-    from harness.store import Store
+    from harness.core.config import RunConfig
+    from harness.core.plugin_manager import get_registry
+    from harness.runs.cache import ArtifactCache
+    from harness.runs.pipeline import Runner
+    from harness.runs.planning import plan
+    from harness.runs.store import Store
 
     config = RunConfig(trainer="plain-sgd", strategy=strategy, bits=bits, limit=3, device="cpu")
     return Runner(Store(tmp_path / "r.db"), ArtifactCache(tmp_path / "cache")).run(plan(config, get_registry()))
@@ -107,9 +108,9 @@ def test_a_trainer_that_never_mentions_strategies_trains_qlora_adapters_on_a_4bi
 
 
 def test_a_trainer_gets_the_strategys_callbacks_and_a_trainer_without_a_model_is_an_error(tmp_path):
-    from harness import training
-    from harness.errors import HarnessError
-    from harness.strategy import Strategy
+    from harness.base.errors import HarnessError
+    from harness.core.strategy import Strategy
+    from harness.runs import training
 
     class Marker(Strategy):
         name = "marker"

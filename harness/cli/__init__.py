@@ -1,7 +1,7 @@
 """The ``harness`` command line.
 
 Commands live one per module and are imported only when invoked, so
-``harness --help`` never imports torch. User errors (:class:`harness.errors.UserError`)
+``harness --help`` never imports torch. User errors (:class:`harness.base.errors.UserError`)
 become one line on stderr and exit status 2; anything else is a bug and keeps
 its traceback.
 """
@@ -14,7 +14,7 @@ import sys
 import click
 
 from harness import __version__
-from harness.errors import HarnessError, UserError
+from harness.base.errors import HarnessError, UserError
 
 #: command name -> "module:function" (lazy: imported on use)
 COMMANDS = {
@@ -62,7 +62,7 @@ def _user_exit(exc: Exception) -> click.exceptions.Exit:
 @click.option("--threads", type=click.IntRange(min=1), default=None, envvar="HARNESS_THREADS", show_envvar=True,
               help="CPU threads for torch (default: the cores this process may use, by CPU affinity and "
                    "cgroup quota, less those other processes are running on, re-read before each generation "
-                   "batch and training step, so another job cannot stall a run; see harness/threads.py). "
+                   "batch and training step, so another job cannot stall a run; see harness/base/threads.py). "
                    "Profiles record it.")
 def cli(threads: int | None) -> None:
     """Quantize RL-fine-tuned reasoning models and measure accuracy per byte and per millisecond."""
@@ -72,7 +72,7 @@ def cli(threads: int | None) -> None:
 def set_threads(threads: int | None) -> None:
     """Through the environment, so that torch (imported later, lazily) and every process this one
     starts (isolated sweep cells, Ray workers on this machine) use the same choice."""
-    from harness.threads import configure
+    from harness.base.threads import configure
 
     configure(threads)
 
@@ -89,7 +89,7 @@ def main(args: list[str] | None = None) -> None:
     """
     import warnings
 
-    from harness.signals import stop_like_ctrl_c
+    from harness.base.signals import stop_like_ctrl_c
 
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     stop_like_ctrl_c()  # SIGTERM and SIGHUP: the Ctrl-C path, exit 128 + signal
@@ -110,7 +110,7 @@ def main(args: list[str] | None = None) -> None:
 
 
 def _interrupted(exc: KeyboardInterrupt) -> int:
-    from harness.signals import Terminated, exit_status
+    from harness.base.signals import Terminated, exit_status
 
     line = INTERRUPTED.replace("interrupted", f"stopped by {exc}", 1) if isinstance(exc, Terminated) else INTERRUPTED
     click.echo(line, err=True)

@@ -16,8 +16,8 @@ def benchmark_rows(data_dir: Path | None) -> list[dict]:
     sources) show their published ``nominal_sizes`` instead, or "?" where
     that is not known: listing never touches the network.
     """
-    from harness.errors import HarnessError
-    from harness.plugins import get_registry
+    from harness.base.errors import HarnessError
+    from harness.core.plugin_manager import get_registry
 
     registry = get_registry()
     rows = []

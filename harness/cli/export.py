@@ -21,9 +21,9 @@ def export(run_id, out_dir, store, cache_dir, force) -> None:
     results and per-sample rows in lm-evaluation-harness's shapes. Written whole or not at all."""
     from pathlib import Path
 
-    from harness.cache import ArtifactCache
-    from harness.export import export_run
-    from harness.store import Store
+    from harness.reports.export import export_run
+    from harness.runs.cache import ArtifactCache
+    from harness.runs.store import Store
 
     report = export_run(Store(store, read_only=True), ArtifactCache(cache_dir), run_id, Path(out_dir), force=force)
     click.echo(f"exported run {report.run_id} ({report.label}) to {report.out_dir}: {len(report.files)} files, "

@@ -34,10 +34,10 @@ from harness.leaderboard.destination import DEFAULT_OUT, PUBLISHED
 @click.option("--json", "as_json", is_flag=True, help="print the rows as JSON")
 def leaderboard(store, out_dir, force, baseline, n_samples, context_tokens, sweep, title, note, as_json) -> None:
     """Render every complete run in the store; seeds of one configuration form one row."""
-    from harness.errors import UserError
+    from harness.base.errors import UserError
     from harness.leaderboard.destination import check_destination
     from harness.leaderboard.generate import FILES, generate
-    from harness.store import default_store_path
+    from harness.runs.store import default_store_path
 
     if n_samples < 0:
         raise UserError(f"--samples must be >= 0, got {n_samples}")

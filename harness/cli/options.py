@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
-from harness.config import PRESETS, RunConfig, field_default, resolve_config
+from harness.base.options import parse_kv
+from harness.core.config import PRESETS, RunConfig, field_default
+from harness.core.resolve import resolve_config
 from harness.grading.extraction import EXTRACTION_POLICIES
-from harness.options import parse_kv
 
 
 class CreatablePath(click.Path):
@@ -104,7 +105,7 @@ def engine_options(f):
 
 
 def build_config(**kw) -> RunConfig:
-    """RunConfig from CLI keywords, through the same :func:`harness.config.resolve_config` a sweep
+    """RunConfig from CLI keywords, through the same :func:`harness.core.resolve.resolve_config` a sweep
     cell goes through: the preset first, explicit flags over it."""
     values = dict(kw)
     for name, flag in (("trainer_opts", "--trainer-opt"), ("strategy_opts", "--strategy-opt"),

@@ -14,11 +14,11 @@ import click
 def plugins(name: str | None, as_json: bool) -> None:
     """List installed plugins with what they register; with NAME, show that strategy's (trainer's,
     benchmark's) bit widths, phase, needs and options with their help text."""
-    from harness.plugins import get_registry, plugin_listing
+    from harness.core.plugin_manager import get_registry, plugin_listing
 
     registry = get_registry()
     if name is not None:
-        from harness.plugin_info import describe
+        from harness.core.plugin_info import describe
 
         entries = describe(registry, name)
         if as_json:
@@ -63,7 +63,7 @@ def _longest_word(texts) -> int:
 
 
 def _source(row: dict) -> str:
-    from harness.plugins import DISTRIBUTION
+    from harness.core.plugin_manager import DISTRIBUTION
 
     return "built-in" if row["distribution"] == DISTRIBUTION else f"{row['distribution'] or '?'} {row['version'] or ''}".strip()
 

@@ -37,54 +37,23 @@ def profile(store, cache_dir, prompt_length, gen_length, requests, as_json, **kw
     """
     from rich.console import Console
 
-    from harness.cache import ArtifactCache
-    from harness.errors import UserError
-    from harness.model import load_tokenizer
-    from harness.pipeline import Runner, git_commit, plan, versions
-    from harness.plugins import get_registry
-    from harness.engine_stage import check_artifact, engine_settings
-    from harness.profiling import LatencySettings
-    from harness.prompts import get_template
-    from harness.quiet import quiet_libraries
-    from harness.store import Store
+    from harness.base.errors import UserError
+    from harness.runs.opening import opened_run
+    from harness.toolkit.profiling import LatencySettings
 
-    quiet_libraries()
     console = Console(stderr=True)
     try:
         settings = LatencySettings(prompt_length=prompt_length, gen_length=gen_length,
                                    batch_size=kw.get("batch_size"), requests_bs1=requests)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    the_plan = plan(build_config(**kw), get_registry())
-    config = the_plan.config  # with the strategy's default bits filled in, as `harness run` stores it
-    if kw["device"] == "auto" and not the_plan.device.startswith("cuda"):
-        console.print("note: CUDA is not available here; profiling on CPU (GPU memory figures are empty)")
-    settings.gen_length = settings.gen_length or config.sampling.max_new_tokens
-
-    db = Store(store)
-    runner = Runner(db, ArtifactCache(cache_dir), console=console)
-    run_id = config.run_id
-    model_dir, artifacts = runner.materialize(the_plan, run_id)
-    tokenizer = load_tokenizer(model_dir)
-    template = get_template(config.prompt)
-    prompts = [template.render(p.problem, tokenizer) for probs in the_plan.problems.values() for p in probs[:8]]
-    console.print(f"[bold]profile[/bold] {config.label} on {the_plan.device}")
-    check_artifact(the_plan, model_dir)
-    engine_run = engine_settings(the_plan, console)
-    engine_run.extra["log_dir"] = str(runner.cache.root / "logs")
-    with the_plan.engine.start(model_dir, engine_run) as session:  # the engine measures what it serves
-        result = session.profile(prompts, config, settings, {}, None, plan=the_plan, quant=artifacts.get("quant") or {})
-    result["source"] = "harness profile"
-
-    existing = db.get_run(run_id)
-    if existing is None:
-        db.start_run(run_id, config.label, config.to_dict(), versions(the_plan), git_commit())
-        db.add_artifacts(run_id, artifacts)
-        db.finish_run(run_id, "profiled")
-    else:  # keep the evaluation's own figures (throughput, forward share); replace the rest
-        old = db.profile(run_id) or {}
-        result = {**result, **{k: v for k, v in old.items() if k.startswith("eval_") and v is not None}}
-    db.set_profile(run_id, result)
+    with opened_run(build_config(**kw), store, cache_dir, console) as run:
+        config = run.plan.config  # with the strategy's default bits filled in, as `harness run` stores it
+        if kw["device"] == "auto" and not run.plan.device.startswith("cuda"):
+            console.print("note: CUDA is not available here; profiling on CPU (GPU memory figures are empty)")
+        settings.gen_length = settings.gen_length or config.sampling.max_new_tokens
+        result = run.runner.profile(run.plan, settings)
+        run_id = config.run_id
 
     if as_json:
         click.echo(json.dumps({"run_id": run_id, "label": config.label, "profile": result}, indent=2))
@@ -98,7 +67,7 @@ def print_profile(run_id: str, label: str, prof: dict) -> None:
     from rich.table import Table
 
     from harness.cli.render import fmt_bytes
-    from harness.profiling import PROFILE_KEYS
+    from harness.toolkit.profiling import PROFILE_KEYS
 
     table = Table(title=f"profile of {run_id}: {label}")
     for col in ("figure", "value", "meaning"):

@@ -20,8 +20,8 @@ def reproduce(name, list_, **kw) -> None:
     switches to the reference code's exact settings (both sets of rows can
     live in one store, and the leaderboard pairs them).
     """
-    from harness.errors import UserError
-    from harness.sweep_file import find_sweep, load_sweep, shipped_sweeps
+    from harness.base.errors import UserError
+    from harness.sweeps.file import find_sweep, load_sweep, shipped_sweeps
 
     if list_:
         specs = [load_sweep(path) for _, path in sorted(shipped_sweeps().items())]

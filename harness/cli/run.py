@@ -23,19 +23,12 @@ from harness.cli.options import build_config, cache_option, engine_options, eval
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object (run id, config, metrics)")
 def run(store, cache_dir, force, as_json, **kw) -> None:
     """Run one configuration end to end; an interrupted run resumes where it stopped."""
-    from harness.cache import ArtifactCache
-    from harness.pipeline import Runner, plan
-    from harness.plugins import get_registry
-    from harness.quiet import quiet_libraries
-    from harness.store import Store
+    from harness.runs.opening import opened_run
 
-    quiet_libraries()
-    config = build_config(**kw)
-    the_plan = plan(config, get_registry())
-    runner = Runner(Store(store), ArtifactCache(cache_dir))
     # Libraries print to stdout; with --json, stdout carries the JSON object alone.
-    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
-        result = runner.run(the_plan, force=force)
+    with opened_run(build_config(**kw), store, cache_dir) as run, \
+            contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        result = run.runner.run(run.plan, force=force)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
     else:

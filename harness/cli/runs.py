@@ -14,7 +14,7 @@ from harness.cli.options import store_option
 @click.option("--json", "as_json", is_flag=True)
 def runs(store, as_json) -> None:
     """List stored runs with their headline accuracy."""
-    from harness.store import Store
+    from harness.runs.store import Store
 
     s = Store(store)
     rows = []
@@ -48,13 +48,12 @@ def runs(store, as_json) -> None:
               help="text (default), json (as --json) or lm-eval (lm-evaluation-harness's results JSON)")
 def show(run_id, store, n_samples, as_json, fmt) -> None:
     """Show one run: config, metrics, profile (RUN_ID may be a unique prefix)."""
-    from harness.store import Store
-
-    from harness.results import run_result
+    from harness.runs.results import run_result
+    from harness.runs.store import Store
 
     s = Store(store)
     if fmt == "lm-eval":
-        from harness.lm_eval_format import for_store
+        from harness.reports.lm_eval_format import for_store
 
         click.echo(json.dumps(for_store(s, run_id)[0], indent=2, default=str, ensure_ascii=False))
         return

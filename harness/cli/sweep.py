@@ -47,7 +47,7 @@ def sweep(config, **kw) -> None:
     A cell that fails is listed with its error at the end and the others go
     on; the exit status is 1 when any cell failed, 130 when interrupted (143 by SIGTERM).
     """
-    from harness.sweep_file import find_sweep
+    from harness.sweeps.file import find_sweep
 
     execute(find_sweep(config), **kw)
 
@@ -59,13 +59,13 @@ def execute(
     """Plan, run and report one sweep (the body of ``sweep`` and ``reproduce``)."""
     from rich.console import Console
 
-    from harness.errors import UserError
-    from harness.options import parse_kv
-    from harness.plugins import get_registry
-    from harness.quiet import quiet_libraries
-    from harness.store import Store
-    from harness.sweep import SweepReport, run_sweep
-    from harness.sweep_cells import Overrides, prepare
+    from harness.base.errors import UserError
+    from harness.base.options import parse_kv
+    from harness.base.quiet import quiet_libraries
+    from harness.core.plugin_manager import get_registry
+    from harness.runs.store import Store
+    from harness.sweeps.cells import Overrides, prepare
+    from harness.sweeps.sweep import SweepReport, run_sweep
 
     quiet_libraries()
     if faithful and spec.faithful is None:

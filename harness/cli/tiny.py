@@ -27,9 +27,10 @@ def build(name, out, steps, seed) -> None:
     import json
 
     from harness import tiny as tiny_pkg
-    from harness.tiny.recipe import build as build_model
+    from harness.runs.tiny_recipe import build as build_model
+    from harness.runs.tiny_recipe import recipe_for
 
     model = tiny_pkg.get(name)
     target = Path(out) if out else model.weights_dir()
-    report = build_model(target, model.recipe(seed=seed, steps=steps))
+    report = build_model(target, recipe_for(model, seed=seed, steps=steps))
     click.echo(json.dumps(report, indent=2))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
-from harness.errors import UserError
+from harness.base.errors import UserError
 
 
 @dataclass(frozen=True)

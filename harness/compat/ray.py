@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from harness.base.errors import UserError
 from harness.compat import Seam
-from harness.errors import UserError
 
 SEAM = Seam(
     library="ray",

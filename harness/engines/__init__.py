@@ -1,4 +1,4 @@
-"""Generation engines: what serves an artifact during evaluation and profiling (see :mod:`harness.engines.base`).
+"""Generation engines: what serves an artifact during evaluation and profiling (see :mod:`harness.core.engine`).
 
 Built-ins, registered through the ``register_engines`` hook like any plugin:
 ``hf`` (transformers in this process, the default), ``vllm`` (vLLM's server

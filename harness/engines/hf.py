@@ -6,8 +6,8 @@ On CPU, compressed-tensors checkpoints decompress to fp32 when they load, so
 its latency and memory describe a full-precision model: the ``vllm`` engine
 times the int kernels that serve them.
 
-Generation is :func:`harness.generation.generate` and latency is
-:func:`harness.profiling.latency_figures`, exactly as before engines existed:
+Generation is :func:`harness.toolkit.generation.generate` and latency is
+:func:`harness.toolkit.profiling.latency_figures`, exactly as before engines existed:
 the same greedy outputs and the same profile keys.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import hookimpl
-from harness.engines.base import Completion, Engine, EngineSettings, OnBatch, Session
+from harness.core.engine import Completion, Engine, EngineSettings, OnBatch, Session
 
 
 class HFSession(Session):
@@ -34,23 +34,24 @@ class HFSession(Session):
 
     def generate(self, prompts: Sequence[str], sampling, batch_size: int = 64, seed: int = 0,
                  on_batch: OnBatch | None = None) -> list[list[Completion]]:
-        from harness.generation import generate
+        from harness.toolkit.generation import generate
 
         return generate(self.model, self.tokenizer, prompts, sampling, batch_size=batch_size, seed=seed,
                         on_batch=on_batch)
 
     def measure(self):
         """What the evaluation costs in this process: wall, forward time and peak memory (``watch``)."""
-        from harness.memory import watch
+        from harness.base.memory import watch
 
         return watch(self.model, self.device)
 
     def profile(self, prompts: Sequence[str], config, settings, timings: dict, eval_stats=None,
-                plan=None, quant: dict | None = None) -> dict[str, Any]:
-        from harness.profiling import profile_run
+                quant: dict | None = None) -> dict[str, Any]:
+        from harness.toolkit.profiling import profile_run
 
         out = profile_run(
-            model=self.model, tokenizer=self.tokenizer, model_dir=self.model_dir, plan=plan, prompts=prompts,
+            model=self.model, tokenizer=self.tokenizer, model_dir=self.model_dir, config=config,
+            device=self.device, prompts=prompts,
             timings=timings, quant=quant or {}, settings=settings,
             phases={"eval": eval_stats} if eval_stats is not None else None,
         )
@@ -63,8 +64,8 @@ class HFSession(Session):
 
 def engine_figures(model, model_dir: Path | None) -> dict[str, Any]:
     """engine, its version, the checkpoint's quantization method and the linear layers' classes."""
-    from harness.engines.checkpoint import quant_method
-    from harness.strategy import library_versions
+    from harness.core.formats import quant_method
+    from harness.core.strategy import library_versions
 
     kernels = sorted({type(m).__name__ for m in model.modules() if "Linear" in type(m).__name__}) if model else []
     return {
@@ -84,7 +85,7 @@ class HFEngine(Engine):
     in_process = True
 
     def start(self, model_dir: Path, settings: EngineSettings) -> HFSession:
-        from harness.model import load_tokenizer
+        from harness.base.model import load_tokenizer
 
         model = settings.strategy.load(model_dir, settings.device)
         return HFSession(model, load_tokenizer(model_dir), settings.device, Path(model_dir))

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness import hookimpl
-from harness.engines.base import Completion, Engine, EngineSettings, OnBatch, Session
-from harness.errors import HarnessError, UserError
+from harness.base.errors import HarnessError, UserError
+from harness.core.engine import Completion, Engine, EngineSettings, OnBatch, Session
 
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 600.0
@@ -161,8 +161,9 @@ class ServerSession(Session):
     """Generation and profiling through :class:`CompletionsClient`; ``server`` is set when we started it."""
 
     def __init__(self, engine: str, client: CompletionsClient, model_dir: Path | None, options: OpenAIOptions,
-                 server=None, version: str | None = None, log_path: Path | None = None):
+                 server=None, version: str | None = None, log_path: Path | None = None, device: str | None = None):
         self.engine = engine
+        self.device = device  #: where the server computes, as the run resolved it (None: not known)
         self.client = client
         self.model_dir = Path(model_dir) if model_dir else None
         self.options = options
@@ -175,7 +176,7 @@ class ServerSession(Session):
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            from harness.model import load_tokenizer
+            from harness.base.model import load_tokenizer
 
             self._tokenizer = load_tokenizer(self.model_dir)
         return self._tokenizer
@@ -255,10 +256,10 @@ class ServerSession(Session):
         return ServerWatch(self)
 
     def profile(self, prompts: Sequence[str], config, settings, timings: dict, eval_stats=None,
-                plan=None, quant: dict | None = None) -> dict[str, Any]:
+                quant: dict | None = None) -> dict[str, Any]:
         from harness.engines.serving_profile import profile_server
 
-        device = plan.device if plan is not None else (config.device if config.device != "auto" else None)
+        device = self.device or (config.device if config.device != "auto" else None)
         return profile_server(self, prompts, config, settings, timings, eval_stats, quant or {}, device)
 
     def stop(self) -> None:
@@ -300,7 +301,7 @@ class OpenAIEngine(Engine):
             version = r.json().get("version") if r.status_code == 200 else None
         except Exception:
             version = None
-        return ServerSession(self.name, client, model_dir, options, version=version)
+        return ServerSession(self.name, client, model_dir, options, version=version, device=settings.device)
 
 
 @hookimpl

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from harness.errors import UserError
+from harness.base.errors import UserError
 
 #: seconds a server may take to become healthy unless HARNESS_ENGINE_START_TIMEOUT says otherwise
 #: (vLLM's CPU build: ~25 s for tiny-arith on 2 quiet cores, minutes when they are shared)

@@ -1,7 +1,7 @@
 """Latency and memory of a model as a server serves it: streamed TTFT and inter-token latency,
 throughput, the server's memory and the KV-cache figures it reports.
 
-The phases mirror :func:`harness.profiling.latency_figures` (same prompts,
+The phases mirror :func:`harness.toolkit.profiling.latency_figures` (same prompts,
 same fixed generation length with EOS ignored, warm-up first), so an hf row
 and a vllm row time the same work: batch size 1 is one request at a time;
 the batched phase sends as many concurrent requests as the evaluation's batch
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from harness.profiling import (
+from harness.toolkit.profiling import (
     GEN_LENGTH,
     PhaseStats,
     _percentile,
@@ -155,8 +155,8 @@ def _phase(session, ids: list[list[int]], gen_length: int, requests: int, warmup
 
 def profile_server(session, prompts: Sequence[str], config, settings, timings: dict, eval_stats, quant: dict,
                    device: str | None = None) -> dict[str, Any]:
-    """The profile of a served model (keys: :data:`harness.profiling.PROFILE_KEYS`)."""
-    from harness.profiling import latency_inputs
+    """The profile of a served model (keys: :data:`harness.toolkit.profiling.PROFILE_KEYS`)."""
+    from harness.toolkit.profiling import latency_inputs
 
     start = time.perf_counter()
     sampling = config.sampling
@@ -218,7 +218,7 @@ def _dtype_bits(dtype: str) -> int:
 
 
 def _server_figures(session, quant: dict) -> dict[str, Any]:
-    from harness.engines.checkpoint import quant_method
+    from harness.core.formats import quant_method
 
     log = session.log_path.read_text(errors="replace") if session.log_path and session.log_path.exists() else ""
     threads = re.findall(r"core ids=\[([\d, ]*)\]", log)

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Literal
 
 from harness import hookimpl
-from harness.engines.base import Engine, EngineSettings
+from harness.base.errors import UserError
+from harness.core.engine import Engine, EngineSettings
 from harness.engines.openai import CompletionsClient, OpenAIOptions, ServerSession
-from harness.errors import UserError
 
 ENV_PYTHON = "HARNESS_VLLM_PYTHON"
 #: GiB of KV cache the CPU build reserves (VLLM_CPU_KVCACHE_SPACE) unless the environment sets it
@@ -91,7 +91,7 @@ def no_python_reason(settings: EngineSettings | None) -> str:
 def server_dtype(options: VLLMOptions, model_dir: Path, device: str) -> str:
     """auto: on CPU float32 (what hf computes in, so outputs compare), except weight-only int checkpoints,
     whose CPU kernel takes bfloat16 activations; on a GPU the checkpoint's own dtype."""
-    from harness.engines.checkpoint import artifact_format
+    from harness.core.formats import artifact_format
 
     if options.dtype != "auto":
         return options.dtype
@@ -208,7 +208,8 @@ class VLLMEngine(Engine):
             raise
         settings.say(f"[bold]vllm[/bold] healthy after {server.started_s:.0f} s")
         session = ServerSession(self.name, client, model_dir, OpenAIOptions(send_token_ids=True, model_name="harness"),
-                                server=server, version=served_version(client), log_path=log_path)
+                                server=server, version=served_version(client), log_path=log_path,
+                                device=settings.device)
         session.dtype = command[command.index("--dtype") + 1]
         return session
 

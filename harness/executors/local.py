@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness import hookimpl
-from harness.executor import DoneCallback, Executor, Job, Run, execute_job
-from harness.signals import Terminated, die_with_parent, stop_like_ctrl_c
+from harness.base.signals import Terminated, die_with_parent, stop_like_ctrl_c
+from harness.core.executor import DoneCallback, Executor, Job, Run
+from harness.sweeps.sweep import execute_job
 
 INTERRUPTED = "__interrupted__"
 
@@ -77,7 +78,7 @@ class LocalRun(Run):
     def _in_process(self, job: Job) -> tuple[dict | None, str | None]:
         import multiprocessing
 
-        from harness.threads import for_children
+        from harness.base.threads import for_children
 
         for_children()  # the cell imports torch afresh: the same thread choice as this process
         ctx = multiprocessing.get_context("spawn")

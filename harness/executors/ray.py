@@ -2,11 +2,11 @@
 
 ``harness sweep CONFIG --executor ray [--executor-opt address=auto] [--executor-opt shards=N]``.
 
-Every cell runs through :func:`harness.executor.execute_job`, the function the
+Every cell runs through :func:`harness.sweeps.sweep.execute_job`, the function the
 local executor calls, inside a Ray task. What the sweep's cells share is built
 once, before them: an RL checkpoint several rows quantize, or the quantized
 model that the shards of one evaluation read, is a Ray task of its own
-(:func:`harness.sweep.build_stage`) whose result the cells' tasks take as an
+(:func:`harness.sweeps.sweep.build_stage`) whose result the cells' tasks take as an
 argument, so Ray starts them only once it is in the artifact cache. Cells that
 share nothing run at the same time, each asking Ray for what its plugins
 declare (a GPU for a strategy or trainer with ``needs_gpu``, one CPU
@@ -16,8 +16,8 @@ Large artifacts travel through the cache directory, which every node must be
 able to read (a shared filesystem); small results come back through Ray. A
 task runs its cell against a store of its own under the cache directory
 (``ray-stores/``), so a retried task resumes from the samples already there,
-and returns the run as plain data (:meth:`harness.store.Store.export_run`);
-the driver alone writes the sweep's store (:meth:`~harness.store.Store.import_run`),
+and returns the run as plain data (:meth:`harness.runs.store.Store.export_run`);
+the driver alone writes the sweep's store (:meth:`~harness.runs.store.Store.import_run`),
 whole runs only, so a Ctrl-C never leaves half a run in it.
 
 ``ray`` is an optional extra, imported only here and only when this executor
@@ -32,22 +32,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness import hookimpl
+from harness.base.errors import UserError
 from harness.compat.ray import auto_address
-from harness.errors import MissingDependencyError, UserError
-from harness.executor import Executor, Run
+from harness.core.executor import Executor, Run
+from harness.executors.ray_connect import INSTALL_HINT, connect, require_ray
+from harness.executors.ray_driver import RayRun
 
-INSTALL_HINT = "pip install -e '.[ray]' (or pip install 'quant-rl-harness[ray]')"
 #: seconds to wait for a TCP answer from a cluster's address before giving up on it
 PROBE_SECONDS = 5.0
-
-
-def require_ray():
-    """The ``ray`` module, or a one-line error that says how to install it."""
-    try:
-        import ray
-    except ImportError:
-        raise MissingDependencyError(f"--executor ray needs Ray, which is not installed: {INSTALL_HINT}") from None
-    return ray
 
 
 def check_address(address: str, timeout: float = PROBE_SECONDS) -> None:
@@ -120,11 +112,9 @@ class RayExecutorPlugin(Executor):
         if ray.is_initialized():
             return device_for(ray.cluster_resources())
         if not options.address:
-            from harness.model import resolve_device
+            from harness.base.model import resolve_device
 
             return resolve_device("auto")
-        from harness.executors.ray_driver import connect
-
         connect(ray, options.address)
         try:
             return device_for(ray.cluster_resources())
@@ -132,8 +122,6 @@ class RayExecutorPlugin(Executor):
             ray.shutdown()
 
     def start(self, options: RayOptions, console: Any = None) -> Run:
-        from harness.executors.ray_driver import RayRun
-
         return RayRun(console=console, ray_address=options.address, shards=options.shards)
 
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
-from harness.executor import DoneCallback, Job, Run
-from harness.executors.ray import require_ray
+from harness.base.errors import UserError
+from harness.core.executor import DoneCallback, Job, Run
+from harness.executors.ray_connect import connect, require_ray
 from harness.executors.ray_tasks import run_task, stage_task
 
 #: how many times Ray re-runs a task whose worker process died (a user error is never retried)
@@ -30,8 +30,8 @@ class CellPlan:
     """A job as the driver sees it: its plan (problems, plugins) and the stages it shares."""
 
     job: Job
-    plan: Any  # harness.pipeline.Plan, planned without this machine's device checks
-    graph: Any  # harness.graph.RunGraph: which artifact stages the cell builds, in order, and their keys
+    plan: Any  # harness.runs.pipeline.Plan, planned without this machine's device checks
+    graph: Any  # harness.core.graph.RunGraph: which artifact stages the cell builds, in order, and their keys
 
     @property
     def name(self) -> str:
@@ -50,7 +50,7 @@ class Unit:
 
 def gpu_reason(plan, stage: str) -> str | None:
     """Why a stage of ``plan`` cannot run without a GPU (what its plugins or its device say), or None."""
-    from harness.strategy import Phase
+    from harness.core.strategy import Phase
 
     strategy = plan.strategy
     training = stage == "run" or stage.split(".")[0] == "train"
@@ -113,10 +113,10 @@ class RayRun(Run):
                     ray.shutdown()
 
     def _plan(self, job: Job) -> CellPlan:
-        from harness.config import RunConfig
-        from harness.graph import run_graph
-        from harness.pipeline import plan
-        from harness.plugins import get_registry
+        from harness.core.config import RunConfig
+        from harness.core.graph import run_graph
+        from harness.core.plugin_manager import get_registry
+        from harness.runs.planning import plan
 
         the_plan = plan(RunConfig.from_dict(job.config), get_registry(), check_device=False)
         if self.shards > 1:
@@ -146,7 +146,7 @@ class RayRun(Run):
                             "(run them with --executor local on a machine with a GPU)")
 
     def _run(self, ray, cells: list[CellPlan], gpus: float, on_start, on_done: DoneCallback) -> None:
-        from harness.cache import ArtifactCache
+        from harness.runs.cache import ArtifactCache
 
         stage_remote = ray.remote(max_retries=MAX_RETRIES)(stage_task)
         run_remote = ray.remote(max_retries=MAX_RETRIES)(run_task)
@@ -243,12 +243,12 @@ class RayRun(Run):
         run_id = store.import_run(data)
         for unit in units:
             _remove_store(unit.worker_store)
-        from harness.results import run_result
+        from harness.runs.results import run_result
 
         return run_result(store, run_id)
 
     def _store(self, path: str | None):
-        from harness.store import Store
+        from harness.runs.store import Store
 
         key = str(path)
         if key not in self._stores:
@@ -258,13 +258,13 @@ class RayRun(Run):
 
 def merge_shards(exports: list[dict], plan) -> dict:
     """One run from its shards' exports (in shard order): every shard's samples, metrics computed
-    over all of them by :func:`harness.evaluation.compute_metrics`, as one worker would.
+    over all of them by :func:`harness.runs.evaluation.compute_metrics`, as one worker would.
 
     The run record, the profile and the training curve are shard 0's: the
     profile's evaluation figures (wall time, problems per second) therefore
     describe shard 0's share of the problems, not the whole evaluation.
     """
-    from harness.evaluation import compute_metrics
+    from harness.runs.evaluation import compute_metrics
 
     samples: dict[tuple, dict] = {}
     for export in exports:
@@ -292,7 +292,7 @@ def merge_shards(exports: list[dict], plan) -> dict:
 def _cache_root(cache_dir: str | None) -> str:
     """The cache directory as an absolute path, resolved on the driver: every worker must use the
     same one (a shared filesystem on a real cluster), not whatever its own environment says."""
-    from harness.cache import default_root
+    from harness.runs.cache import default_root
 
     return str(Path(cache_dir).expanduser().resolve() if cache_dir else default_root().expanduser().resolve())
 
@@ -307,38 +307,6 @@ def _worker_store(cache_dir: str, cell: CellPlan, shard: tuple[int, int] | None)
     another node finds it), one file per run and shard."""
     unit = Unit(cell, shard, "")
     return str(Path(cache_dir) / "ray-stores" / f"{_unit_name(unit)}.db")
-
-
-def connect(ray, address: str | None) -> None:
-    """``ray.init`` on the cluster at ``address``, or on a local instance of this machine's CPUs and GPUs."""
-    from harness.threads import for_children
-
-    for_children()  # workers of a local instance inherit it (a cluster's nodes choose their own)
-    try:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(include_dashboard=False, log_to_driver=False)
-    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
-        where = f"at {address!r}" if address else "on this machine"
-        if _needs_token(exc):
-            raise UserError(
-                f"the Ray cluster {where} asks for its authentication token (`ray start --head` turns token "
-                "authentication on since Ray 2.5x, and Ray sends a token to an explicit address only when told): "
-                "set RAY_AUTH_MODE=token, with the cluster's token in ~/.ray/auth_token, RAY_AUTH_TOKEN or "
-                "RAY_AUTH_TOKEN_PATH; or use address=auto on the head node") from None
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot connect to a Ray cluster {where}: {first}") from None
-
-
-def _needs_token(exc: BaseException | None) -> bool:
-    """Whether Ray refused the connection for a missing or wrong token. Ray 2.60 gives its
-    ``AuthenticationError`` only as text: the traceback inside a RuntimeError that a ConnectionError wraps."""
-    while exc is not None:
-        if "InvalidAuthToken" in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 def _unit_job(unit: Unit, cache_dir: str) -> Job:

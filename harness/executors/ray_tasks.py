@@ -1,7 +1,7 @@
 """What Ray runs on its workers for a sweep: shared stages and cells, each through the local code path.
 
-A task builds a stage with :func:`harness.sweep.build_stage` or runs a cell
-with :func:`harness.executor.execute_job` against a store of its own, and
+A task builds a stage with :func:`harness.sweeps.sweep.build_stage` or runs a cell
+with :func:`harness.sweeps.sweep.execute_job` against a store of its own, and
 returns plain data (the run, exported): a retried task resumes from its store.
 """
 
@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from harness.executor import Job
+from harness.core.executor import Job
 
 #: test hook: a folder where each run task writes ``<unit>.<pid>.<ns>.pid`` as it starts (one file per attempt)
 PID_DIR_ENV = "HARNESS_RAY_PID_DIR"
@@ -28,8 +28,8 @@ def stage_task(config: dict, cache_dir: str, stage: str, *deps: tuple) -> tuple[
     """Ray task body: build a shared stage; (key, None) or (None, error text)."""
     from rich.console import Console
 
-    from harness.executor import as_outcome
-    from harness.sweep import build_stage
+    from harness.core.executor import as_outcome
+    from harness.sweeps.sweep import build_stage
 
     failed = _failed_dependency(deps)
     if failed:
@@ -43,8 +43,8 @@ def run_task(job: Job, unit_name: str, *deps: tuple) -> tuple[dict | None, str |
     """Ray task body: run a cell (or a shard) through ``execute_job``; (exported run, None) or (None, error)."""
     from rich.console import Console
 
-    from harness.store import Store
-    from harness.executor import execute_job
+    from harness.runs.store import Store
+    from harness.sweeps.sweep import execute_job
 
     failed = _failed_dependency(deps)
     if failed:

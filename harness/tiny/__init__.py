@@ -18,7 +18,7 @@ One table, :data:`MODELS`, says for each name where its weights are, which
 benchmark it was trained for and how it is built; the model resolver, the CLI
 and the tests read it, nothing else names them. An embedded model's benchmark is
 the default of its runs' ``--benchmarks`` and ``--train-data``
-(:func:`harness.config.home_benchmark`).
+(:func:`harness.core.resolve.home_benchmark`).
 """
 
 from __future__ import annotations
@@ -26,12 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from harness.errors import UnknownNameError
-
-if TYPE_CHECKING:
-    from harness.tiny.recipe import TinyRecipe
+from harness.base.errors import UnknownNameError
 
 #: the default model's name
 NAME = "tiny-arith"
@@ -45,15 +41,8 @@ class EmbeddedModel:
     folder: str  # under harness/tiny/
     benchmark: str  # the benchmark it is trained on and evaluated with (its train split is the RL data)
     description: str
-    recipe_overrides: tuple[tuple[str, object], ...] = ()  # TinyRecipe fields that differ from tiny-arith's
-
-    def recipe(self, **changes) -> TinyRecipe:
-        """The recipe that builds the shipped weights, with ``changes`` (seed, steps, ...) over it."""
-        from harness.tiny.recipe import TinyRecipe
-
-        values = {"name": self.name, "benchmark": self.benchmark, **dict(self.recipe_overrides)}
-        values.update({k: v for k, v in changes.items() if v is not None})
-        return TinyRecipe(**values)
+    #: fields of the build recipe (:class:`harness.runs.tiny_recipe.TinyRecipe`) that differ from tiny-arith's
+    recipe_overrides: tuple[tuple[str, object], ...] = ()
 
     def weights_dir(self) -> Path:
         return Path(str(resources.files("harness.tiny").joinpath(self.folder)))

@@ -3,7 +3,7 @@
 Both are thin: this module turns one options dataclass into a ``GRPOConfig``,
 builds the prompt/answer dataset, hands the model core gives it (plain, or
 prepared by an in-training strategy such as ``ste`` or ``qlora``; see
-:mod:`harness.training`) to TRL, forwards TRL's per-step logs to the pipeline,
+:mod:`harness.runs.training`) to TRL, forwards TRL's per-step logs to the pipeline,
 and returns the trained model for core to save or finalize. Dr. GRPO is TRL's own ``loss_type="dr_grpo"`` with
 ``scale_rewards="none"``; no loss is re-implemented here.
 
@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from harness import hookimpl
-from harness.trainer import TrainContext, Trainer, TrainReport
+from harness.core.trainer import TrainContext, Trainer, TrainReport
 
 if TYPE_CHECKING:
-    from harness.benchmark import Problem
+    from harness.core.benchmark import Problem
 
 #: values of the ``None``-default options, per preset
 PRESETS: dict[str, dict[str, Any]] = {
@@ -194,7 +194,7 @@ def select_problems(problems: list[Problem], opts: GRPOOptions, seed: int) -> li
     ever sampled: rendering the other tens of thousands of prompts would cost
     more than training on the tiny model.
     """
-    from harness.errors import UserError
+    from harness.base.errors import UserError
 
     chosen = [p for p in problems if not opts.levels or str(p.level) in opts.levels]
     if not chosen:
@@ -247,8 +247,8 @@ def run_grpo(model, peft_config, ctx: TrainContext, opts: GRPOOptions) -> TrainR
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from harness.model import load_tokenizer
-    from harness.reward import REWARD_FUNCS
+    from harness.base.model import load_tokenizer
+    from harness.toolkit.reward import REWARD_FUNCS
     from harness.trainers import trl_support
 
     tokenizer = load_tokenizer(ctx.model_dir)

@@ -3,7 +3,7 @@
 The student is the model core hands over (plain, or prepared by an
 in-training strategy: kd-qat's fake-quantized GPTQ initialisation); the
 teacher is the model the run started from, in full precision
-(:attr:`~harness.trainer.TrainContext.base_model`). The data is off-policy,
+(:attr:`~harness.core.trainer.TrainContext.base_model`). The data is off-policy,
 as in Reasoning-QAT (arXiv 2601.14888): the teacher's own completions for
 training-domain prompts, sampled once before training (``data=teacher``), or
 the set's reference solutions (``data=reference``). TRL's GKDTrainer with
@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from harness import hookimpl
-from harness.errors import UserError
-from harness.trainer import TrainContext, Trainer, TrainReport
+from harness.base.errors import UserError
+from harness.core.trainer import TrainContext, Trainer, TrainReport
 
 if TYPE_CHECKING:
-    from harness.benchmark import Problem
+    from harness.core.benchmark import Problem
 
 
 @dataclass
@@ -104,8 +104,8 @@ class KD(Trainer):
 def training_rows(teacher, tokenizer, ctx: TrainContext, opts: KDOptions) -> tuple[list[dict], dict]:
     """Token ids of prompt + completion (+ EOS when the completion ended), with labels -100 on the
     prompt: the teacher's sampled completions, or the reference solutions."""
-    from harness.config import Sampling
-    from harness.generation import generate
+    from harness.core.config import Sampling
+    from harness.toolkit.generation import generate
 
     problems = _sample(ctx.problems, opts.prompts, ctx.seed)
     prompts = [ctx.prompt_for(p) for p in problems]
@@ -170,8 +170,8 @@ def run_kd(model, peft_config, ctx: TrainContext, opts: KDOptions) -> TrainRepor
     from trl import SFTTrainer
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
+    from harness.base.model import load_model, load_tokenizer
     from harness.compat.trl import gkd
-    from harness.model import load_model, load_tokenizer
     from harness.trainers import trl_support
 
     tokenizer = load_tokenizer(ctx.model_dir)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harness.trainer import TrainContext
+    from harness.core.trainer import TrainContext
 
 
 def run_args(ctx: TrainContext, output_dir: Path, save_steps: int) -> dict[str, Any]:
@@ -59,8 +59,8 @@ def checkpoint_folder(ctx: TrainContext) -> Path:
 
 
 def latest_checkpoint(folder: Path | None) -> str | None:
-    """The newest complete checkpoint; a partial one (killed mid-save) is moved aside (harness.checkpoints)."""
-    from harness.checkpoints import latest_complete_checkpoint
+    """The newest complete checkpoint; a partial one (killed mid-save) is moved aside (harness.base.checkpoints)."""
+    from harness.base.checkpoints import latest_complete_checkpoint
 
     found = latest_complete_checkpoint(folder)
     return str(found) if found else None
@@ -80,7 +80,7 @@ def callbacks(ctx: TrainContext, label: str, total: int, curve: list[dict],
     """
     from transformers import TrainerCallback
 
-    from harness.progress import stage_progress
+    from harness.base.progress import stage_progress
 
     class Forward(TrainerCallback):
         """Hands each step's logs (loss, rewards, lengths, grad norm, learning rate) to the pipeline."""
@@ -113,10 +113,10 @@ def callbacks(ctx: TrainContext, label: str, total: int, curve: list[dict],
             self.progress.stop()
 
     class Threads(TrainerCallback):
-        """The default thread count follows the machine's load, step by step (harness.threads.adapt)."""
+        """The default thread count follows the machine's load, step by step (harness.base.threads.adapt)."""
 
         def on_step_begin(self, args, state, control, **kwargs):
-            from harness.threads import adapt
+            from harness.base.threads import adapt
 
             adapt()
 

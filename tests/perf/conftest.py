@@ -34,13 +34,14 @@ def loaded(perf_dirs) -> Callable[[str, int | None], tuple]:
 
     def get(strategy: str, bits: int | None) -> tuple:
         if (strategy, bits) not in cache:
-            from harness.cache import ArtifactCache
-            from harness.config import RunConfig
-            from harness.model import load_tokenizer
-            from harness.pipeline import Runner, plan
-            from harness.plugins import get_registry
-            from harness.quiet import quiet_libraries
-            from harness.store import Store
+            from harness.base.model import load_tokenizer
+            from harness.base.quiet import quiet_libraries
+            from harness.core.config import RunConfig
+            from harness.core.plugin_manager import get_registry
+            from harness.runs.cache import ArtifactCache
+            from harness.runs.pipeline import Runner
+            from harness.runs.planning import plan
+            from harness.runs.store import Store
 
             quiet_libraries()
             registry = get_registry()
@@ -60,14 +61,14 @@ def loaded(perf_dirs) -> Callable[[str, int | None], tuple]:
 
 @pytest.fixture(scope="session")
 def problems():
-    from harness.plugins import get_registry
+    from harness.core.plugin_manager import get_registry
 
     return get_registry().benchmarks.get("arith").load("test")[:N_PROMPTS]
 
 
 @pytest.fixture(scope="session")
 def prompt_for(loaded):
-    from harness.prompts import get_template
+    from harness.core.prompts import get_template
 
     _, tokenizer = loaded("none", None)
     template = get_template("boxed")

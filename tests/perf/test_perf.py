@@ -39,8 +39,8 @@ def _median_s(benchmark) -> float | None:
 
 @pytest.mark.parametrize("strategy,bits", STRATEGIES)
 def test_generation_throughput(benchmark, loaded, problems, prompt_for, strategy, bits):
-    from harness.config import Sampling
-    from harness.generation import generate
+    from harness.core.config import Sampling
+    from harness.toolkit.generation import generate
 
     model, tokenizer = loaded(strategy, bits)
     prompts = [prompt_for(p) for p in problems]
@@ -117,11 +117,11 @@ def test_grader_throughput(benchmark, problems, kind):
 
 def test_evaluation_loop_overhead(benchmark, loaded, problems, prompt_for, tmp_path):
     """Share of the evaluation's wall time spent in the model's forward (the rest is the loop's overhead)."""
-    from harness.config import Sampling
+    from harness.base.memory import watch
+    from harness.core.config import Sampling
     from harness.engines.hf import HFSession
-    from harness.evaluation import evaluate
-    from harness.memory import watch
-    from harness.store import Store
+    from harness.runs.evaluation import evaluate
+    from harness.runs.store import Store
 
     model, tokenizer = loaded("none", None)
     store = Store(tmp_path / "results.db")
@@ -153,8 +153,8 @@ def test_throughput_against_lm_eval(benchmark, loaded, problems, prompt_for):
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    from harness.config import Sampling
-    from harness.generation import generate
+    from harness.core.config import Sampling
+    from harness.toolkit.generation import generate
 
     model, tokenizer = loaded("none", None)
     prompts = [prompt_for(p) for p in problems]

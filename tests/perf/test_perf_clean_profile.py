@@ -2,7 +2,7 @@
 
 Measured before: after GRPO training in the same process the AWQ row evaluated at 152 tokens/s
 and decoded its batch at 103, while the same artifact profiled in a fresh process gave 1,183. A
-run that trains now evaluates and profiles in a fresh process (``harness.engine_stage``); this
+run that trains now evaluates and profiles in a fresh process (``harness.runs.evaluate``); this
 benchmark trains (GRPO, a few steps) and quantizes in one process through ``Runner.run``, then
 profiles the same artifact alone with ``harness profile`` in another, and records the ratios of
 the latency figures. Target: within 20% (asserted with HARNESS_PERF_STRICT=1, on a quiet machine;
@@ -26,11 +26,12 @@ KEYS = ("batch_decode_tokens_per_s", "bs1_decode_tokens_per_s")
 
 
 def test_trained_row_profile_matches_the_artifact_profiled_alone(benchmark, tmp_path):
-    from harness.cache import ArtifactCache
-    from harness.config import RunConfig
-    from harness.pipeline import Runner, plan
-    from harness.plugins import get_registry
-    from harness.store import Store
+    from harness.core.config import RunConfig
+    from harness.core.plugin_manager import get_registry
+    from harness.runs.cache import ArtifactCache
+    from harness.runs.pipeline import Runner
+    from harness.runs.planning import plan
+    from harness.runs.store import Store
 
     store, cache = tmp_path / "r.db", tmp_path / "cache"
     config = RunConfig(trainer="grpo", max_steps=4, strategy="rtn", bits=8, limit=32, device="cpu", batch_size=16)

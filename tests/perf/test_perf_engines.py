@@ -43,7 +43,7 @@ def real_shaped(tmp_path_factory) -> Path:
     import torch
     from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
-    from harness.model import resolve_model
+    from harness.base.model import resolve_model
 
     out = tmp_path_factory.mktemp("qwen3-shaped")
     cfg = Qwen3Config(vocab_size=151936, hidden_size=512, intermediate_size=1536, num_hidden_layers=4,
@@ -56,10 +56,10 @@ def real_shaped(tmp_path_factory) -> Path:
 
 
 def _prompt_ids(model_dir: Path) -> list[list[int]]:
-    from harness.model import load_tokenizer
-    from harness.plugins import get_registry
-    from harness.profiling import latency_inputs
-    from harness.prompts import get_template
+    from harness.base.model import load_tokenizer
+    from harness.core.plugin_manager import get_registry
+    from harness.core.prompts import get_template
+    from harness.toolkit.profiling import latency_inputs
 
     tok = load_tokenizer(model_dir)
     problems = get_registry().benchmarks.get("arith").load("test")[:BATCH]
@@ -70,8 +70,8 @@ def _prompt_ids(model_dir: Path) -> list[list[int]]:
 def _hf_figures(model_dir: Path, ids: list[list[int]]) -> dict:
     import torch
 
-    from harness.model import load_model, load_tokenizer
-    from harness.profiling import measure_latency
+    from harness.base.model import load_model, load_tokenizer
+    from harness.toolkit.profiling import measure_latency
 
     model, tok = load_model(model_dir, "cpu"), load_tokenizer(model_dir)
     out = {}
@@ -91,7 +91,7 @@ def _vllm_figures(session, ids) -> dict:
 
 
 def _start(model_dir: Path, python: str, tmp: Path, dtype: str = "auto"):
-    from harness.engines.base import EngineSettings
+    from harness.core.engine import EngineSettings
     from harness.engines.vllm import VLLMEngine, VLLMOptions
 
     settings = EngineSettings(device="cpu", options=VLLMOptions(dtype=dtype), python=python, extra={"log_dir": str(tmp)})
@@ -101,8 +101,8 @@ def _start(model_dir: Path, python: str, tmp: Path, dtype: str = "auto"):
 @pytest.mark.parametrize("model", ["tiny-arith", "qwen3-shaped"])
 def test_hf_vs_vllm_throughput(benchmark, model, vllm_python, real_shaped, tmp_path):
     """Decode tokens/s, TTFT and request latency at batch 1 and at 16 concurrent, EOS ignored, greedy."""
+    from harness.base.model import resolve_model
     from harness.engines.serving_profile import _phase
-    from harness.model import resolve_model
 
     model_dir = Path(resolve_model("tiny-arith").source) if model == "tiny-arith" else real_shaped
     ids = _prompt_ids(model_dir)
@@ -123,10 +123,10 @@ def test_harness_overhead_over_a_bare_client(benchmark, vllm_python, tmp_path):
     """The same 100 greedy requests, 16 in flight, to the same server: harness session vs bare httpx."""
     import httpx
 
-    from harness.config import Sampling
-    from harness.model import load_tokenizer, resolve_model
-    from harness.plugins import get_registry
-    from harness.prompts import get_template
+    from harness.base.model import load_tokenizer, resolve_model
+    from harness.core.config import Sampling
+    from harness.core.plugin_manager import get_registry
+    from harness.core.prompts import get_template
 
     model_dir = Path(resolve_model("tiny-arith").source)
     tok = load_tokenizer(model_dir)

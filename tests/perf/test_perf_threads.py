@@ -34,7 +34,7 @@ TOLERANCE = 1.3
 
 def settings() -> dict[str, dict[str, str]]:
     """Setting name -> the environment it runs with (``default`` is the harness's own choice)."""
-    from harness.threads import default_choice, usable_cores
+    from harness.base.threads import default_choice, usable_cores
 
     cores = str(usable_cores())
     return {
@@ -116,7 +116,7 @@ def compare(rounds: int = ROUNDS) -> dict[str, dict[str, float]]:
 
 def test_default_threads_within_tolerance_of_best(benchmark):
     figures = benchmark.pedantic(compare, rounds=1, iterations=1)
-    from harness.threads import default_choice
+    from harness.base.threads import default_choice
 
     benchmark.extra_info["default"] = default_choice().environment()
     for condition, by_setting in figures.items():
@@ -131,12 +131,12 @@ def test_default_threads_within_tolerance_of_best(benchmark):
 
 
 def _worker() -> None:
-    from harness.config import Sampling
-    from harness.generation import generate
-    from harness.model import load_model, load_tokenizer, resolve_model
-    from harness.plugins import get_registry
-    from harness.prompts import get_template
-    from harness.quiet import quiet_libraries
+    from harness.base.model import load_model, load_tokenizer, resolve_model
+    from harness.base.quiet import quiet_libraries
+    from harness.core.config import Sampling
+    from harness.core.plugin_manager import get_registry
+    from harness.core.prompts import get_template
+    from harness.toolkit.generation import generate
 
     quiet_libraries()
     ref = resolve_model("tiny-arith")

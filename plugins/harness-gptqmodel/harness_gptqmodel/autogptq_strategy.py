@@ -14,7 +14,6 @@ import functools
 from pathlib import Path
 
 from harness.api import QuantContext, QuantReport, Timer
-
 from harness_gptqmodel.common import GPTQBackendOptions, GPTQBackendStrategy, calibration_examples, missing_reason
 
 

@@ -16,9 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.api import QuantContext, QuantReport, Timer
-
-from harness_gptqmodel.compat import import_gptqmodel, working_directory
 from harness_gptqmodel.common import GPTQBackendOptions, GPTQBackendStrategy, calibration_examples, missing_reason
+from harness_gptqmodel.compat import import_gptqmodel, working_directory
 
 
 class GPTQModelStrategy(GPTQBackendStrategy):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from harness.api import hookimpl
-
 from harness_gptqmodel.autogptq_strategy import AutoGPTQ
 from harness_gptqmodel.gptqmodel_strategy import GPTQModelStrategy
 

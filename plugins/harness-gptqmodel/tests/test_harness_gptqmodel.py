@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import UserError
-from harness.strategy import QuantContext
+from harness.base.errors import UserError
+from harness.core.strategy import QuantContext
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 HAS_GPTQMODEL = importlib.util.find_spec("gptqmodel") is not None
@@ -26,7 +26,7 @@ HAS_GPTQMODEL = importlib.util.find_spec("gptqmodel") is not None
 
 @pytest.fixture()
 def registry():
-    from harness.plugins import build_registry, make_manager
+    from harness.core.plugin_manager import build_registry, make_manager
 
     pm, failures = make_manager()
     registry = build_registry(pm, failures)
@@ -41,7 +41,7 @@ def test_entry_point_registers_both_strategies(registry):
 
 
 def test_plugins_listing_names_the_distribution_and_what_is_unavailable(registry):
-    from harness.plugins import plugin_listing
+    from harness.core.plugin_manager import plugin_listing
 
     (row,) = [r for r in plugin_listing(registry.manager, registry) if r["name"] == "gptqmodel"]
     assert row["distribution"] == "harness-gptqmodel" and row["version"] == "0.1.0"
@@ -83,7 +83,7 @@ def test_pip_install_adds_the_entry_point(tmp_path):
         "import json, importlib.metadata as md, sys\n"
         f"dists = [d for d in md.distributions(path=[{str(target)!r}])]\n"
         "eps = [(e.name, e.value) for d in dists for e in d.entry_points if e.group == 'harness']\n"
-        "from harness.plugins import build_registry, make_manager\n"
+        "from harness.core.plugin_manager import build_registry, make_manager\n"
         "reg = build_registry(*make_manager())\n"
         "print(json.dumps({'dists': [d.metadata['Name'] for d in dists], 'eps': eps,\n"
         "                  'owners': {n: reg.strategies.owners.get(n) for n in ('gptqmodel', 'autogptq')}}))\n"
@@ -103,8 +103,8 @@ def test_gptqmodel_quantizes_tiny_arith_to_4bit(registry, tmp_path, monkeypatch)
     """A real 4-bit GPTQ through gptqmodel: fewer bytes, a loadable model that still answers like the original."""
     import torch
 
-    from harness.model import load_model, load_tokenizer, resolve_model
-    from harness.prompts import get_template
+    from harness.base.model import load_model, load_tokenizer, resolve_model
+    from harness.core.prompts import get_template
 
     source = resolve_model("tiny-arith").source
     tokenizer = load_tokenizer(source)
@@ -144,7 +144,7 @@ def test_gptqmodel_quantizes_tiny_arith_to_4bit(registry, tmp_path, monkeypatch)
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_GPTQMODEL, reason="gptqmodel is not installed here (see the README)")
 def test_gptqmodel_group_size_not_dividing_a_layer_is_refused(registry, tmp_path):
-    from harness.model import load_tokenizer, resolve_model
+    from harness.base.model import load_tokenizer, resolve_model
 
     source = resolve_model("tiny-arith").source
     strategy = registry.strategies.get("gptqmodel")

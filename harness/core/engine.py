@@ -1,0 +1,173 @@
+"""The generation-engine interface: what runs an artifact, and how a run talks to it.
+
+An engine says which artifact formats it can run and on which devices,
+refuses before anything starts when it cannot (one line: the engine, the
+format, the engines that can), and starts a :class:`Session` on a model
+directory. A session generates completions (text and token counts) under the
+run's sampling settings and measures latency and memory as *it* serves the
+model, so a W4A16 row is timed on the int4 kernel that serves it, not on a
+decompressed copy. Sessions are context managers that always stop what they
+started (a server process, a worker process).
+
+Engines are plugins (``register_engines``); the pipeline picks one by the
+run's ``engine`` field and never branches on its name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.base.errors import UserError
+
+if TYPE_CHECKING:
+    from harness.core.config import Sampling
+
+#: artifact formats (what a strategy's :attr:`~harness.core.strategy.Strategy.artifact_format` names)
+FORMATS: dict[str, str] = {
+    "transformers": "plain transformers weights (safetensors, bf16/fp32)",
+    "compressed-tensors": "compressed-tensors integer weights, 16-bit activations (W4A16, W8A16)",
+    "compressed-tensors-w8a8": "compressed-tensors int8 weights and dynamic int8 activations (W8A8)",
+    "compressed-tensors-w8a8-grouped": "compressed-tensors W8A8 with group-wise weight scales",
+    "compressed-tensors-w4a8": "compressed-tensors int4 weights and dynamic int8 activations (W4A8)",
+    "compressed-tensors-int4-activations": "compressed-tensors with 4-bit activations (W4A4, W8A4)",
+    "compressed-tensors-sub4-weights": "compressed-tensors with weights under 4 bits (W3, W2)",
+    "compressed-tensors-int-kv": "compressed-tensors with an integer-quantized KV cache (KV8, KV4)",
+    "compressed-tensors-transforms": "compressed-tensors plus a transform config (QuaRot/SpinQuant rotations)",
+    "bitsandbytes": "bitsandbytes LLM.int8 / NF4 / FP4 weights",
+    "peft-adapter": "a PEFT adapter on a quantized base (QLoRA)",
+}
+
+
+@dataclass
+class Completion:
+    """One completion: its text and how many tokens it took (stop token included)."""
+
+    text: str
+    n_tokens: int
+
+
+#: ``on_batch(indices, completions)``: called as results finish, so callers store them at once
+OnBatch = Callable[[list[int], list[list[Completion]]], None]
+
+
+@dataclass
+class EngineSettings:
+    """What a session is started with, besides the model directory.
+
+    ``options`` is the engine's options dataclass (``--engine-opt``);
+    ``url`` and ``python`` say where a server is or which environment starts
+    one (never part of a run's identity: they do not change a result).
+    """
+
+    device: str = "cpu"
+    strategy: Any = None  # the Strategy whose artifact this is (its ``load`` for in-process engines)
+    options: Any = None
+    url: str | None = None
+    python: str | None = None
+    fresh_process: bool = False
+    console: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def say(self, text: str) -> None:
+        """A progress line on the run's console (stderr), or nowhere when there is none."""
+        if self.console is not None:
+            self.console.print(text)
+
+
+class Session:
+    """A started engine on one model directory: generate, profile, stop."""
+
+    engine: str = ""
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        sampling: Sampling,
+        batch_size: int = 64,
+        seed: int = 0,
+        on_batch: OnBatch | None = None,
+    ) -> list[list[Completion]]:
+        """``sampling.n`` completions per prompt, in the prompts' order; ``on_batch`` as they finish.
+
+        ``batch_size`` is how many sequences run at once (a generate batch, or
+        concurrent requests to a server)."""
+        raise NotImplementedError
+
+    def measure(self):
+        """A context manager around the evaluation whose ``.stats`` (a ``PhaseStats``) go to :meth:`profile`."""
+        raise NotImplementedError
+
+    def profile(self, prompts: Sequence[str], config, settings, timings: dict, eval_stats=None,
+                quant: dict | None = None) -> dict[str, Any]:
+        """Latency and memory figures as this engine serves the model (keys: ``harness.toolkit.profiling.PROFILE_KEYS``).
+
+        The session knows its device from the :class:`EngineSettings` it was started with; no engine
+        receives core's internal plan, so an engine plugin depends only on this interface.
+
+        ``config`` is the run's :class:`~harness.core.config.RunConfig`, ``settings`` a
+        :class:`~harness.toolkit.profiling.LatencySettings`, ``timings`` the evaluation's
+        :class:`~harness.runs.evaluation.EvalTiming` per benchmark (empty when profiling alone),
+        ``eval_stats`` what :meth:`measure` saw, ``quant`` the quantization report."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Release what the session holds. Safe to call twice."""
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Engine:
+    """Base class for engine plugins."""
+
+    name: str = ""
+    description: str = ""
+    #: artifact formats this engine runs (keys of :data:`FORMATS`); "*" runs whatever the strategy loads
+    formats: tuple[str, ...] = ()
+    #: device kinds: "cpu", "cuda"
+    devices: tuple[str, ...] = ("cpu", "cuda")
+    #: True when it generates inside the harness's process (a run that trained here then
+    #: evaluates in a fresh process, so that its profile is taken in a clean state)
+    in_process: bool = False
+    #: dataclass of ``--engine-opt`` options (fields that can change a result: they are the run's identity)
+    options_class: type = object
+
+    def unavailable_reason(self, settings: EngineSettings | None = None) -> str | None:
+        """Why this engine cannot start here (an environment missing, a server not answering), or None."""
+        return None
+
+    def make_options(self, opts: dict[str, Any]) -> Any:
+        from harness.base.options import build_options
+
+        return build_options(self.options_class, opts, owner=f"engine {self.name!r}")
+
+    def accepts(self, artifact_format: str) -> bool:
+        return "*" in self.formats or artifact_format in self.formats
+
+    def check(self, artifact_format: str, device: str, others: Sequence[Engine] = (), settings: EngineSettings | None = None) -> None:
+        """Refuse before anything starts: a format or device this engine cannot run, or no environment.
+
+        ``others`` are the other installed engines, named in the refusal when they can run the format."""
+        if not self.accepts(artifact_format):
+            can = [e.name for e in others if e.name != self.name and e.accepts(artifact_format)]
+            raise UserError(
+                f"engine {self.name!r} cannot run {artifact_format!r} artifacts "
+                f"({FORMATS.get(artifact_format, 'unknown format')}); "
+                f"engines that can: {', '.join(can) or 'none installed'}"
+            )
+        kind = device.split(":")[0]
+        if kind not in self.devices:
+            raise UserError(f"engine {self.name!r} runs on {', '.join(self.devices)}, not on {device!r}")
+        reason = self.unavailable_reason(settings)
+        if reason:
+            raise UserError(f"engine {self.name!r} is unavailable: {reason}")
+
+    def start(self, model_dir: Path, settings: EngineSettings) -> Session:
+        """A started session on ``model_dir`` (use it as a context manager: it always stops)."""
+        raise NotImplementedError

@@ -1,0 +1,285 @@
+"""One run: plan it (:mod:`harness.runs.planning`: every check on user input before anything is written),
+then build the stages of its graph (:mod:`harness.core.graph`: train -> quantize -> evaluate -> profile) against one store and
+one artifact cache.
+
+The pipeline owns *when* things happen; plugins only say *what* exists. Every
+stage's output is an artifact keyed by the hash of everything that made it,
+so a sweep trains one RL checkpoint and quantizes it many ways.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.core.graph import INIT, QUANTIZER, Stage, run_graph
+from harness.core.plan import Initialisation, Plan
+from harness.core.status import RunStatus
+from harness.core.strategy import FULL, QuantContext, QuantSpec, Strategy
+from harness.runs.cache import ArtifactCache
+from harness.runs.evaluate import Destination, Serving, evaluate_and_profile, serve
+from harness.runs.store import Store
+from harness.toolkit.profiling import LatencySettings
+
+N_CALIBRATION = 256
+
+
+def versions(plan: Plan) -> dict[str, str]:
+    """Versions recorded with every result: scores drift between versions."""
+    from harness import __version__
+    from harness.core.strategy import library_versions
+
+    out = {"quant-rl-harness": __version__}
+    out.update(library_versions(("torch", "transformers", "trl", "peft", "math-verify")))
+    out.update(library_versions(plan.strategy.libraries))
+    for name in plan.config.benchmarks:
+        out[f"benchmark:{name}"] = plan.registry.benchmarks.get(name).version
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        ).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def calibration_texts(plan: Plan, tokenizer) -> list[str]:
+    """Prompt + reference solution from the calibration set's train split (seeded sample)."""
+    return [prompt + answer for prompt, answer in _calibration_pairs(plan, tokenizer)]
+
+
+def _calibration_pairs(plan: Plan, tokenizer) -> list[tuple[str, str]]:
+    from harness.core.prompts import get_template
+
+    cfg = plan.config
+    bench = plan.registry.benchmarks.get(cfg.calib_data)
+    items = bench.load("train", Path(cfg.data_dir) if cfg.data_dir else None)
+    rng = random.Random(f"calib-{cfg.seed}")
+    chosen = rng.sample(items, min(N_CALIBRATION, len(items)))
+    template = get_template(cfg.prompt)
+    return [(template.render(p.problem, tokenizer), p.solution or p.answer) for p in chosen]
+
+
+def calibrate(plan: Plan, tokenizer, strategy: Strategy | None = None, quant: QuantContext | None = None) -> None:
+    """Give the strategy (the run's, unless another is named) its calibration texts when it needs them."""
+    strategy, quant = strategy or plan.strategy, quant or plan.quant
+    if strategy.needs_calibration:
+        quant.calibration = calibration_texts(plan, tokenizer)
+
+
+class Runner:
+    """Runs plans against one store and one artifact cache."""
+
+    def __init__(self, store: Store, cache: ArtifactCache, console=None):
+        self.store = store
+        self.cache = cache
+        from rich.console import Console
+
+        self.console = console or Console(stderr=True)
+        #: a training stage was built in this process (its evaluation then runs in a fresh one)
+        self.trained_here = False
+
+    # -- stages -----------------------------------------------------------------------
+    def train_stage(self, plan: Plan, stage: Stage, source: str, tokenizer, run_id: str,
+                    first_step: int = 0) -> tuple[Path, dict]:
+        """Train ``source`` with the stage's trainer (core's lifecycle: :mod:`harness.runs.training`), cached by
+        ``stage.key``; its curve is stored from ``first_step`` on (after the chain's earlier stages)."""
+        from harness.core.prompts import get_template
+        from harness.core.trainer import TrainContext
+
+        cfg = plan.config
+        step = plan.training[stage.train_index]
+        key_parts, key = stage.inputs, stage.key
+        template = get_template(cfg.prompt)
+        problems = plan.registry.benchmarks.get(cfg.train_data).load(
+            "train", Path(cfg.data_dir) if cfg.data_dir else None
+        )
+        curve: list[tuple[int, dict]] = []
+
+        def make(out: Path) -> dict:
+            from harness.runs import training
+
+            self.console.print(f"[bold]train[/bold] {step.trainer.name} on {cfg.train_data} (seed {cfg.seed}) -> {key}")
+            self.trained_here = True
+            quant = plan.quant
+            quant.tokenizer = tokenizer
+            if plan.in_training:
+                calibrate(plan, tokenizer)
+            ctx = TrainContext(
+                model_dir=_local(source),
+                out_dir=out,
+                problems=problems,
+                prompt_for=lambda p: template.render(p.problem, tokenizer),
+                config=step.config,
+                seed=cfg.seed,
+                device=plan.device,
+                checkpoint_dir=self.cache.scratch("train", key),
+                on_log=lambda s, logs: curve.append((s, logs)),
+                base_model=_local(plan.model.source),
+            )
+            strategy = plan.strategy if plan.in_training else None
+            report = training.train(step.trainer, ctx, strategy, quant if strategy is not None else None)
+            with_tokenizer(out, tokenizer)
+            return {
+                "stage": stage.name,
+                "trainer": step.trainer.name,
+                "key": key,
+                "inputs": key_parts,
+                "steps": report.steps,
+                "seconds": report.seconds,
+                "curve": report.curve or [dict(step=s, **l) for s, l in curve],
+                "quant": _asdict(report.quant),
+                "extra": report.extra,
+            }
+
+        path, record = self.cache.build("train", key, make)
+        chain = len(plan.training) > 1
+        self.store.add_curve(run_id, [
+            (first_step + p["step"], {**{k: v for k, v in p.items() if k != "step"}, **({"stage": stage.name} if chain else {})})
+            for p in record.get("curve", [])
+        ])
+        return path, record
+
+    def quantize_stage(self, plan: Plan, stage: Stage, source: str, tokenizer,
+                       init: Initialisation | None = None) -> tuple[Path, dict]:
+        """Quantize ``source`` with the run's post-training strategy (or the initialisation an
+        in-training strategy starts from), cached by ``stage.key``."""
+        key_parts, key = stage.inputs, stage.key
+        strategy, quant = (init.strategy, init.quant) if init is not None else (plan.strategy, plan.quant)
+
+        def make(out: Path) -> dict:
+            from harness.base.progress import heartbeat
+
+            what = f"{strategy.name} {quant.spec.label}"
+            full = quant.spec == QuantSpec(FULL)  # nothing to announce for a full-precision copy
+            if not full:
+                self.console.print(f"[bold]quantize[/bold] {what} -> {key}")
+            quant.tokenizer = tokenizer
+            calibrate(plan, tokenizer, strategy, quant)
+            start = time.perf_counter()
+            with heartbeat("quantize", what, self.console) if not full else contextlib.nullcontext():
+                report = strategy.quantize(_local(source), out, quant)
+            with_tokenizer(out, tokenizer)
+            rec = _asdict(report)
+            rec["stage_seconds"] = time.perf_counter() - start
+            return {"stage": "quantize", "key": key, "inputs": key_parts, "quant": rec}
+
+        return self.cache.build("quantize", key, make)
+
+    def materialize(self, plan: Plan, run_id: str, until: str | None = None) -> tuple[Path, dict[str, Any]]:
+        """Build (or reuse) the artifact stages of the run's graph in order; the model directory the
+        last one wrote (``until``: stop after that stage) and the records of the stages that made it.
+
+        ``run``, ``harness profile`` and executors building a stage several cells share all come
+        through here, so they read one graph (:func:`harness.core.graph.run_graph`)."""
+        from harness.base.model import load_tokenizer
+
+        tokenizer = load_tokenizer(plan.model.source)
+        source = plan.model.source
+        artifacts: dict[str, Any] = {"reference": plan.strategy.is_reference}
+        steps = 0
+        for stage in run_graph(plan).artifacts:
+            if stage.name == INIT:
+                path, record = self.quantize_stage(plan, stage, source, tokenizer, init=plan.init)
+                artifacts["init"] = {"strategy": plan.init.strategy.name, "key": record["key"], "quant": record["quant"]}
+            elif stage.body == QUANTIZER:
+                path, record = self.quantize_stage(plan, stage, source, tokenizer)
+                artifacts["quant"] = record["quant"]
+                artifacts["quantize_key"] = record["key"]
+            else:
+                path, record = self.train_stage(plan, stage, source, tokenizer, run_id, first_step=steps)
+                steps += record.get("steps", 0)
+                done = {k: record[k] for k in ("key", "steps", "seconds", "quant") if k in record}
+                if len(plan.training) > 1:  # a chain: every stage's record, the last one's as "train"
+                    artifacts.setdefault("train_chain", []).append({"stage": stage.name, **done})
+                artifacts["train"] = done
+                artifacts["quant"] = record.get("quant")  # an in-training strategy's; a quantize stage replaces it
+            source = str(path)
+            if stage.name == until:
+                break
+        return Path(source), artifacts
+
+    # -- the run --------------------------------------------------------------------------
+    def destination(self, run_id: str) -> Destination:
+        """Where the evaluate and profile stages of ``run_id`` write: this store, the cache's log folder."""
+        return Destination(self.store, run_id, self.cache.root / "logs", self.console)
+
+    def run(self, plan: Plan, force: bool = False) -> dict:
+        """Run (or resume) ``plan``; returns the stored run with its metrics."""
+        cfg = plan.config
+        run_id = cfg.run_id
+        existing = self.store.get_run(run_id)
+        if existing and existing["status"] == RunStatus.COMPLETE and not force:
+            self.console.print(f"run {run_id} ({existing['label']}) is already complete: showing stored results")
+            return self.result(run_id)
+        if force and existing:  # --force: evaluate again from nothing; cached artifacts are reused
+            self.store.discard_results(run_id)
+        self.store.start_run(run_id, cfg.label, cfg.to_dict(), versions(plan), git_commit())
+        try:
+            model_dir, artifacts = self.materialize(plan, run_id)
+            self.store.add_artifacts(run_id, artifacts)
+            # evaluate and profile through the run's engine; in a fresh process when this one trained
+            evaluate_and_profile(plan, model_dir, artifacts, self.destination(run_id), fresh_process=self.trained_here)
+            self.store.finish_run(run_id, RunStatus.COMPLETE)
+        except KeyboardInterrupt:
+            self.store.finish_run(run_id, RunStatus.INTERRUPTED, "interrupted by the user")
+            raise
+        except Exception as exc:
+            self.store.finish_run(run_id, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            raise
+        return self.result(run_id)
+
+    def profile(self, plan: Plan, latency: LatencySettings) -> dict:
+        """Profile ``plan``'s model without evaluating it, stored under the run's id.
+
+        The model comes from the same cached stages as :meth:`run`. A run not
+        stored yet gets a record with status ``profiled``; a stored run keeps
+        its evaluation's own figures (throughput, forward share) and takes the
+        rest from this profile."""
+        cfg = plan.config
+        run_id = cfg.run_id
+        model_dir, artifacts = self.materialize(plan, run_id)
+        self.console.print(f"[bold]profile[/bold] {cfg.label} on {plan.device}")
+        result = serve(plan, model_dir, artifacts, self.destination(run_id), Serving(evaluate=False, latency=latency))
+        result["source"] = "harness profile"
+        if self.store.get_run(run_id) is None:
+            self.store.start_run(run_id, cfg.label, cfg.to_dict(), versions(plan), git_commit())
+            self.store.add_artifacts(run_id, artifacts)
+            self.store.finish_run(run_id, RunStatus.PROFILED)
+        else:
+            old = self.store.profile(run_id) or {}
+            result = {**result, **{k: v for k, v in old.items() if k.startswith("eval_") and v is not None}}
+        self.store.set_profile(run_id, result)
+        return result
+
+    def result(self, run_id: str) -> dict:
+        from harness.runs.results import run_result
+
+        return run_result(self.store, run_id)
+
+
+def _local(source: str) -> Path | str:
+    """A local folder as a Path; a hub id as it is."""
+    return Path(source) if Path(source).is_dir() else source
+
+
+def with_tokenizer(model_dir: Path, tokenizer) -> None:
+    """Every model artifact carries its tokenizer (and chat template), so whatever reads the folder
+    (evaluation, a serving engine, an export) needs nothing else; a plugin's own copy is kept."""
+    if not (Path(model_dir) / "tokenizer_config.json").exists():
+        tokenizer.save_pretrained(model_dir)
+
+
+def _asdict(obj: Any) -> dict | None:
+    import dataclasses
+
+    if obj is None:
+        return None
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else dict(obj)
