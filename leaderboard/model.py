@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.core.config import RunConfig, stable_hash
+from harness.core.config import RunConfig, field_default, stable_hash
 
 #: config fields that say how a row was quantized; the default baseline differs only in these
 STRATEGY_FIELDS = ("strategy", "bits", "act_bits", "kv_bits", "strategy_opts", "calib")
@@ -21,7 +21,7 @@ VARIANT_RANK = {"": 0, "corrected": 0, "faithful": 1}
 #: long enough that a 4-bit KV cache saves about as much as 4-bit weights do on a small model
 DEFAULT_CONTEXT_TOKENS = 4096
 #: the engine of every run stored before engines existed (eager ``transformers.generate``)
-DEFAULT_ENGINE = "hf"
+DEFAULT_ENGINE = field_default("engine")
 
 
 def engine_of(config: dict) -> str:

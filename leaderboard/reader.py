@@ -13,6 +13,7 @@ from pathlib import Path
 from harness.base.errors import UserError
 from harness.core.status import RunStatus
 from harness.leaderboard.model import Run
+from harness.runs.results import is_reference_run
 from harness.runs.store import Store
 
 #: the sample fields a leaderboard shows (the store keeps more: level, formatting, token counts)
@@ -60,8 +61,7 @@ def load_runs(store: Store, n_samples: int = 3, sweep: str | None = None) -> lis
             metrics=store.metrics(r["id"]),
             profile=store.profile(r["id"]) or {}, scores=store.problem_scores(r["id"]),
             samples=first_samples(store, r["id"], n_samples),
-            # runs stored before strategies declared it: the built-in full-precision strategy's name
-            reference=bool(artifacts.get("reference", r["config"].get("strategy", "none") == "none")),
+            reference=is_reference_run(r["config"], artifacts),
         ))
     if sweep is not None and not runs:
         known = ", ".join(sorted(seen)) or "none (no run in this store was made by a sweep)"

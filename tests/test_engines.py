@@ -346,7 +346,8 @@ def test_a_run_that_trained_here_evaluates_in_a_fresh_process(tmp_path, monkeypa
     from harness.core.config import RunConfig
     from harness.core.plugin_manager import get_registry
     from harness.runs.cache import ArtifactCache
-    from harness.runs.pipeline import Runner, git_commit, versions
+    from harness.runs.pipeline import Runner
+    from harness.runs.provenance import git_commit, versions
     from harness.runs.planning import plan
     from harness.runs.store import Store
 

@@ -5,7 +5,7 @@ OlympiadBench, Minerva, AMC 2023), keyed by its problem id;
 :func:`test_references_are_the_files` checks them against the files when the
 folder is there. The completions are written here, as a model would write
 them, and include the cases that must stay wrong (an open interval for a
-closed one, a reversed tuple, ``0.33`` for ``1/3``, the sum of two answers for
+closed one, a reversed tuple, ``0.3`` for ``1/3``, the sum of two answers for
 the list of them, a tuple for a column vector).
 """
 
@@ -142,8 +142,10 @@ DECIMAL_COMMAS = [  # a comma that cannot separate thousands, against a single v
 
 MATRICES = [  # pmatrix, bmatrix, array against one another; a tuple is not a column vector
     ("math500-099", "\\boxed{\\begin{bmatrix} -1/3 \\\\ 2/3 \\\\ 5/3 \\end{bmatrix}}", S, True),
-    ("math500-099", "\\boxed{\\left(\\begin{array}{c} -\\frac13 \\\\ \\frac23 \\\\ \\frac53 \\end{array}\\right)}", S, True),
-    ("math500-099", "\\boxed{\\begin{pmatrix} -\\dfrac{1}{3} \\\\ \\dfrac{2}{3} \\\\ \\dfrac{5}{3} \\end{pmatrix}}", S, True),
+    ("math500-099",
+     "\\boxed{\\left(\\begin{array}{c} -\\frac13 \\\\ \\frac23 \\\\ \\frac53 \\end{array}\\right)}", S, True),
+    ("math500-099",
+     "\\boxed{\\begin{pmatrix} -\\dfrac{1}{3} \\\\ \\dfrac{2}{3} \\\\ \\dfrac{5}{3} \\end{pmatrix}}", S, True),
     ("math500-099", "\\boxed{\\begin{pmatrix} 1/3 \\\\ 2/3 \\\\ 5/3 \\end{pmatrix}}", S, False),
     ("math500-099", "\\boxed{\\begin{pmatrix} -1/3 & 2/3 & 5/3 \\end{pmatrix}}", S, False),  # a row, not a column
     ("math500-099", "\\boxed{\\left(-\\frac13, \\frac23, \\frac53\\right)}", S, False),
@@ -196,7 +198,9 @@ UNBOXED = [  # completions without a box or "the answer is": lenient reads them,
     ("olympiadbench-013", "so the values add up to $153$.", L, False),
     ("olympiadbench-037", "Checking each case, the solutions are n = 1 and n = 3.", L, True),
     ("olympiadbench-037", "Checking each case, n = 1 works, and for n = 3 we get 0.", L, False),
-    ("math500-138", "we get 0.33.", L, False),  # 0.33 is not 1/3
+    ("math500-138", "we get 0.33.", L, True),  # lenient: 1/3 rounded to the two places given
+    ("math500-138", "we get 0.33.", S, False),  # strict: 0.33 is not 1/3
+    ("math500-138", "we get 0.3.", L, False),  # one place is too coarse to read as 1/3
     ("math500-003", "The answer is \\boxed{9", L, False),  # cut off inside the box: no answer
     ("math500-003", "1 = 1. The answer is \\", L, False),  # cut off after "the answer is"
     ("math500-003", "I could not finish this one.", L, False),

@@ -51,6 +51,10 @@ class Sampling:
         return self.temperature == 0.0
 
 
+#: the trainer value of a run that trains nothing
+NO_TRAINER = "none"
+
+
 #: evaluation presets: named bundles of prompt and sampling settings
 PRESETS: dict[str, dict] = {
     "default": {"prompt": "boxed", "sampling": Sampling()},
@@ -66,7 +70,7 @@ class RunConfig:
     """Everything that defines one run: model, training, quantization, evaluation."""
 
     model: str = "tiny-arith"
-    trainer: str = "none"
+    trainer: str = NO_TRAINER
     trainer_opts: tuple[tuple[str, str], ...] = ()
     train_data: str = "arith"
     max_steps: int | None = None
@@ -153,9 +157,11 @@ class RunConfig:
     @property
     def label(self) -> str:
         """Short human name: ``tiny-arith grpo rtn W4A16``; ``... W4A16 (vllm)`` on another engine than hf."""
-        spec = QuantSpec(self.bits, self.act_bits, self.kv_bits).label if self.strategy != "none" else "bf16"
-        parts = [self.model, self.trainer if self.trainer != "none" else "base", self.strategy, spec]
-        if self.engine != "hf":
+        # the default strategy is the full-precision reference, labelled by its dtype
+        quantized = self.strategy != field_default("strategy")
+        spec = QuantSpec(self.bits, self.act_bits, self.kv_bits).label if quantized else "bf16"
+        parts = [self.model, self.trainer if self.trainer != NO_TRAINER else "base", self.strategy, spec]
+        if self.engine != field_default("engine"):
             parts.append(f"({self.engine})")
         return " ".join(parts)
 

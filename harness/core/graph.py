@@ -23,12 +23,12 @@ plugins supply only the bodies: a trainer's ``train``, a strategy's ``prepare``,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from enum import Enum
+from typing import Any
 
 from harness.core.config import stable_hash
-
-if TYPE_CHECKING:
-    from harness.core.plan import Plan
+from harness.core.plan import Plan
+from harness.core.strategy import Strategy, library_versions
 
 #: who supplies a stage's body
 TRAINER = "trainer"  #: a trainer plugin (with the in-training strategy, if any, around it)
@@ -39,16 +39,36 @@ ENGINE = "engine"  #: the run's generation engine
 INIT = "init"
 
 
+class StageKind(str, Enum):
+    """What a stage does; the artifact cache keeps INIT and QUANTIZE outputs under ``quantize``."""
+
+    INIT = "init"  #: the post-training checkpoint an in-training strategy starts from
+    TRAIN = "train"  #: one trainer of the run (a chain has one per trainer)
+    QUANTIZE = "quantize"  #: the run's post-training strategy
+    EVALUATE = "evaluate"
+    PROFILE = "profile"
+
+    @property
+    def cache_folder(self) -> str | None:
+        """The artifact cache's folder for this kind's output (None: its results go to the store)."""
+        return {StageKind.INIT: "quantize", StageKind.QUANTIZE: "quantize", StageKind.TRAIN: "train"}.get(self)
+
+
 @dataclass(frozen=True)
 class Stage:
     """One node of a run's graph."""
 
-    name: str  #: train (train.NAME for a chain's later trainers), quantize, evaluate or profile
+    name: str  #: init, train (train.NAME for a chain's later trainers), quantize, evaluate or profile
     body: str  #: who builds it: TRAINER, QUANTIZER or ENGINE
     after: str | None  #: the stage whose output it reads (None: the plan's own model)
     key: str | None = None  #: cache key of its artifact; None for stages whose results go to the store
     inputs: Any = None  #: what the key hashes (recorded beside the artifact)
     train_index: int = 0  #: TRAINER stages: which of the plan's trainers (``plan.training``) it runs
+    kind: StageKind = StageKind.EVALUATE
+    #: why this stage cannot run without a CUDA GPU (what its plugins declare), or None
+    needs_gpu: str | None = None
+    #: the stage's plugin reads calibration texts from the run's calibration set
+    needs_calibration: bool = False
 
     @property
     def identity(self) -> str:
@@ -61,6 +81,8 @@ class RunGraph:
     """A run's stages, in the order they run."""
 
     stages: tuple[Stage, ...]
+    #: the run's own device, when it names CUDA (every stage then runs there)
+    device: str = "auto"
 
     def get(self, name: str) -> Stage | None:
         return next((s for s in self.stages if s.name == name), None)
@@ -75,10 +97,41 @@ class RunGraph:
         """The stages that write an artifact, in order: what the cache holds and executors can share."""
         return tuple(s for s in self.stages if s.key is not None)
 
+    @property
+    def final(self) -> Stage:
+        """The artifact stage whose model the run evaluates (the last one that writes an artifact)."""
+        return self.artifacts[-1]
+
     def before(self, name: str) -> Stage | None:
         """The artifact stage whose output stage ``name`` reads (None: it reads the plan's own model)."""
         stage = self.get(name)
         return self.get(stage.after) if stage is not None and stage.after else None
+
+    def gpu_reason(self, upto: str | None = None) -> str | None:
+        """Why the run (or its stages up to and including ``upto``) cannot run without a CUDA GPU, or None:
+        the one place planning, executors and ``harness profile`` learn it."""
+        for stage in self.stages:
+            if stage.needs_gpu:
+                return stage.needs_gpu
+            if stage.name == upto:
+                break
+        if str(self.device).startswith("cuda"):
+            return f"its device is {self.device!r}"
+        return None
+
+
+def final_artifact(artifacts: dict) -> tuple[str, str] | None:
+    """(cache folder, key) of the model a stored run evaluated, from the record
+    :meth:`harness.runs.pipeline.Runner.materialize` stored (``final``; runs stored before it recorded
+    that are read from their quantize, else train, record). None: it records no model artifact."""
+    final = artifacts.get("final")
+    if final:
+        return final["cache"], final["key"]
+    if artifacts.get("quantize_key"):
+        return "quantize", artifacts["quantize_key"]
+    if (artifacts.get("train") or {}).get("key"):
+        return "train", artifacts["train"]["key"]
+    return None
 
 
 def run_graph(plan: Plan) -> RunGraph:
@@ -89,22 +142,34 @@ def run_graph(plan: Plan) -> RunGraph:
     source, after = plan.model.identity, None
     if plan.init is not None:
         parts = quantize_key_parts(plan, source, plan.init.strategy, plan.init.quant)
-        init = Stage(INIT, QUANTIZER, None, stable_hash(parts), parts)
+        init = Stage(INIT, QUANTIZER, None, stable_hash(parts), parts, kind=StageKind.INIT,
+                     needs_gpu=_strategy_gpu(plan.init.strategy),
+                     needs_calibration=plan.init.strategy.needs_calibration)
         stages.append(init)
         source, after = init.identity, INIT
     for index, step in enumerate(plan.training):
         parts = train_key_parts(plan, index, source)
         name = "train" if index == 0 else f"train.{step.trainer.name}"
-        train = Stage(name, TRAINER, after, stable_hash(parts), parts, train_index=index)
+        gpu = f"trainer {step.trainer.name!r} needs a CUDA GPU" if step.trainer.needs_gpu else None
+        if gpu is None and plan.in_training:
+            gpu = _strategy_gpu(plan.strategy)
+        train = Stage(name, TRAINER, after, stable_hash(parts), parts, train_index=index, kind=StageKind.TRAIN,
+                      needs_gpu=gpu, needs_calibration=plan.in_training and plan.strategy.needs_calibration)
         stages.append(train)
         source, after = train.identity, name
     if not plan.in_training:
         parts = quantize_key_parts(plan, source)
-        stages.append(Stage("quantize", QUANTIZER, after, stable_hash(parts), parts))
+        stages.append(Stage("quantize", QUANTIZER, after, stable_hash(parts), parts, kind=StageKind.QUANTIZE,
+                            needs_gpu=_strategy_gpu(plan.strategy),
+                            needs_calibration=plan.strategy.needs_calibration))
         after = "quantize"
-    stages.append(Stage("evaluate", ENGINE, after))
-    stages.append(Stage("profile", ENGINE, "evaluate"))
-    return RunGraph(tuple(stages))
+    stages.append(Stage("evaluate", ENGINE, after, kind=StageKind.EVALUATE))
+    stages.append(Stage("profile", ENGINE, "evaluate", kind=StageKind.PROFILE))
+    return RunGraph(tuple(stages), device=str(plan.config.device))
+
+
+def _strategy_gpu(strategy: Strategy) -> str | None:
+    return f"strategy {strategy.name!r} needs a CUDA GPU" if strategy.needs_gpu else None
 
 
 # -- what each artifact's key holds ---------------------------------------------------------------
@@ -143,8 +208,6 @@ def code_identity(plugin: Any) -> dict:
     it (the versions are recorded with every result instead): the same
     configuration under a newer library is the same experiment, measured again.
     """
-    from harness.core.strategy import library_versions
-
     return {"version": str(plugin.version), "libraries": library_versions(tuple(plugin.libraries))}
 
 

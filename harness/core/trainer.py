@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.core.config import NO_TRAINER
+
 if TYPE_CHECKING:
     from harness.core.benchmark import Problem
     from harness.core.strategy import QuantReport
@@ -98,7 +100,7 @@ CHAIN = ","
 def chain_names(value: str) -> list[str]:
     """The names a ``trainer`` setting holds, as written (empty for ``none``); :func:`trainer_chain`
     checks them."""
-    return [] if value == "none" else [name.strip() for name in value.split(CHAIN)]
+    return [] if value == NO_TRAINER else [name.strip() for name in value.split(CHAIN)]
 
 
 def trainer_chain(value: str) -> list[str]:

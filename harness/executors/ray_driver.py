@@ -16,6 +16,8 @@ from typing import Any
 
 from harness.base.errors import UserError
 from harness.core.executor import DoneCallback, Job, Run
+from harness.core.graph import run_graph
+from harness.core.plan import Plan
 from harness.executors.ray_connect import connect, require_ray
 from harness.executors.ray_tasks import run_task, stage_task
 
@@ -48,23 +50,13 @@ class Unit:
     deps: list = field(default_factory=list)  # ObjectRefs of the stage tasks it waits for
 
 
-def gpu_reason(plan, stage: str) -> str | None:
-    """Why a stage of ``plan`` cannot run without a GPU (what its plugins or its device say), or None."""
-    from harness.core.strategy import Phase
-
-    strategy = plan.strategy
-    training = stage == "run" or stage.split(".")[0] == "train"
-    for step in plan.training if training else ():
-        if step.trainer.needs_gpu:
-            return f"trainer {step.trainer.name!r} needs a CUDA GPU"
-    if strategy.needs_gpu and (not training or strategy.phase is Phase.IN_TRAINING):
-        return f"strategy {strategy.name!r} needs a CUDA GPU"
-    if str(plan.config.device).startswith("cuda"):
-        return f"its device is {plan.config.device!r}"
-    return None
+def gpu_reason(plan: Plan, stage: str) -> str | None:
+    """Why a task of ``plan`` cannot run without a GPU: the run graph's answer for the stages it builds
+    (``run``: the whole cell), or None."""
+    return run_graph(plan).gpu_reason(None if stage == "run" else stage)
 
 
-def task_resources(plan, stage: str, cluster_gpus: float) -> dict[str, float]:
+def task_resources(plan: Plan, stage: str, cluster_gpus: float) -> dict[str, float]:
     """What a task asks Ray for: a GPU when the stage needs one, or when its device is ``auto`` and the
     cluster has GPUs (as ``auto`` picks CUDA on a machine that has it); one CPU otherwise."""
     wants_gpu = gpu_reason(plan, stage) is not None or (plan.config.device == "auto" and cluster_gpus > 0)

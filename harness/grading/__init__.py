@@ -33,11 +33,22 @@ References themselves are read the same way. So ``1,000`` is never 1.0, and
 reference is ``1,5``.
 
 Tolerance: none beyond math-verify's own (it rounds numbers to six decimal
-places before comparing), so ``0.333333`` is ``1/3`` and ``0.33`` is not: a
-model that rounds to two places has not given the exact answer the problems
-ask for, and a looser fixed tolerance would pass answers a careful grader fails
-(``3.14`` for ``\\pi``). Units are dropped, not converted: only the number
-before them is compared (so ``150 mm^2`` does not match ``15 cm^2``).
+places before comparing), so ``0.333333`` is ``1/3`` and, under ``strict``,
+``0.33`` is not: the RL reward asks for the exact answer. ``lenient`` grades
+as a free-form reader would and accepts a decimal of at least two places that
+is a fraction reference rounded (half away from zero) to as many places
+(``0.33`` and ``0.333`` for ``\\frac13``, not ``0.3`` or ``0.34``). Never a
+fixed tolerance, and never against a reference written in decimals or an
+irrational one: ``3.14`` for ``\\pi`` stays wrong. Units are dropped, not
+converted: only the number before them is compared (so ``150 mm^2`` does not
+match ``15 cm^2``).
+
+What else ``lenient`` reads and ``strict`` does not (so the RL reward, always
+strict, never changes): a reference written as separate boxes
+(``\\boxed{2}, \\boxed{5}``) is the list ``2, 5``, where ``strict`` keeps its last
+box; an amount of money keeps its decimal comma (``€3,50``, ``3,50 euros``: a
+comma followed by one or two digits beside a currency; ``€1,000`` is still
+1000); thousands may be grouped with no-break or thin spaces or ``~``.
 """
 
 from __future__ import annotations
@@ -59,13 +70,14 @@ from harness.grading.extraction import (
     extract_answer,
     is_formatted,
     last_boxed,
+    separate_boxes,
 )
 from harness.grading.normalize import normalize
 
 __all__ = [
     "CORRECT_REWARD", "EXTRACTION_POLICIES", "FORMAT_REWARD", "Grade", "References", "answer_parseable",
-    "answers_equal", "check_extraction", "clear_caches", "extract_answer", "grade", "grade_full", "is_formatted",
-    "last_boxed", "normalize", "references", "unparseable_answers",
+    "answers_equal", "check_extraction", "clear_caches", "extract_answer", "grade", "grade_full",
+    "is_formatted", "last_boxed", "normalize", "references", "unparseable_answers",
 ]
 
 #: reward of the seed study: 1 for a correct answer, +0.1 for a boxed answer
@@ -90,16 +102,23 @@ def unparseable_answers(problems: Sequence[Any]) -> list[str]:
     return [p.id for p in problems if not answer_parseable(p.answer)]
 
 
+def _lenient_reference(reference: str) -> str:
+    """A reference written as separate boxes (``\\boxed{2}, \\boxed{5}``) as the list it gives (``2, 5``)."""
+    boxes = separate_boxes(reference) if "box" in reference else None
+    return reference if boxes is None else ", ".join(boxes)
+
+
 def _judge(completion: str, reference: References, extraction: str) -> tuple[str | None, bool]:
     """(the answer graded, whether it matches any accepted reference)."""
-    refs = _as_list(reference)
+    lenient = extraction == "lenient"
+    refs = [_lenient_reference(r) for r in _as_list(reference)] if lenient else _as_list(reference)
     multi = [several_parts(r) for r in refs]
     found = extract(completion, extraction, group=any(multi))
     if found is None:
         return None, False
     for ref, several in zip(refs, multi):
         answer = found.union if several else found.answer
-        if answers_equal(answer, ref):
+        if answers_equal(answer, ref, lenient=lenient):
             return answer, True
     return (found.union if any(multi) else found.answer), False
 

@@ -20,12 +20,14 @@ from harness.grading.normalize import (
     canonical,
     choice_label,
     decimal_comma,
+    lenient_reading,
     normalize,
     top_level_parts,
 )
 
 #: seconds math-verify may spend parsing one answer or comparing two (main thread only)
-TIMEOUT_S = 5  # math-verify's own default; 2 s expired on sympy's first (lazy-import) call on a loaded machine
+#: (math-verify's own default; 2 s expired on sympy's first, lazy-import call on a loaded machine)
+TIMEOUT_S = 5
 #: answers longer than this (after normalization) are compared as strings only
 MAX_SYMBOLIC_CHARS = 1500
 #: brackets nested deeper than this are compared as strings only (sympy's parser recurses per level)
@@ -68,7 +70,7 @@ def _nesting(s: str) -> int:
 
 
 def too_costly(s: str) -> bool:
-    """Inputs that can keep sympy busy for minutes: exponent towers, huge powers, factorials, deep nesting."""
+    """Inputs that can keep sympy busy for minutes: exponent towers, huge powers and factorials, nesting."""
     return len(s) > MAX_SYMBOLIC_CHARS or bool(_TOWER.search(s)) or _nesting(s) > MAX_NESTING
 
 
@@ -115,7 +117,8 @@ def _parse(normalized: str, main_thread: bool) -> tuple[Any, ...]:
         return ()
     timeout = TIMEOUT_S if main_thread else None
     try:
-        return tuple(parse(f"${normalized}$", extraction_config=_extraction_config(), parsing_timeout=timeout))
+        parsed = parse(f"${normalized}$", extraction_config=_extraction_config(), parsing_timeout=timeout)
+        return tuple(parsed)
     except Exception:  # noqa: BLE001 - math-verify raises on odd input; unparsable is not equal
         return ()
 
@@ -160,6 +163,58 @@ def several_parts(reference: str) -> bool:
     return len(top_level_parts(normalize(reference))) > 1
 
 
+_ROUNDED = re.compile(r"[-+]?\d*\.(\d{2,})")
+
+
+def _fraction_value(ref: str, main_thread: bool) -> Fraction | None:
+    """The exact value of a reference that is a non-integer rational (``\\frac13``, ``1/3``, ``3\\frac13``).
+
+    math-verify parses decimals as floats and fractions as rationals, so this
+    is also what tells a reference written as a fraction from one written in decimals.
+    """
+    from sympy import Rational
+
+    value = next((x for x in _parse(ref, main_thread) if not isinstance(x, str)), None)
+    if isinstance(value, Rational) and not value.is_integer:
+        return Fraction(int(value.p), int(value.q))
+    return None
+
+
+def rounded_match(pred: str, ref: str, main_thread: bool = True) -> bool:
+    """True when ``pred``, a decimal of two places or more, is the fraction ``ref`` rounded to as many.
+
+    A model that gives ``0.33`` for ``\\frac{1}{3}`` has the right value at the
+    precision it chose; two places at least, so ``0.3`` stays wrong, and
+    rounding is half away from zero, so ``0.67`` answers ``\\frac23`` and
+    ``0.66`` does not. References in decimals (``0.49``) or irrational
+    (``\\pi``, ``\\sqrt{2}``) ask for exactly their value: no rounding there.
+    """
+    places = _ROUNDED.fullmatch(pred)
+    if places is None:
+        return False
+    exact = _fraction_value(ref, main_thread)
+    if exact is None:
+        return False
+    scale = 10 ** len(places.group(1))
+    scaled = abs(exact) * scale
+    rounded = int(scaled) + (1 if scaled - int(scaled) >= Fraction(1, 2) else 0)
+    return Fraction(pred) == (rounded if exact > 0 else -rounded) / Fraction(scale)
+
+
+@lru_cache(maxsize=65536)
+def _lenient_equal(predicted: str, reference: str) -> bool:
+    """The strict verdict, else the same answers under the lenient readings, else a rounded fraction."""
+    if _equal(predicted, reference):
+        return True
+    before = normalize(predicted), normalize(reference)
+    pred, ref = lenient_reading(before[0]), lenient_reading(before[1])
+    if not pred or not ref:
+        return False
+    if (pred, ref) != before and _equal(pred, ref):
+        return True
+    return rounded_match(pred, ref, _in_main_thread())
+
+
 @lru_cache(maxsize=65536)
 def _equal(predicted: str, reference: str) -> bool:
     pred, ref = normalize(predicted), normalize(reference)
@@ -192,13 +247,17 @@ def _equal(predicted: str, reference: str) -> bool:
     return _verify(gold, target, main)
 
 
-def answers_equal(predicted: str, reference: str) -> bool:
+def answers_equal(predicted: str, reference: str, *, lenient: bool = False) -> bool:
     """Mathematical equivalence of two final answers (math-verify, bounded in time).
 
     Not symmetric in principle (math-verify treats the reference as gold, e.g.
-    for ``x = 5`` against ``5``); in practice it almost always is.
+    for ``x = 5`` against ``5``); in practice it almost always is. ``lenient``
+    adds the lenient grader's readings on top (amounts of money, a fraction
+    given as a rounded decimal: :func:`lenient_reading`, :func:`rounded_match`),
+    never taking away an answer the strict reading accepts.
     """
-    return _equal(str(predicted), str(reference))
+    equal = _lenient_equal if lenient else _equal
+    return equal(str(predicted), str(reference))
 
 
 def answer_parseable(reference: str) -> bool:
@@ -218,5 +277,5 @@ def answer_parseable(reference: str) -> bool:
 
 def clear_caches() -> None:
     """Forget every cached parse and verdict (benchmarks measure the grader cold)."""
-    for cached in (_equal, _parse, several_parts):
+    for cached in (_equal, _lenient_equal, _parse, several_parts):
         cached.cache_clear()

@@ -7,12 +7,16 @@ seed study's format bonus and strictness are part of its method.
 
 ``lenient``: what ``strict`` finds, else the final mathematical expression
 of an unformatted completion, as free-form graders read it: after the last
-``Answer:``, else a display (``\\[...\\]``, ``$$...$$``) that ends the
-completion, else whichever comes last in the final sentence that holds math
-or a number (on the last line that holds one): its last inline math
-(``$...$``, ``\\(...\\)``) or a number written after it. A completion whose
-last box was cut off, or that says "the answer is" and stops, has no answer
-under either policy.
+``Answer:``, else a display (``\\[...\\]``, ``$$...$$``) or a line of LaTeX
+without delimiters (``2\\sqrt{3}``, read whole) that ends the completion, else
+whichever comes last in the final sentence that holds math or a number (on
+the last line that holds one): its last inline math (``$...$``,
+``\\(...\\)``) or a number written after it -- where a lone variable
+(``$x$``) gives way to the sentence's number ("so $x$ equals 12"). Numbers
+may group thousands with spaces (``1 000 000``); a decimal comma is read
+only beside a currency (``€3,50``), as elsewhere it may separate answers.
+A completion whose last box was cut off, or that says "the answer is" and
+stops, has no answer under either policy.
 
 Several answers: :func:`extract` also returns the *final group* of boxes (or
 of math spans, for lenient) -- the last one and those right before it that
@@ -27,6 +31,8 @@ its last :data:`LENIENT_TAIL` characters (a 100 kB number or boxes nested
 from __future__ import annotations
 
 import re
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -55,10 +61,17 @@ class Extracted:
 def check_extraction(name: str) -> str:
     """``name`` when it is a policy; a one-line UserError naming the allowed ones otherwise."""
     if name not in EXTRACTION_POLICIES:
-        from harness.errors import UserError
+        from harness.base.errors import UserError
 
-        raise UserError(f"unknown extraction policy {name!r}; choose one of {', '.join(EXTRACTION_POLICIES)}")
+        allowed = ", ".join(EXTRACTION_POLICIES)
+        raise UserError(f"unknown extraction policy {name!r}; choose one of {allowed}")
     return name
+
+
+def _last(matches: Iterator[re.Match]) -> re.Match | None:
+    """The last of ``matches`` (None when there is none), keeping none of the others."""
+    last = deque(matches, maxlen=1)
+    return last[0] if last else None
 
 
 def _braced(text: str, start: int) -> tuple[str, int] | None:
@@ -94,9 +107,7 @@ def _last_boxed_span(text: str) -> tuple[str, int, int] | None:
     The last box decides: when it never closes, the answer was cut off and
     there is none (an earlier box is an intermediate result, not the answer).
     """
-    match = None
-    for match in _BOXED.finditer(text):
-        pass
+    match = _last(_BOXED.finditer(text))
     return None if match is None else _box_at(text, match)
 
 
@@ -137,9 +148,29 @@ def _box_group(text: str, last: tuple[str, int, int]) -> tuple[str, ...]:
     return tuple(reversed(group))
 
 
+def separate_boxes(text: str) -> tuple[str, ...] | None:
+    """The contents of a text made only of two or more boxes and separators (``\\boxed{2}, \\boxed{5}``).
+
+    A reference written so lists its answers as one box would (``\\boxed{2, 5}``);
+    the lenient grader reads it as that list rather than as its last box.
+    """
+    if len(text) > 4 * MAX_GAP * MAX_PARTS:
+        return None
+    parts: list[str] = []
+    end = 0
+    for match in _BOXED.finditer(text):
+        box = _box_at(text, match)
+        if box is None or box[1] < end or not _separated(text[end : box[1]]) or len(parts) == MAX_PARTS:
+            return None
+        parts.append(box[0])
+        end = box[2]
+    return tuple(parts) if len(parts) > 1 and _separated(text[end:]) else None
+
+
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _ANSWER_IS = re.compile(
-    r"(?:final answer|the answer)\s*(?:is\b|:)\s*:?\s*(?:(?:therefore|thus|then|clearly)\b[\s:,]*)?", re.IGNORECASE
+    r"(?:final answer|the answer)\s*(?:is\b|:)\s*:?\s*(?:(?:therefore|thus|then|clearly)\b[\s:,]*)?",
+    re.IGNORECASE,
 )
 _ANSWER_TAIL = re.compile(r"\$+([^$]+?)\$+|([^\n]+?)\s*(?:\.\s|\.?\s*$|\n)")
 _HASHES = re.compile(r"^\s*####\s*(.+?)\s*$", re.MULTILINE)
@@ -151,9 +182,7 @@ class _NoAnchor:
 
 def _strict(text: str, group: bool) -> Extracted | None | type[_NoAnchor]:
     boxed = _last_boxed_span(text)
-    tag = None
-    for tag in _ANSWER_TAG.finditer(text):
-        pass
+    tag = _last(_ANSWER_TAG.finditer(text))
     if tag is not None and (boxed is None or tag.start() > boxed[1]):
         inner = tag.group(1)
         inner_box = _last_boxed_span(inner)
@@ -164,15 +193,11 @@ def _strict(text: str, group: bool) -> Extracted | None | type[_NoAnchor]:
         return Extracted(boxed[0], _box_group(text, boxed) if group else ())
     # without a box: whichever of "the answer is ..." and "#### ..." comes last
     candidates: list[tuple[int, str]] = []
-    head = None
-    for head in _ANSWER_IS.finditer(text):
-        pass
+    head = _last(_ANSWER_IS.finditer(text))
     if head is not None:
         tail = _ANSWER_TAIL.match(text, head.end())
         candidates.append((head.start(), (tail.group(1) or tail.group(2)) if tail else ""))
-    hashes = None
-    for hashes in _HASHES.finditer(text):
-        pass
+    hashes = _last(_HASHES.finditer(text))
     if hashes is not None:
         candidates.append((hashes.start(), hashes.group(1)))
     if not candidates:
@@ -189,10 +214,30 @@ def _strict(text: str, group: bool) -> Extracted | None | type[_NoAnchor]:
 
 _ANSWER_COLON = re.compile(r"(?:^|(?<=[\s*_#>]))(?:final\s+)?answer\s*\**\s*:\s*\**", re.IGNORECASE)
 _MATH_SPAN = re.compile(
-    r"\$\$(?P<d1>.+?)\$\$|\\\[(?P<d2>.+?)\\\]|\\\((?P<i1>.+?)\\\)|(?<![\\$])\$(?P<i2>[^$]+?)(?<!\\)\$", re.DOTALL
+    r"\$\$(?P<d1>.+?)\$\$|\\\[(?P<d2>.+?)\\\]|\\\((?P<i1>.+?)\\\)|(?<![\\$])\$(?P<i2>[^$]+?)(?<!\\)\$",
+    re.DOTALL,
 )
+#: an amount with a decimal comma (``3,50``, ``1.234,56``): read so only beside a currency sign or word
+_COMMA_AMOUNT = r"-?(?:\d{1,3}(?:\.\d{3})+|\d+),\d{1,2}(?![\d,])"
+_CURRENCY_SIGN = r"(?:[€£¥]|\\?\$|\\(?:euro|pounds|yen)\b)"
+#: the currency words an amount may be followed by (a regular expression)
+CURRENCY_WORDS = (
+    r"(?:euros?|EUR|dollars?|USD|pounds?|GBP|francs?|CHF|yen|JPY|rubles?|reais|kronor|kroner|zlotys?)\b"
+)
+#: thousands grouped with spaces (``1 000 000``, no-break and thin spaces too), no digit after them
+_SPACED = r"[1-9]\d{0,2}(?:[ \u00a0\u202f\u2009]\d{3})+(?!\d)"
+#: a number in running text (an exponent, ``cm^2``, is not one of its own)
 _NUMBER = re.compile(
-    r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?:\s*%)?|(?<![\w.])-?\.\d+"
+    rf"{_CURRENCY_SIGN}\s*(?P<pre>{_COMMA_AMOUNT})"
+    rf"|(?<![\w.,])(?P<post>{_COMMA_AMOUNT})(?=\s*(?:{_CURRENCY_SIGN}|{CURRENCY_WORDS}))"
+    rf"|(?<![\w.^])-?(?:\d{{1,3}}(?:,\d{{3}})+|{_SPACED}|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?:\s*%)?"
+    r"|(?<![\w.])-?\.\d+"
+)
+_ODD_SPACE = re.compile(r"[\u00a0\u202f\u2009]")
+#: a span that only names an unknown (``x``, ``a_n``, ``\\theta``); not ``e``, usually Euler's number
+_LONE_VARIABLE = re.compile(
+    r"(?:[a-df-zA-Z]|\\(?:alpha|beta|gamma|delta|(?:var)?epsilon|(?:var)?theta|lambda|mu|nu|rho|sigma|tau"
+    r"|(?:var)?phi|chi|psi|omega|xi|eta|zeta|kappa))\s*(?:_\s*(?:\{\s*\w+\s*\}|\w)|')*"
 )
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 _HAS_DIGIT = re.compile(r"\d")
@@ -231,22 +276,72 @@ def _group_of(segment: str, items: list[re.Match], text_of) -> tuple[str, ...]:
     return tuple(reversed(parts))
 
 
+def _number_text(m: re.Match) -> str:
+    """A number as the grader reads it: ``3.50`` for ``€3,50``, no-break spaces as plain ones."""
+    amount = m.group("pre") or m.group("post")
+    if amount:
+        return amount.replace(".", "").replace(",", ".")
+    return _ODD_SPACE.sub(" ", m.group(0).strip())
+
+
+def _numbers_outside(segment: str, start: int, spans: list[re.Match]) -> list[re.Match]:
+    """The last numbers of ``segment`` from ``start`` on that no math span holds."""
+    found: list[re.Match] = []
+    for span in spans:
+        if span.start() >= start:
+            found.extend(_NUMBER.finditer(segment, start, span.start()))
+        start = max(start, span.end())
+    found.extend(_NUMBER.finditer(segment, start))
+    return found[-MAX_PARTS:]
+
+
 def _from_segment(segment: str, group: bool) -> Extracted | None:
-    """Whichever ends ``segment`` last: its last math span or a number written after it (with its group)."""
+    """Whichever ends ``segment`` last: its last math span or a number written after it (with its group).
+
+    Spans that only name a variable are passed over when the segment holds a
+    value: in "so $x$ equals 12" or "12 is the value of $x$" the answer is 12.
+    """
     spans = _spans(segment)
-    numbers = list(_NUMBER.finditer(segment, spans[-1].end() if spans else 0))[-MAX_PARTS:]
+    valued = [m for m in spans if not _LONE_VARIABLE.fullmatch(_span_text(m))]
+    numbers = _numbers_outside(segment, valued[-1].end() if valued else 0, spans)
     if numbers:
-        answer = numbers[-1].group(0).strip()
-        return Extracted(answer, _group_of(segment, numbers, lambda m: m.group(0).strip()) if group else ())
+        answer = _number_text(numbers[-1])
+        return Extracted(answer, _group_of(segment, numbers, _number_text) if group else ())
+    spans = valued or spans
     if not spans:
         return None
     return Extracted(_span_text(spans[-1]), _group_of(segment, spans, _span_text) if group else ())
 
 
+#: a line of mathematics without delimiters: LaTeX commands, digits, single letters, operators, no prose
+_BARE_CHARS = re.compile(r"[\w\\{}()\[\]^_+\-*/=.,;:|<>!' ]+")
+_COMMAND = re.compile(r"\\[a-zA-Z]+")
+_LATEX_MARK = re.compile(r"\\(?:[a-zA-Z]+|[{}])|\^")
+#: a leading "therefore"/"=" and a trailing end-of-proof mark frame the expression, they are not part of it
+_FRAME = re.compile(
+    r"^(?:\s*(?:=|\\(?:therefore|implies|Rightarrow|Longrightarrow)\b))*"
+    r"|(?:\s*\\(?:blacksquare|square|qed|Box|checkmark)\b)+$"
+)
+_TEXT_ARGUMENT = re.compile(r"\\(?:text\w*|mathrm|mbox)\s*\{[^{}]*\}")
+_PROSE_WORD = re.compile(r"[^\W\d_]{2,}")
+
+
+def _bare_latex(line: str) -> str | None:
+    """``line`` as one answer when it is LaTeX without math delimiters: its numbers alone mislead
+    (``4`` from ``\\frac{3}{4}``). Words outside commands make it prose; ``$`` or ``\\(`` delimited math."""
+    s = _FRAME.sub("", line.strip().rstrip(".")).strip() if len(line) <= 500 else ""
+    if not s or not _LATEX_MARK.search(s) or not _BARE_CHARS.fullmatch(s) or _MATH_SPAN.search(s):
+        return None
+    if re.search(r"\\[()\[\]]", s) or _PROSE_WORD.search(_COMMAND.sub(" ", _TEXT_ARGUMENT.sub(" ", s))):
+        return None
+    return s
+
+
 def _final_sentence(line: str) -> str:
     """The last sentence of ``line`` that holds math or a number (sentence ends outside math)."""
     inside = [(m.start(), m.end()) for m in _MATH_SPAN.finditer(line)]
-    cuts = [0] + [m.end() for m in _SENTENCE_END.finditer(line) if not any(a <= m.start() < b for a, b in inside)]
+    ends = _SENTENCE_END.finditer(line)
+    cuts = [0] + [m.end() for m in ends if not any(a <= m.start() < b for a, b in inside)]
     cuts.append(len(line))
     for a, b in reversed(list(pairwise(cuts))):
         piece = line[a:b]
@@ -255,7 +350,7 @@ def _final_sentence(line: str) -> str:
     return ""
 
 
-#: lenient reads only the completion's end (from a line start): the final answer is there, and time stays bounded
+#: lenient reads only the completion's end (from a line start): the answer is there, and time stays bounded
 LENIENT_TAIL = 4000
 
 
@@ -264,20 +359,17 @@ def _lenient(text: str, group: bool) -> Extracted | None:
         cut = len(text) - LENIENT_TAIL
         line_start = text.find("\n", cut)
         text = text[line_start + 1 :] if 0 <= line_start < cut + LENIENT_TAIL // 2 else text[cut:]
-    answer_at = None
-    for answer_at in _ANSWER_COLON.finditer(text):
-        pass
+    answer_at = _last(_ANSWER_COLON.finditer(text))
     if answer_at is not None:
         rest = text[answer_at.end() :]
-        display = _trailing_display(rest)
-        if display is not None:
-            return Extracted(display, (display,) if group else ())
-        found = _from_segment(rest.strip().split("\n", 1)[0], group)
+        first = rest.strip().split("\n", 1)[0]
+        whole = _trailing_display(rest) or _bare_latex(first)
+        found = Extracted(whole, (whole,) if group else ()) if whole else _from_segment(first, group)
         if found is not None:
             return found
-    display = _trailing_display(text)
-    if display is not None:
-        return Extracted(display, (display,) if group else ())
+    whole = _trailing_display(text) or _bare_latex(text.rstrip().rsplit("\n", 1)[-1])
+    if whole:
+        return Extracted(whole, (whole,) if group else ())
     for line in reversed(text.split("\n")[-200:]):
         if _HAS_DIGIT.search(line) or _spans(line):
             return _from_segment(_final_sentence(line), group)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-from harness.grading.extraction import last_boxed
+from harness.grading.extraction import CURRENCY_WORDS, last_boxed
 
 _UNIT_WORDS = (
     # several letters: safe to strip when they follow a number
@@ -33,7 +33,8 @@ _UNIT_WORDS = (
     r"[a-zA-Z]{3,}"  # any plain word of 3+ letters: "dollars", "apples", "seconds"
 )
 _FUNCTION_WORDS = frozenset(
-    ["sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "max", "min", "mod", "gcd", "lcm", "det", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh"]
+    ["sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "max", "min", "mod", "gcd", "lcm", "det",
+     "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh"]
 )
 #: LaTeX commands whose argument is text (words, units), not mathematics (\\mathbf{j} is math: not here)
 _TEXT_COMMANDS = r"(?:text(?:bf|it|rm|sf|tt|normal|up)?|mathrm|mbox|hbox|rm)"
@@ -41,7 +42,9 @@ _TEXT_COMMANDS = r"(?:text(?:bf|it|rm|sf|tt|normal|up)?|mathrm|mbox|hbox|rm)"
 _TEXT_GROUP = rf"\\{_TEXT_COMMANDS}\s*\{{[^{{}}]*\}}(?:\s*\^\s*\{{?\s*-?\d+\s*\}}?)?"
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:\s*(?:\\times|\\cdot)\s*10\s*\^\s*\{?\s*[-+]?\d+\s*\}?)?"
 # trailing text groups after any expression; the group must hold no digit or math
-_TRAILING_TEXT = re.compile(rf"^(?P<expr>.*?[\w}})\]])\s*(?:\\[,;: ]\s*|~\s*)*(?:{_TEXT_GROUP}\s*)+$", re.DOTALL)
+_TRAILING_TEXT = re.compile(
+    rf"^(?P<expr>.*?[\w}})\]])\s*(?:\\[,;: ]\s*|~\s*)*(?:{_TEXT_GROUP}\s*)+$", re.DOTALL
+)
 _TRAILING_WORD_UNITS = re.compile(
     rf"^(?P<num>{_NUMBER})\s+(?P<unit>(?:(?:{_UNIT_WORDS})(?:\s*\^\s*\{{?-?\d+\}}?)?[\s/.]*)+)$"
 )
@@ -50,7 +53,9 @@ _SCI_E = re.compile(r"^([-+]?\d+(?:\.\d+)?)\s*[eE]\s*([-+]?\d+)$")
 _SCI_X = re.compile(r"^([-+]?\d+(?:\.\d+)?)\s*(?:x|×|\*)\s*10\s*(?:\^|\*\*)\s*\{?\s*([-+]?\d+)\s*\}?$")
 #: a thousands group never starts with 0: "0,250" is a decimal comma, not 250
 _THOUSANDS = re.compile(r"^[-+]?[1-9]\d{0,2}(?:(?:,|\\,| )\d{3})+(?:\.\d+)?$")
-_DEGREE = re.compile(r"(?<=[\d}])\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree)(?:\s*(?:C|F)\b)?")
+_DEGREE = re.compile(
+    r"(?<=[\d}])\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree)(?:\s*(?:C|F)\b)?"
+)
 _ARCSEC = re.compile(r"(\d)\s*(?:\^\s*\{\s*\\prime\s*\\prime\s*\}|'')")
 _ARCMIN = re.compile(r"(\d)\s*(?:\^\s*\{\s*\\prime\s*\}|\^\s*\\prime\b)")
 # spacing commands; never the "\\" of a matrix row break (the lookbehind)
@@ -63,7 +68,8 @@ _TEXT_AND_OR = re.compile(r"\s*\\text\s*\{\s*(?:or|and)\s*\}\s*")
 _LETTERS = re.compile(r"[a-zA-Z]+")
 _THOUSANDS_SEP = re.compile(r"\\,|,| ")
 _SPACES = re.compile(r"\s+")
-#: in order: spacing commands, \left/\right, \dfrac, \displaystyle, _{\max}, arc seconds and minutes, degrees, percent
+#: in order: spacing commands, \left/\right, \dfrac, \displaystyle, _{\max}, arc seconds and minutes,
+#: degrees, percent
 _REWRITES = (
     (_SPACING, " "),
     (re.compile(r"\\(?:left|right)(?![a-zA-Z])\s*"), ""),
@@ -164,6 +170,38 @@ def decimal_comma(s: str) -> str:
     match = _DECIMAL_COMMA.fullmatch(s) if "," in s else None
     if match and not _THOUSANDS.match(s):
         return f"{match.group(1)}.{match.group(2)}"
+    return s
+
+
+# ---------------------------------------------------------------------------
+# the lenient grader's readings of a normalized answer
+
+_SIGN = r"(?:[€£¥]|\\(?:euro|pounds|yen|textdollar)\b)"
+_AMOUNT = re.compile(
+    rf"^(?P<pre>{_SIGN}\s*)?(?P<num>[-+]?(?:(?:\d{{1,3}}(?:\.\d{{3}})+|\d+),\d{{1,2}}|\d[\d,]*(?:\.\d+)?))"
+    rf"(?P<post>\s*(?:{_SIGN}|{CURRENCY_WORDS}))?$"
+)
+#: a thousands group after a no-break space, thin space or ``~`` (``1~000~000``)
+_WIDE_SEPARATOR = re.compile(r"(?<=\d)(?:~|[\u00a0\u202f\u2009])(?=\d{3}(?!\d))")
+
+
+def lenient_reading(s: str) -> str:
+    """A normalized answer as the lenient grader reads it: an amount of money as its number.
+
+    ``€3,50`` and ``3,50 euros`` are 3.50: beside a currency a comma with one or
+    two digits after it can only be a decimal comma (``1.234,56 €`` too). A
+    thousands group may also follow a no-break space, thin space or ``~``.
+    The strict grader keeps its own rules, so the RL reward never changes.
+    """
+    s = _WIDE_SEPARATOR.sub(" ", s)
+    if _THOUSANDS.match(s):
+        return _THOUSANDS_SEP.sub("", s)
+    money = _AMOUNT.match(s)
+    if money and (money.group("pre") or money.group("post")):
+        num = money.group("num")
+        if _THOUSANDS.match(num) or "," not in num:
+            return _THOUSANDS_SEP.sub("", num)
+        return num.replace(".", "").replace(",", ".") if re.search(r",\d{1,2}$", num) else s
     return s
 
 

@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.base.errors import UserError
+from harness.core.graph import final_artifact
 from harness.core.status import RunStatus
+from harness.runs.results import is_reference_run
 
 #: the recipe file every export holds: what made the model and how it was judged (also the marker
 #: that lets ``--force`` replace a folder: only an earlier export is ever deleted)
@@ -61,15 +63,12 @@ class ExportReport:
 
 def artifact_of(run: dict, cache: Any) -> tuple[str, str, Path, dict]:
     """(stage, key, folder, record) of the model a run evaluated: its quantize artifact, else (an
-    in-training strategy's) its train artifact, as :meth:`harness.runs.pipeline.Runner.materialize` recorded."""
-    artifacts = run.get("artifacts") or {}
-    if artifacts.get("quantize_key"):
-        stage, key = "quantize", artifacts["quantize_key"]
-    elif (artifacts.get("train") or {}).get("key"):
-        stage, key = "train", artifacts["train"]["key"]
-    else:
+    in-training strategy's) its train artifact, as :meth:`harness.runs.pipeline.Runner.materialize` recorded (:func:`harness.core.graph.final_artifact`)."""
+    located = final_artifact(run.get("artifacts") or {})
+    if located is None:
         raise UserError(f"run {run['id']} ({run['label']}) records no model artifact; run it again with "
                         "`harness run` (the same options) to record one")
+    stage, key = located
     found = cache.get(stage, key)
     if found is None:
         raise UserError(f"the model of run {run['id']} ({stage} artifact {key}) is not in the artifact cache "
@@ -168,6 +167,7 @@ def recipe_of(run: dict, profile: dict | None, metrics: dict, stage: str, key: s
         "label": run["label"],
         "model": config.get("model"),
         "strategy": {"name": config.get("strategy"), "spec": spec, "options": strategy_options,
+                     "reference": is_reference_run(config, run.get("artifacts") or {}),
                      "given": config.get("strategy_opts") or {}},
         "trainer": {"name": config.get("trainer"), "options": inputs.get("trainer_config"),
                     "given": config.get("trainer_opts") or {}, "max_steps": config.get("max_steps")},

@@ -23,6 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from harness.core.config import field_default
+
 #: lm-eval's filter name when no filter rewrites the response
 FILTER = "none"
 #: harness metric -> lm-eval metric name (the per-problem mean of ``samples`` column)
@@ -238,7 +240,7 @@ def eval_config(run: dict) -> dict:
     config = run["config"]
     compute = config.get("compute") or "cpu:float32"
     return {
-        "model": config.get("engine", "hf"),
+        "model": config.get("engine", field_default("engine")),
         "model_args": {"pretrained": config.get("model"), "trainer": config.get("trainer"),
                        "strategy": config.get("strategy"), "bits": config.get("bits"),
                        "act_bits": config.get("act_bits"), "kv_bits": config.get("kv_bits"),
@@ -269,7 +271,7 @@ def run_metadata(run: dict, chat_template: str | None) -> dict:
         "lm_eval_version": None,
         "harness_version": versions.get("quant-rl-harness"),
         "upper_git_hash": None,
-        "model_source": run["config"].get("engine", "hf"),
+        "model_source": run["config"].get("engine", field_default("engine")),
         "model_name": run["label"],
         "model_name_sanitized": sanitize_model_name(run["label"]),
         "system_instruction": None,

@@ -14,6 +14,8 @@ import json
 import shlex
 from typing import Any
 
+from harness.core.config import NO_TRAINER, field_default
+
 #: profile figures the card's table shows, in this order (all of them are in harness-run.json)
 PROFILE_ROWS = ("weight_bytes", "fp_bytes", "weight_ratio", "in_memory_bytes", "bs1_ttft_ms",
                 "bs1_decode_tokens_per_s", "bs1_latency_p50_ms", "batch_size", "batch_tokens_per_s",
@@ -34,8 +36,8 @@ def card_data(recipe: dict) -> Any:
     config, strategy = recipe["config"], recipe["strategy"]
     model = str(config.get("model") or "")
     on_hub = model.count("/") == 1 and not model.startswith((".", "/", "~"))
-    trained = config.get("trainer") not in (None, "none")
-    quantized = strategy["name"] != "none"
+    trained = config.get("trainer") not in (None, NO_TRAINER)
+    quantized = not _reference(strategy)
     tags = ["quant-rl-harness", "math-reasoning"]
     if quantized:
         tags += ["quantized", strategy["name"], f"{config.get('bits')}-bit", strategy["spec"].lower()]
@@ -63,9 +65,9 @@ def body(recipe: dict, results: dict, engines: list[str], caveat: str | None) ->
     config, strategy, trainer = recipe["config"], recipe["strategy"], recipe["trainer"]
     profile = recipe.get("profile") or {}
     quant = (recipe.get("artifact") or {}).get("quant") or {}
-    what = ("at full precision (strategy `none`)" if strategy["name"] == "none"
+    what = (f"at full precision (strategy `{strategy['name']}`)" if _reference(strategy)
             else f"quantized with `{strategy['name']}` ({strategy['spec']})")
-    made = f"trained with `{trainer['name']}`, then " if trainer["name"] not in (None, "none") else ""
+    made = f"trained with `{trainer['name']}`, then " if trainer["name"] not in (None, NO_TRAINER) else ""
     lines = [
         f"# {recipe['label']}", "",
         (f"`{config.get('model')}` {made}{what}, evaluated by {recipe['exported_by']} "
@@ -144,7 +146,7 @@ def profile_table(profile: dict) -> list[str]:
 def recipe_lines(recipe: dict) -> list[str]:
     strategy, trainer, artifact = recipe["strategy"], recipe["trainer"], recipe["artifact"]
     lines = [f"- strategy: `{strategy['name']}` {strategy['spec']}, options `{json.dumps(strategy['options'])}`"]
-    if trainer["name"] not in (None, "none"):
+    if trainer["name"] not in (None, NO_TRAINER):
         lines.append(f"- trainer: `{trainer['name']}`, options `{json.dumps(trainer['options'], default=str)}`")
     lines.append(f"- artifact: {artifact['stage']} stage, key `{artifact['key']}`, format `{artifact['format']}`")
     lines.append("- files: `harness-run.json` (strategy, spec, options, trainer, the run's configuration, "
@@ -172,7 +174,7 @@ def use_lines(engines: list[str], caveat: str | None, dtype: str) -> list[str]:
 def reproduce_command(config: dict) -> str:
     """The ``harness run`` command line that makes this run again: the flags whose values differ
     from the defaults (and the preset's) as :func:`harness.core.resolve.resolve_config` would fill them."""
-    from harness.core.config import PRESETS, field_default
+    from harness.core.config import PRESETS
     from harness.core.grading_policy import choose_extraction
     from harness.core.resolve import SAMPLING_KEYS
 
@@ -187,7 +189,7 @@ def reproduce_command(config: dict) -> str:
             add(flag, config[name])
     if config.get("max_steps") is not None:
         add("--max-steps", config["max_steps"])
-    if config.get("strategy", "none") != "none" and config.get("bits") is not None:
+    if config.get("strategy", field_default("strategy")) != field_default("strategy") and config.get("bits") is not None:
         add("--bits", config["bits"])
     for name, flag in (("act_bits", "--act-bits"), ("kv_bits", "--kv-bits"), ("seed", "--seed"),
                        ("engine", "--engine")):
@@ -259,3 +261,9 @@ def _ci(metrics: dict, name: str, pct: bool = True) -> str:
     if m.get("lo") is None:
         return "-"
     return f"[{m['lo'] * 100:.1f}%, {m['hi'] * 100:.1f}%]" if pct else f"[{m['lo']:.3f}, {m['hi']:.3f}]"
+
+
+def _reference(strategy: dict) -> bool:
+    """The recipe's strategy is a full-precision reference (recipes written before it was recorded: the
+    default strategy is)."""
+    return bool(strategy.get("reference", strategy.get("name") == field_default("strategy")))

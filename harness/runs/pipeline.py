@@ -10,68 +10,20 @@ so a sweep trains one RL checkpoint and quantizes it many ways.
 from __future__ import annotations
 
 import contextlib
-import random
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from harness.core.graph import INIT, QUANTIZER, Stage, run_graph
+from harness.core.graph import Stage, StageKind, run_graph
 from harness.core.plan import Initialisation, Plan
 from harness.core.status import RunStatus
-from harness.core.strategy import FULL, QuantContext, QuantSpec, Strategy
+from harness.core.strategy import FULL, QuantSpec
 from harness.runs.cache import ArtifactCache
+from harness.runs.calibration import calibrate
 from harness.runs.evaluate import Destination, Serving, evaluate_and_profile, serve
+from harness.runs.provenance import git_commit, versions
 from harness.runs.store import Store
 from harness.toolkit.profiling import LatencySettings
-
-N_CALIBRATION = 256
-
-
-def versions(plan: Plan) -> dict[str, str]:
-    """Versions recorded with every result: scores drift between versions."""
-    from harness import __version__
-    from harness.core.strategy import library_versions
-
-    out = {"quant-rl-harness": __version__}
-    out.update(library_versions(("torch", "transformers", "trl", "peft", "math-verify")))
-    out.update(library_versions(plan.strategy.libraries))
-    for name in plan.config.benchmarks:
-        out[f"benchmark:{name}"] = plan.registry.benchmarks.get(name).version
-    return out
-
-
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
-        ).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def calibration_texts(plan: Plan, tokenizer) -> list[str]:
-    """Prompt + reference solution from the calibration set's train split (seeded sample)."""
-    return [prompt + answer for prompt, answer in _calibration_pairs(plan, tokenizer)]
-
-
-def _calibration_pairs(plan: Plan, tokenizer) -> list[tuple[str, str]]:
-    from harness.core.prompts import get_template
-
-    cfg = plan.config
-    bench = plan.registry.benchmarks.get(cfg.calib_data)
-    items = bench.load("train", Path(cfg.data_dir) if cfg.data_dir else None)
-    rng = random.Random(f"calib-{cfg.seed}")
-    chosen = rng.sample(items, min(N_CALIBRATION, len(items)))
-    template = get_template(cfg.prompt)
-    return [(template.render(p.problem, tokenizer), p.solution or p.answer) for p in chosen]
-
-
-def calibrate(plan: Plan, tokenizer, strategy: Strategy | None = None, quant: QuantContext | None = None) -> None:
-    """Give the strategy (the run's, unless another is named) its calibration texts when it needs them."""
-    strategy, quant = strategy or plan.strategy, quant or plan.quant
-    if strategy.needs_calibration:
-        quant.calibration = calibration_texts(plan, tokenizer)
 
 
 class Runner:
@@ -185,11 +137,12 @@ class Runner:
         source = plan.model.source
         artifacts: dict[str, Any] = {"reference": plan.strategy.is_reference}
         steps = 0
-        for stage in run_graph(plan).artifacts:
-            if stage.name == INIT:
+        graph = run_graph(plan)
+        for stage in graph.artifacts:
+            if stage.kind is StageKind.INIT:
                 path, record = self.quantize_stage(plan, stage, source, tokenizer, init=plan.init)
                 artifacts["init"] = {"strategy": plan.init.strategy.name, "key": record["key"], "quant": record["quant"]}
-            elif stage.body == QUANTIZER:
+            elif stage.kind is StageKind.QUANTIZE:
                 path, record = self.quantize_stage(plan, stage, source, tokenizer)
                 artifacts["quant"] = record["quant"]
                 artifacts["quantize_key"] = record["key"]
@@ -201,6 +154,7 @@ class Runner:
                     artifacts.setdefault("train_chain", []).append({"stage": stage.name, **done})
                 artifacts["train"] = done
                 artifacts["quant"] = record.get("quant")  # an in-training strategy's; a quantize stage replaces it
+            artifacts["final"] = {"stage": stage.name, "cache": stage.kind.cache_folder, "key": stage.key}
             source = str(path)
             if stage.name == until:
                 break

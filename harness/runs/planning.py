@@ -15,8 +15,9 @@ from typing import Any
 
 from harness.base.errors import UserError
 from harness.base.model import compute_identity, resolve_device, resolve_model
-from harness.core.config import RunConfig
+from harness.core.config import NO_TRAINER, RunConfig
 from harness.core.engine import Engine, EngineSettings
+from harness.core.graph import run_graph
 from harness.core.plan import Initialisation, Plan, TrainStep
 from harness.core.prompts import get_template
 from harness.core.registry import Registry
@@ -36,7 +37,7 @@ def plan(config: RunConfig, registry: Registry, check_device: bool = True) -> Pl
     benches = {name: registry.benchmarks.get(name) for name in config.benchmarks}
     spec = strategy.spec(config.bits, config.act_bits, config.kv_bits)
     options = strategy.make_options(dict(config.strategy_opts))
-    if strategy.phase is Phase.IN_TRAINING and config.trainer == "none":
+    if strategy.phase is Phase.IN_TRAINING and config.trainer == NO_TRAINER:
         if strategy.default_trainer is None:
             raise UserError(
                 f"strategy {strategy.name!r} quantizes during training and needs a trainer; "
@@ -46,17 +47,10 @@ def plan(config: RunConfig, registry: Registry, check_device: bool = True) -> Pl
     training = plan_training(config, registry)
     trainer = training[0].trainer if training else None
     get_template(config.prompt)
-    if check_device:
-        device = resolve_device(config.device)
-        strategy.check_runnable(device)
-        for step in training:
-            if step.trainer.needs_gpu and not device.startswith("cuda"):
-                raise UserError(f"trainer {step.trainer.name!r} needs a CUDA GPU, but the run's device is {device!r}")
-    else:
-        device = config.device
-        reason = strategy.unavailable_reason()
-        if reason:
-            raise UserError(f"strategy {strategy.name!r} is unavailable: {reason}")
+    device = resolve_device(config.device) if check_device else config.device
+    reason = strategy.unavailable_reason()
+    if reason:
+        raise UserError(f"strategy {strategy.name!r} is unavailable: {reason}")
     engine, engine_options = check_engine(config, registry, strategy, spec, device, check_here=check_device)
     model = resolve_model(config.model)
     data_dir = Path(config.data_dir) if config.data_dir else None
@@ -68,13 +62,17 @@ def plan(config: RunConfig, registry: Registry, check_device: bool = True) -> Pl
         registry.benchmarks.get(config.train_data).check_split("train")
     quant = QuantContext(spec=spec, options=options, seed=config.seed, device=device)
     init = plan_initialisation(strategy, quant, registry, device) if strategy.phase is Phase.IN_TRAINING else None
-    if strategy.needs_calibration or (init is not None and init.strategy.needs_calibration):
-        registry.benchmarks.get(config.calib_data).check_split("train")
     # planned without this machine's devices and still ``auto``: resolved where the run runs (a sweep's
     # driver first asks its executor what ``auto`` is there: Executor.auto_device)
     compute = compute_identity(device) if device != "auto" else config.compute
     config = dataclasses.replace(config, bits=spec.bits, data=data_identity(benches, problems), compute=compute)
-    return Plan(config, registry, strategy, training, quant, model, device, problems, engine, engine_options, init)
+    planned = Plan(config, registry, strategy, training, quant, model, device, problems, engine, engine_options, init)
+    graph = run_graph(planned)  # what each stage needs: the graph is the one place that knows
+    if check_device and not device.startswith("cuda") and (why := graph.gpu_reason()) is not None:
+        raise UserError(f"{why}, but the run's device is {device!r}")
+    if any(stage.needs_calibration for stage in graph.stages):
+        registry.benchmarks.get(config.calib_data).check_split("train")
+    return planned
 
 
 def plan_initialisation(strategy: Strategy, quant: QuantContext, registry: Registry, device: str) -> Initialisation | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.base.errors import UserError
+from harness.core.config import field_default
 
 
 def stored_run(store: Any, run_id: str) -> dict:
@@ -40,3 +41,10 @@ def run_result(store: Any, run_id: str, detail: bool = False) -> dict:
         result.update(error=run["error"], versions=run["versions"], git_commit=run["git_commit"],
                       curve=store.curve(rid))
     return result
+
+
+def is_reference_run(config: dict, artifacts: dict) -> bool:
+    """Whether a stored run was made by a full-precision reference strategy (``Strategy.is_reference``,
+    recorded with its artifacts). Runs stored before strategies declared it used the default
+    strategy, the built-in full-precision one, as their reference."""
+    return bool(artifacts.get("reference", config.get("strategy", field_default("strategy")) == field_default("strategy")))

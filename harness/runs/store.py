@@ -205,11 +205,7 @@ class Store:
         """Insert one batch of graded samples in one transaction (a batch is never half-stored)."""
         with self.db:
             self.db.executemany(
-                """INSERT OR IGNORE INTO samples
-                   (run_id, benchmark, problem_id, sample, level, prompt, completion, predicted,
-                    reference, correct, formatted, reward, n_tokens)
-                   VALUES (:run_id, :benchmark, :problem_id, :sample, :level, :prompt, :completion,
-                           :predicted, :reference, :correct, :formatted, :reward, :n_tokens)""",
+                f"INSERT OR IGNORE INTO samples {INSERT_SAMPLE}",
                 [{"run_id": run_id, "benchmark": benchmark, **r} for r in rows],
             )
 
@@ -334,10 +330,7 @@ class Store:
                  *((run.get("owner") or {}).get(k) for k in ("pid", "host", "started"))),
             )
             self.db.executemany(
-                """INSERT INTO samples (run_id, benchmark, problem_id, sample, level, prompt, completion, predicted,
-                    reference, correct, formatted, reward, n_tokens)
-                   VALUES (:run_id, :benchmark, :problem_id, :sample, :level, :prompt, :completion, :predicted,
-                           :reference, :correct, :formatted, :reward, :n_tokens)""",
+                f"INSERT INTO samples {INSERT_SAMPLE}",
                 [{**r, "run_id": run_id} for r in data["samples"]],
             )
             self.db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)",
@@ -348,6 +341,12 @@ class Store:
                                 [(run_id, step, json.dumps(logs)) for step, logs in data["curve"]])
         return run_id
 
+
+#: the columns of a stored sample, in the order the table declares them
+SAMPLE_COLUMNS = ("run_id", "benchmark", "problem_id", "sample", "level", "prompt", "completion", "predicted",
+                  "reference", "correct", "formatted", "reward", "n_tokens")
+#: the column list and named placeholders every sample insert uses
+INSERT_SAMPLE = f"({', '.join(SAMPLE_COLUMNS)}) VALUES ({', '.join(':' + c for c in SAMPLE_COLUMNS)})"
 
 #: version of :meth:`Store.export_run`'s layout (a driver and its workers must agree on it)
 EXPORT_FORMAT = 1

@@ -1,14 +1,16 @@
 """A sweep's cells: expanded from the file, overridden from the command line, planned against the store.
 
-Every cell is planned (checked) before anything runs; a cell that fails its
-plan is listed with its error while the others go on, and a cell already
-complete in the store is skipped.
+Every cell, and its twin, is resolved and planned (checked) before anything
+runs: a wrong value in any cell refuses the whole sweep, all such cells at
+once and one line each, so a typo in the last cell is not found after the
+first cells have trained. A cell already complete in the store is skipped.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -16,14 +18,30 @@ from typing import Any
 import tomllib
 
 from harness.base.errors import UserError
-from harness.core.config import RunConfig
+from harness.core.config import NO_TRAINER, RunConfig, field_default
+from harness.core.registry import Registry
 from harness.core.resolve import resolve_config
 from harness.core.status import CellState, RunStatus
 from harness.core.trainer import chain_names
+from harness.runs.planning import plan
+from harness.runs.store import Store
 from harness.sweeps.checks import check_cell_types, check_plugin_tables
 from harness.sweeps.file import CELL_KEYS, NOT_SETTABLE, SweepSpec, _check_cell_keys
 
 # -- cells ---------------------------------------------------------------------------------------
+
+
+class CellsRefused(UserError):
+    """Cells whose values cannot run as written: every one of them, one line each, before any cell runs.
+
+    One exception for all of them, so the user fixes the file once rather
+    than once per typo; ``lines`` keeps them apart for a caller that prints
+    each on its own (the CLI's ``error:`` lines).
+    """
+
+    def __init__(self, lines: list[str]):
+        super().__init__("\n".join(lines))
+        self.lines = lines
 
 
 @dataclass(frozen=True)
@@ -102,7 +120,8 @@ def expand(spec: SweepSpec, overrides: Overrides = Overrides()) -> list[dict]:
             faithful = None if spec.faithful is None else {**apply_overrides(plain, spec.faithful), **sets}
             run, twin = (faithful, plain) if overrides.faithful and faithful is not None else (plain, faithful)
             variant = "" if spec.faithful is None else ("faithful" if overrides.faithful else "corrected")
-            out.append({"row": row, "order": order, "seed": seed, "variant": variant, "cell": run, "twin": twin})
+            out.append({"row": row, "order": order, "seed": seed, "variant": variant, "cell": run, "twin": twin,
+                        "point": point})
     return out
 
 
@@ -129,7 +148,7 @@ def _with_plugin_opts(cell: dict, spec: SweepSpec) -> dict:
 def _trainer_tables(cell: dict, tables: dict[str, dict]) -> dict:
     """The ``[trainer_opts.NAME]`` values for each trainer of the cell; in a chain (``kd,grpo``) each
     key is addressed to its trainer as ``NAME.key`` (:func:`harness.core.trainer.chain_options`)."""
-    names = chain_names(str(cell.get("trainer", "none")))
+    names = chain_names(str(cell.get("trainer", field_default("trainer"))))
     out: dict = {}
     for name in names:
         for key, value in tables.get(name, {}).items():
@@ -142,7 +161,7 @@ def _add_tables(cell: dict, tables: dict[str, dict[str, dict]], underneath: bool
     (a sweep's tables) or over them (a ``[faithful]`` table)."""
     found = {
         "trainer_opts": _trainer_tables(cell, tables.get("trainer_opts", {})),
-        "strategy_opts": tables.get("strategy_opts", {}).get(str(cell.get("strategy", "none")), {}),
+        "strategy_opts": tables.get("strategy_opts", {}).get(str(cell.get("strategy", field_default("strategy"))), {}),
     }
     for key, extra in found.items():
         if extra:
@@ -177,6 +196,8 @@ def _parse_sets(pairs: Iterable[str]) -> dict:
         except tomllib.TOMLDecodeError:
             value = raw.strip()
         out[key] = value
+    check_cell_types(out, "--set")  # once here, rather than once for every cell it reaches
+    _check_cell_keys(out, "--set")  # a sampling table's own keys
     return out
 
 
@@ -193,9 +214,14 @@ def cell_config(cell: dict) -> RunConfig:
 # -- planning ------------------------------------------------------------------------------------
 
 
-def prepare(spec: SweepSpec, overrides: Overrides, registry, store, check_device: bool = True,
+def prepare(spec: SweepSpec, overrides: Overrides, registry: Registry, store: Store, check_device: bool = True,
             auto_device: str | None = None) -> list[Cell]:
-    """Plan every cell (the checks, nothing written): ids, twins, what is stored, what failed.
+    """Resolve and plan every cell and its twin (the checks, nothing written): ids, twins, what is stored.
+
+    All of it happens before the first cell starts, so a wrong value anywhere
+    in the file costs seconds, not the cells that trained before it: the
+    cells that cannot be planned are refused together, one line each naming
+    the cell and what is wrong (:class:`CellsRefused`), and none runs.
 
     ``check_device=False`` when the cells run on other machines (Ray): whether
     *this* machine has a GPU says nothing about them (the executor checks the
@@ -203,36 +229,22 @@ def prepare(spec: SweepSpec, overrides: Overrides, registry, store, check_device
     (:meth:`harness.core.executor.Executor.auto_device`); such cells are planned, and
     sent, with that device, so their ids are the ids their workers store.
     """
-    from harness.runs.planning import plan
-
     cells: list[Cell] = []
+    refused: list[str] = []
     seen: dict[str, Cell] = {}
     items = expand(spec, overrides)
     _check_plugin_opts(spec, items, registry)
+    seeds_of_row = Counter(item["order"] for item in items)
     for i, item in enumerate(items):
         cell = Cell(index=i, row=item["row"], variant=item["variant"], sweep=spec.name, order=item["order"],
                     seed=item["seed"])
         cells.append(cell)
-        try:
-            config = cell_config(item["cell"])
-            if auto_device and config.device == "auto":
-                config = dataclasses.replace(config, device=auto_device)
-            config = plan(config, registry, check_device=check_device).config
-        except UserError as exc:
-            cell.state, cell.error = CellState.FAILED, str(exc)
+        error = _plan_cell(cell, item, registry, check_device, auto_device)
+        if error is not None:
+            name = _cell_name(cell, item, seeded=seeds_of_row[item["order"]] > 1)
+            refused.append(f"{spec.source or spec.name}: cell {i + 1} ({name}): {error}")
+        if cell.state is not CellState.PENDING or cell.run_id is None:
             continue
-        except Exception as exc:  # noqa: BLE001 - a plugin's own bug fails its cell, not the sweep
-            cell.state, cell.error = CellState.FAILED, f"{type(exc).__name__}: {exc}"
-            continue
-        cell.config, cell.run_id = config, config.run_id
-        cell.row = cell.row or _default_row(config)
-        if item["twin"] is not None:
-            try:
-                twin = dataclasses.replace(cell_config(item["twin"]), bits=config.bits, data=config.data,
-                                           compute=config.compute)
-                cell.twin_id = twin.run_id
-            except UserError:
-                cell.twin_id = None
         if cell.run_id in seen:
             cell.state = CellState.DUPLICATE
             continue
@@ -240,7 +252,51 @@ def prepare(spec: SweepSpec, overrides: Overrides, registry, store, check_device
         existing = store.get_run(cell.run_id)
         if existing and existing["id"] == cell.run_id and existing["status"] == RunStatus.COMPLETE:
             cell.state = CellState.STORED
+    if refused:
+        raise CellsRefused(refused)
     return cells
+
+
+def _plan_cell(cell: Cell, item: dict, registry: Registry, check_device: bool, auto_device: str | None) -> str | None:
+    """Resolve and plan one cell and its twin into ``cell``; what is wrong with their values, if anything.
+
+    The twin is planned without this machine's devices: it runs in another
+    sweep (``--faithful`` or not), perhaps elsewhere, but a wrong value in its
+    ``[faithful]`` table is still the file's, and would otherwise give a twin
+    id that no run has. A plugin's own bug (not a UserError) fails only its
+    cell, listed with the report while the others run: no edit of the file fixes it.
+    """
+    twin_form = "corrected" if cell.variant == "faithful" else "faithful"
+    form = ""
+    try:
+        config = cell_config(item["cell"])
+        if auto_device and config.device == "auto":
+            config = dataclasses.replace(config, device=auto_device)
+        config = plan(config, registry, check_device=check_device).config
+        cell.config, cell.run_id = config, config.run_id
+        cell.row = cell.row or _default_row(config)
+        if item["twin"] is not None:
+            form = f"its {twin_form} form: "
+            twin = cell_config(item["twin"])
+            plan(twin, registry, check_device=False)
+            # the twin's id as its own sweep plans it: the same benchmarks' data and this cell's device
+            cell.twin_id = dataclasses.replace(twin, bits=config.bits, data=config.data, compute=config.compute).run_id
+    except UserError as exc:
+        cell.state, cell.error = CellState.FAILED, f"{form}{exc}"
+        return cell.error
+    except Exception as exc:  # noqa: BLE001 - a plugin's own bug fails its cell, not the sweep
+        cell.state, cell.error = CellState.FAILED, f"{form}{type(exc).__name__}: {exc}"
+    return None
+
+
+def _cell_name(cell: Cell, item: dict, seeded: bool) -> str:
+    """How a refusal names a cell: its row, else the grid point or ``[[cell]]`` values it came from;
+    its seed too when its row runs with several."""
+    if item["row"]:  # not the name the sweep gives a row-less cell: that is not in the file
+        name = f"row {item['row']!r}"
+    else:
+        name = ", ".join(f"{key} = {value!r}" for key, value in item["point"].items()) or "the defaults"
+    return f"{name}, seed {cell.seed}" if seeded else name
 
 
 def _check_plugin_opts(spec: SweepSpec, items: list[dict], registry) -> None:
@@ -249,8 +305,8 @@ def _check_plugin_opts(spec: SweepSpec, items: list[dict], registry) -> None:
     for item in items:
         for cell in (item["cell"], item["twin"]):
             if cell is not None:
-                used["trainer"].update(chain_names(str(cell.get("trainer", "none"))) or ["none"])
-                used["strategy"].add(str(cell.get("strategy", "none")))
+                used["trainer"].update(chain_names(str(cell.get("trainer", field_default("trainer")))) or [NO_TRAINER])
+                used["strategy"].add(str(cell.get("strategy", field_default("strategy"))))
     known = {"trainer": registry.trainers.names(), "strategy": registry.strategies.names()}
     tables = {"trainer_opts": spec.trainer_opts, "strategy_opts": spec.strategy_opts}
     check_plugin_tables(spec.source or spec.name, tables, used, known)

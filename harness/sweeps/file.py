@@ -8,6 +8,7 @@ naming it (see :mod:`harness.sweeps.sweep` for what a sweep is).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import tomllib
 
 from harness.base.errors import UserError
-from harness.core.config import RunConfig
+from harness.core.config import RunConfig, Sampling
 from harness.core.resolve import SAMPLING_KEYS
 from harness.sweeps.checks import check_cell_types
 
@@ -26,6 +27,8 @@ CELL_EXTRA = ("row", "seeds", "sampling", *SAMPLING_KEYS)
 #: RunConfig fields a cell may set (``data`` and ``compute`` are the plan's: its benchmarks' data, its device)
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in ("sampling", "data", "compute"))
 CELL_KEYS = frozenset(CONFIG_KEYS + CELL_EXTRA)
+#: keys of a cell's ``sampling`` table
+SAMPLING_FIELDS = tuple(f.name for f in dataclasses.fields(Sampling))
 
 #: cell keys --set refuses, and why
 NOT_SETTABLE = {
@@ -96,7 +99,7 @@ def load_sweep(path: Path | str) -> SweepSpec:
     if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
         raise UserError(f"{path}: cells are written as [[cell]] tables")
     for where, table in [("defaults", defaults), ("grid", grid), *((f"cell {i + 1}", c) for i, c in enumerate(cells))]:
-        _check_cell_keys(table, f"{path} [{where}]")
+        _check_cell_keys(table, f"{path} [{where}]", grid=where == "grid")
         check_cell_types(table, f"{path} [{where}]", grid=where == "grid")
     faithful = data.get("faithful")
     if faithful is not None:
@@ -131,12 +134,20 @@ def _named_opts(data: dict, key: str, path: Path) -> dict[str, dict]:
     return table
 
 
-def _check_cell_keys(table: dict, where: str) -> None:
-    unknown = sorted(set(table) - CELL_KEYS)
+def _check_cell_keys(table: dict, where: str, grid: bool = False) -> None:
+    """Refuse a key no cell has, naming the allowed ones; a ``sampling`` table's keys too (a grid: each
+    one of its list), which would otherwise reach ``Sampling`` as a keyword it has not."""
+    _refuse_unknown(table, CELL_KEYS, where)
+    sampling = table.get("sampling")
+    for value in (sampling if grid and isinstance(sampling, list) else [sampling]):
+        if isinstance(value, dict):
+            _refuse_unknown(value, SAMPLING_FIELDS, f"{where} sampling")
+
+
+def _refuse_unknown(table: dict, allowed: Iterable[str], where: str) -> None:
+    unknown = sorted(set(table) - set(allowed))
     if unknown:
-        raise UserError(
-            f"{where}: unknown key {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(CELL_KEYS))}"
-        )
+        raise UserError(f"{where}: unknown key {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}")
 
 
 def _check_overrides(table: dict, where: str) -> None:
@@ -144,6 +155,8 @@ def _check_overrides(table: dict, where: str) -> None:
     _check_cell_keys(plain, where)
     check_cell_types(plain, where)
     for key in ("trainer_opts", "strategy_opts"):
+        if not isinstance(table.get(key, {}), dict):
+            raise UserError(f"{where}: write [faithful.{key}.NAME] tables of options, got {key} = {table[key]!r}")
         for name, opts in table.get(key, {}).items():
             if not isinstance(opts, dict):
                 raise UserError(f"{where}: write [faithful.{key}.{name}] as a table of options")

@@ -4,15 +4,8 @@
 ``tiny-reason`` is the test bed for what tiny-arith cannot show: multi-step
 problems (the ``chain`` benchmark) whose solutions outgrow a short completion
 budget, on a narrow model (hidden 128, 6 layers, 1.2M parameters) trained to use
-its capacity (loss 0.055 after 1,200 steps), so 2-bit quantization costs it
-accuracy. Measured on the 500 chain problems (greedy, boxed prompt): 46.6 % at
-the default 64 new tokens, 38.4 % at 48 and 49.0 % at 96; RTN W2 11.0 %, GPTQ W2
-(group 128, calibrated on chain) 42.9 % over 3 calibration seeds (44.0, 42.4, 42.2;
-first 200 problems: 48.0 / 37.0 / 51.0, RTN 10.0). GPTQ keeps it too well for the
-bar of issue 21 (at least 5 points lost at 2 bits): it loses 3.7 [0.8, 6.5], the
-closest of the three recipes tried (the two others never learned the task). Its
-build took 1,233 s with one torch thread on two shared, busy CPU cores
-(tiny-arith's: 985 s).
+its capacity, so 2-bit quantization and short budgets cost it accuracy (its
+measured figures are on the published tiny-reason study page).
 
 One table, :data:`MODELS`, says for each name where its weights are, which
 benchmark it was trained for and how it is built; the model resolver, the CLI

@@ -230,7 +230,7 @@ def require_calibration(texts: Sequence[str], strategy: str) -> None:
         raise UserError(f"strategy {strategy!r} needs calibration data, but the calibration set is empty")
 
 
-# -- activations, KV cache, reload checks (issue 12) ---------------------------------------------
+# -- activations, KV cache, reload checks ----------------------------------------------------------
 
 
 def activation_args(act_bits: int):
