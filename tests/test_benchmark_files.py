@@ -107,7 +107,9 @@ def test_minerva_alternative_answers_agree(benchmarks_dir):
     assert pairs and len(differ) <= 0.2 * len(pairs)
 
 
-@pytest.mark.parametrize("file", ["math500.jsonl", "amc23.jsonl", "minerva.jsonl", "olympiadbench.jsonl", "gsm8k.jsonl"])
+@pytest.mark.parametrize(
+    "file", ["math500.jsonl", "amc23.jsonl", "minerva.jsonl", "olympiadbench.jsonl", "gsm8k.jsonl"]
+)
 def test_reference_solutions_do_not_match_other_problems(benchmarks_dir, file):
     """The control: a lenient grader would also pass the test above. Graded against the
     next problem's answer, a reference solution must (almost always) be wrong."""

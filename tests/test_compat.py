@@ -80,6 +80,33 @@ def test_the_gptqmodel_plugin_keeps_to_the_public_api():
     assert used == {"harness.api"}, f"the plugin imports harness internals: {sorted(used - {'harness.api'})}"
 
 
+#: what a built-in engine may import besides harness.api: the package root (hookimpl), its own package, and
+#: the layers under the interfaces (base, compat, toolkit), never the interfaces' own modules in harness.core
+ENGINE_IMPORTS = ("harness", "harness.api", "harness.base", "harness.compat", "harness.toolkit", "harness.engines")
+
+
+def test_the_public_api_exports_every_plugin_interface_engines_included():
+    import harness.api as api
+    from harness.core import hookspecs
+
+    for name in ("Engine", "Session", "EngineSettings", "Completion", "OnBatch", "ArtifactFormat", "Benchmark",
+                 "Problem", "Executor", "Job", "Run", "Strategy", "Trainer", "artifact_format", "quant_method"):
+        assert name in api.__all__, name
+    # the base class of every kind a hook registers is public
+    registry_bases = {"Strategy", "Trainer", "Benchmark", "Executor", "Engine", "ArtifactFormat"}
+    assert registry_bases <= set(api.__all__)
+    assert [n for n in dir(hookspecs) if n.startswith("register_")]  # one hook per kind, documented there
+
+
+def test_the_builtin_engines_keep_to_the_public_api():
+    """An engine plugin is written against harness.api, like a third party's: the built-ins show that it suffices."""
+    used = _harness_imports(REPO / "harness" / "engines")
+    assert "harness.api" in used
+    inside = [m for m in used if not any(m == ok or m.startswith(ok + ".") for ok in ENGINE_IMPORTS)]
+    assert inside == [], f"the engines import harness internals: {sorted(inside)}"
+    assert not [m for m in used if m.startswith("harness.core")]
+
+
 def test_the_public_api_exports_what_it_lists():
     import harness.api as api
 
@@ -100,3 +127,44 @@ def test_no_private_library_access_outside_compat():
                 if marker in text:
                     offenders.append(f"{path.relative_to(REPO)}: {marker}")
     assert not offenders
+
+
+# -- tqdm ------------------------------------------------------------------------------------------
+
+
+def test_the_tqdm_seam_silences_every_bar_and_is_idempotent():
+    import io
+
+    from tqdm import std, tqdm
+
+    from harness.compat.tqdm import silence_bars
+
+    assert silence_bars() is True
+    patched = std.tqdm.__init__
+    assert silence_bars() is True and std.tqdm.__init__ is patched  # a second call wraps nothing again
+    out = io.StringIO()
+    for _ in tqdm(range(3), desc="Applying quantization config", disable=False, file=out):
+        pass
+    assert out.getvalue() == ""
+
+
+def test_the_tqdm_seam_leaves_an_unknown_tqdm_alone_and_says_so(monkeypatch):
+    from tqdm import std
+
+    from harness.compat import tqdm as seam_module
+
+    monkeypatch.setattr(seam_module, "SEAM", Seam("tqdm", "99.0", ">=99", seam_module.SEAM.what))
+    before = std.tqdm.__init__
+    with pytest.warns(seam_module.SeamSkipped, match="progress bars stay on: tqdm .* is not a version the harness"):
+        assert seam_module.silence_bars() is False
+    assert std.tqdm.__init__ is before
+
+
+def test_quiet_patches_tqdm_only_through_its_seam():
+    tree = ast.parse((REPO / "harness" / "base" / "quiet.py").read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not {m for m in imported if m.split(".")[0] == "tqdm"}
+    assert "harness.compat.tqdm" in imported
+    assigned = [t for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets]
+    assert not [t for t in assigned if isinstance(t, ast.Attribute)]  # it sets no library's attribute

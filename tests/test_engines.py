@@ -341,14 +341,14 @@ def test_hf_engine_gives_the_same_samples_and_profile_keys_as_before(tmp_path):
 
 
 def test_a_run_that_trained_here_evaluates_in_a_fresh_process(tmp_path, monkeypatch):
-    """Issue 16 item 9: the evaluation and profile of a process that trained run in a spawned one."""
+    """The evaluation and profile of a process that trained run in a spawned one."""
     import harness.runs.evaluate as stage
     from harness.core.config import RunConfig
     from harness.core.plugin_manager import get_registry
     from harness.runs.cache import ArtifactCache
     from harness.runs.pipeline import Runner
-    from harness.runs.provenance import git_commit, versions
     from harness.runs.planning import plan
+    from harness.runs.provenance import git_commit, versions
     from harness.runs.store import Store
 
     the_plan = plan(RunConfig(limit=4, device="cpu"), get_registry())

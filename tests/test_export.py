@@ -196,7 +196,9 @@ def test_results_and_samples_have_lm_evals_shape(rtn_run, exported):
     theirs = evaluator.evaluate(Replay(), {"tasks": {"arith": task}, "groups": {}}, log_samples=True)
     docs.unlink()
     for key, value in theirs["results"]["arith"].items():
-        assert ours["results"]["arith"][key] == (pytest.approx(value, rel=1e-12) if isinstance(value, float) else value), key
+        assert ours["results"]["arith"][key] == (
+            pytest.approx(value, rel=1e-12) if isinstance(value, float) else value
+        ), key
     assert set(ours_config) <= {f.name for f in dataclasses.fields(TaskConfig)}
     TaskConfig(**ours_config)  # a configuration lm-eval accepts as one of its tasks
     for key in ("versions", "n-shot"):
@@ -278,7 +280,8 @@ def test_lm_eval_rows_hold_every_sample_of_a_problem():
     run = {"id": "r1", "label": "x", "config": {"benchmarks": ["arith"], "sampling": {"n": 2, "temperature": 1.0,
            "top_p": 1.0, "max_new_tokens": 8}, "prompt": "raw", "engine": "hf"}, "versions": {}, "created": 1.0,
            "finished": 3.0, "git_commit": None}
-    metrics = {"arith": {"accuracy": {"value": 0.5, "lo": 0.0, "hi": 1.0}, "pass@2": {"value": 2 / 3, "lo": 0, "hi": 1}}}
+    metrics = {"arith": {"accuracy": {"value": 0.5, "lo": 0.0, "hi": 1.0},
+                         "pass@2": {"value": 2 / 3, "lo": 0, "hi": 1}}}
     results, logged = build(run, rows, metrics)
     [r1, r2, r3] = logged["arith"]
     assert [r["doc_id"] for r in (r1, r2, r3)] == [0, 1, 2]  # no benchmark split given: problem-id order

@@ -1,4 +1,4 @@
-"""Issue 19's answer families, one parametrized case list each, on real reference answers.
+"""The grader's answer families, one parametrized case list each, on real reference answers.
 
 Every reference below is copied from ``../shared/benchmarks`` (MATH500,
 OlympiadBench, Minerva, AMC 2023), keyed by its problem id;
@@ -65,9 +65,11 @@ MULTI_PART = [  # several boxes against a reference of several parts; one value:
     ("olympiadbench-013", "\\boxed{69, 84}", S, True),
     ("olympiadbench-013", "Their sum is \\boxed{153}", S, False),  # the sum of the answers, not the list
     ("olympiadbench-013", "\\boxed{84}", S, False),  # one of two
-    ("olympiadbench-013", "One root is \\boxed{69}. After checking the other case we find \\boxed{84}", S, False),
+    ("olympiadbench-013",
+     "One root is \\boxed{69}. After checking the other case we find \\boxed{84}", S, False),
     ("olympiadbench-027", "\\boxed{(6,3)}, \\boxed{(9,3)}, \\boxed{(9,5)}, \\boxed{(54,5)}", S, True),
-    ("olympiadbench-027", "\\boxed{(6,3)}, \\boxed{(9,3)}, \\boxed{(9,5)}, \\boxed{(5,54)}", S, False),  # reversed
+    # reversed
+    ("olympiadbench-027", "\\boxed{(6,3)}, \\boxed{(9,3)}, \\boxed{(9,5)}, \\boxed{(5,54)}", S, False),
     ("olympiadbench-027", "\\boxed{(6,3)}, \\boxed{(9,3)}, \\boxed{(9,5)}", S, False),  # one missing
     ("olympiadbench-005", "\\boxed{(1,8,19)},\\quad \\boxed{(2,7,13)},\\quad \\boxed{(4,5,7)}", S, True),
     ("olympiadbench-037", "Hence $n = \\boxed{1}$ or $n = \\boxed{3}$.", S, True),
@@ -143,11 +145,14 @@ DECIMAL_COMMAS = [  # a comma that cannot separate thousands, against a single v
 MATRICES = [  # pmatrix, bmatrix, array against one another; a tuple is not a column vector
     ("math500-099", "\\boxed{\\begin{bmatrix} -1/3 \\\\ 2/3 \\\\ 5/3 \\end{bmatrix}}", S, True),
     ("math500-099",
-     "\\boxed{\\left(\\begin{array}{c} -\\frac13 \\\\ \\frac23 \\\\ \\frac53 \\end{array}\\right)}", S, True),
+     "\\boxed{\\left(\\begin{array}{c} -\\frac13 \\\\ \\frac23 \\\\ \\frac53 \\end{array}\\right)}",
+     S, True),
     ("math500-099",
-     "\\boxed{\\begin{pmatrix} -\\dfrac{1}{3} \\\\ \\dfrac{2}{3} \\\\ \\dfrac{5}{3} \\end{pmatrix}}", S, True),
+     "\\boxed{\\begin{pmatrix} -\\dfrac{1}{3} \\\\ \\dfrac{2}{3} \\\\ \\dfrac{5}{3} \\end{pmatrix}}",
+     S, True),
     ("math500-099", "\\boxed{\\begin{pmatrix} 1/3 \\\\ 2/3 \\\\ 5/3 \\end{pmatrix}}", S, False),
-    ("math500-099", "\\boxed{\\begin{pmatrix} -1/3 & 2/3 & 5/3 \\end{pmatrix}}", S, False),  # a row, not a column
+    # a row, not a column
+    ("math500-099", "\\boxed{\\begin{pmatrix} -1/3 & 2/3 & 5/3 \\end{pmatrix}}", S, False),
     ("math500-099", "\\boxed{\\left(-\\frac13, \\frac23, \\frac53\\right)}", S, False),
     ("math500-099", "\\boxed{\\begin{pmatrix} -0.33 \\\\ 0.67 \\\\ 1.67 \\end{pmatrix}}", S, False),
     ("math500-248", "\\boxed{\\begin{bmatrix} -1 & 0 \\\\ 0 & -1 \\end{bmatrix}}", S, True),
@@ -205,7 +210,8 @@ UNBOXED = [  # completions without a box or "the answer is": lenient reads them,
     ("math500-003", "1 = 1. The answer is \\", L, False),  # cut off after "the answer is"
     ("math500-003", "I could not finish this one.", L, False),
     ("math500-003", "We have 3 cases.\n\nThe total is 9 but we must subtract the 2 overlaps: 7.", L, False),
-    ("math500-003", "Step by step... so the answer is \\boxed{9}.", L, True),  # lenient keeps strict's answer
+    # lenient keeps strict's answer
+    ("math500-003", "Step by step... so the answer is \\boxed{9}.", L, True),
 ]
 
 AMC = [  # AMC 2023 answers are stored as floats
@@ -288,4 +294,5 @@ def test_references_are_the_files(benchmarks_dir):
     for pid, ref in REFS.items():
         row = rows[pid]
         stored = row.get("answers") if isinstance(ref, list) else row["answer"]
-        assert (ref if isinstance(ref, list) else str(ref)) == (stored if isinstance(ref, list) else str(stored)), pid
+        expected = ref if isinstance(ref, list) else str(ref)
+        assert expected == (stored if isinstance(ref, list) else str(stored)), pid

@@ -32,7 +32,7 @@ BARE_LATEX = [  # a completion (or its last line) that is LaTeX without $...$: r
     ("2", "\\sqrt{2}", False, False),
 ]
 
-LONE_VARIABLE = [  # an inline variable in the final sentence names the unknown; the sentence's number is the answer
+LONE_VARIABLE = [  # an inline variable in the final sentence names the unknown; its number is the answer
     ("12", "so $x$ equals 12.", True, False),
     ("12", "Hence 12 is the value of $x$.", True, False),
     ("42", "Thus $n = 5$ gives 42", True, False),
@@ -40,6 +40,7 @@ LONE_VARIABLE = [  # an inline variable in the final sentence names the unknown;
     ("12", "so $x$ equals 12 cm^2.", True, False),  # an exponent is not the number
     ("12", "Substituting, $x = 12$ where $n$ counts the steps.", True, False),
     ("\\frac34", "Therefore $a_n$ tends to 3/4.", True, False),
+    ("-12", "Thus $x$ equals \u221212.", True, False),  # a typographic minus
     ("x", "It simplifies to $x$.", True, False),  # no number: the variable is the answer
     ("e", "so the limit is $e$.", True, False),  # e is a constant, not a lone variable
     ("x", "so $x$ equals 12.", False, False),
@@ -53,7 +54,7 @@ SEPARATE_BOXES = [  # a reference of several boxes is the list they hold, agains
     ("\\boxed{2}, \\boxed{5}", "\\boxed{5, 2}", True, False),
     ("\\boxed{2}, \\boxed{5}", "\\boxed{2}, \\boxed{5}", True, True),
     ("$\\boxed{2}$ and $\\boxed{5}$", "so the roots are $2$ and $5$.", True, False),
-    ("\\boxed{(1,2)}, \\boxed{(3,4)}", "\\boxed{(1,2), (3,4)}", True, None),
+    ("\\boxed{(1,2)}, \\boxed{(3,4)}", "\\boxed{(1,2), (3,4)}", True, False),
     ("\\boxed{2} \\text{ or } \\boxed{5}", "Answer: $2, 5$", True, False),
     ("\\boxed{2, 5}", "\\boxed{2}, \\boxed{5}", True, True),  # the reverse
     ("\\boxed{2, 5}", "\\boxed{2} and \\boxed{5}", True, True),
@@ -114,7 +115,8 @@ ROUNDED_FRACTIONS = [  # a decimal of two places or more that is the fraction ro
 
 FAMILIES = {
     "bare_latex": BARE_LATEX, "lone_variable": LONE_VARIABLE, "separate_boxes": SEPARATE_BOXES,
-    "space_thousands": SPACE_THOUSANDS, "currency_comma": CURRENCY_COMMA, "rounded_fractions": ROUNDED_FRACTIONS,
+    "space_thousands": SPACE_THOUSANDS, "currency_comma": CURRENCY_COMMA,
+    "rounded_fractions": ROUNDED_FRACTIONS,
 }
 ALL = [(name, *case) for name, cases in FAMILIES.items() for case in cases]
 
@@ -185,6 +187,9 @@ def test_extracted_answers():
     assert extract_answer("There are 1\u00a0000\u00a0000 ways.", "lenient") == "1 000 000"
     assert extract_answer("It costs €1.234,56.", "lenient") == "1234.56"
     assert extract_answer("It costs €1,000.", "lenient") == "1,000"
+    assert extract_answer("We are done.\n-\\pi", "lenient") == "-\\pi"
+    assert extract_answer("\\end{aligned}", "lenient") is None  # formatting, not an answer
+    assert extract_answer("\\hline", "lenient") is None
     assert extract_answer("\\frac{3}{4}") is None  # strict reads no format here
 
 

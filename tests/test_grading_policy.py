@@ -25,7 +25,8 @@ from harness.grading import (
 def test_what_issue_19_must_show():
     code = (
         "from harness.grading import grade; "
-        "print(grade('Answer: \\$\\\\frac13\\$', '1/3', extraction='lenient'), grade('Answer: \\$\\\\frac13\\$', '1/3'))"
+        "print(grade('Answer: \\$\\\\frac13\\$', '1/3', extraction='lenient'), "
+        "grade('Answer: \\$\\\\frac13\\$', '1/3'))"
     )
     out = subprocess.run([sys.executable, "-c", code.replace("\\$", "$")], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True False"
@@ -105,7 +106,8 @@ def test_cli_refuses_lenient_under_the_rlquant_preset():
 def test_cli_records_the_policy_in_the_config():
     from harness.cli.options import build_config
 
-    common = {"model": "tiny-arith", "trainer": "none", "train_data": "arith", "strategy": "none", "bits": None, "act_bits": 16,
+    common = {"model": "tiny-arith", "trainer": "none", "train_data": "arith", "strategy": "none", "bits": None,
+              "act_bits": 16,
                   "kv_bits": 16, "seed": 0, "device": "cpu"}
     assert build_config(**common).extraction == "strict"
     assert build_config(**common, extraction="lenient").extraction == "lenient"
@@ -197,7 +199,8 @@ def test_lenient_grading_works_off_the_main_thread():
 
 
 def _rows(samples_per_problem: dict[str, list[int]]) -> list[dict]:
-    return [{"problem_id": pid, "sample": k, "correct": c, "reward": 1.1 * c, "formatted": 1, "n_tokens": 3, "level": None}
+    return [{"problem_id": pid, "sample": k, "correct": c, "reward": 1.1 * c, "formatted": 1, "n_tokens": 3,
+             "level": None}
             for pid, outcomes in samples_per_problem.items() for k, c in enumerate(outcomes)]
 
 

@@ -44,7 +44,9 @@ def test_an_in_training_strategy_has_one_artifact_stage():
     plan = _plan(strategy="kd-qat", bits=4)
     alone = run_graph(plan)
     assert plan.config.trainer == "kd"
-    assert [(s.name, s.body, s.after) for s in alone.artifacts] == [("init", QUANTIZER, None), ("train", TRAINER, "init")]
+    assert [(s.name, s.body, s.after) for s in alone.artifacts] == [
+        ("init", QUANTIZER, None), ("train", TRAINER, "init")
+    ]
     assert alone.get("train").inputs["trainer"] == "kd" and alone.get("evaluate").after == "train"
     # its initialisation is keyed as the gptq run at the same bits keys its checkpoint: one artifact for both
     assert alone.key("init") == run_graph(_plan(strategy="gptq", bits=4)).key("quantize")

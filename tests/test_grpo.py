@@ -50,7 +50,9 @@ def make_ctx(tiny_dir: Path, tmp_path: Path, trainer, opts: dict, strategy=None,
     template = get_template("boxed")
     quant = None
     if strategy is not None:
-        quant = QuantContext(spec=strategy.spec(bits), options=strategy.make_options(strategy_opts or {}), tokenizer=tok)
+        quant = QuantContext(
+            spec=strategy.spec(bits), options=strategy.make_options(strategy_opts or {}), tokenizer=tok
+        )
     logged: list[tuple[int, dict]] = []
     ctx = TrainContext(
         model_dir=tiny_dir,
@@ -84,7 +86,9 @@ def test_presets_and_option_checks():
 
 def test_dr_grpo_is_trls_own_loss(tmp_path):
     dr = DrGRPO().make_config({})
-    ctx = TrainContext(model_dir=Path("."), out_dir=tmp_path, problems=[], prompt_for=str, config=dr, seed=3, device="cpu")
+    ctx = TrainContext(
+        model_dir=Path("."), out_dir=tmp_path, problems=[], prompt_for=str, config=dr, seed=3, device="cpu"
+    )
     args = grpo_config(ctx, dr, tmp_path, 1e-5)
     assert (args.loss_type, args.scale_rewards) == ("dr_grpo", "none")
     assert (args.bf16, args.fp16, args.use_cpu, args.seed) == (False, False, True, 3)

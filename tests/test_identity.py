@@ -39,7 +39,7 @@ def test_every_hashed_field_changes_the_run_id():
 
 
 def test_the_code_that_made_an_artifact_is_part_of_its_key(monkeypatch):
-    from harness.core import strategy
+    from harness.core import graph  # the graph reads the libraries' versions into each key
     from harness.core.graph import run_graph
 
     plan = _plan(strategy="rtn", bits=4)
@@ -51,16 +51,17 @@ def test_the_code_that_made_an_artifact_is_part_of_its_key(monkeypatch):
     monkeypatch.setattr(type(plan.strategy), "version", "1")
     assert run_graph(plan).key("quantize") == key
 
-    real = strategy.library_versions
-    monkeypatch.setattr(strategy, "library_versions",
-                        lambda names: {**real(names), **({"llmcompressor": "99.0"} if "llmcompressor" in names else {})})
+    real = graph.library_versions
+    monkeypatch.setattr(graph, "library_versions",
+                        lambda names: {**real(names),
+                                       **({"llmcompressor": "99.0"} if "llmcompressor" in names else {})})
     assert run_graph(plan).key("quantize") not in (key, bumped)
     assert plan.config.run_id == run_id, "library versions are recorded with results, not hashed into run ids"
 
 
 def test_trainer_and_library_versions_are_part_of_the_checkpoint_key(monkeypatch):
     pytest.importorskip("trl")
-    from harness.core import strategy
+    from harness.core import graph  # the graph reads the libraries' versions into each key
     from harness.core.graph import run_graph
 
     plan = _plan(trainer="grpo")
@@ -68,8 +69,8 @@ def test_trainer_and_library_versions_are_part_of_the_checkpoint_key(monkeypatch
     monkeypatch.setattr(type(plan.trainer), "version", "2")
     assert run_graph(plan).key("train") != key
     monkeypatch.setattr(type(plan.trainer), "version", "1")
-    real = strategy.library_versions
-    monkeypatch.setattr(strategy, "library_versions", lambda names: {**real(names), "trl": "0.0.1"})
+    real = graph.library_versions
+    monkeypatch.setattr(graph, "library_versions", lambda names: {**real(names), "trl": "0.0.1"})
     assert run_graph(plan).key("train") != key
 
 

@@ -8,13 +8,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pluggy
 import pytest
 
 from harness import hookimpl
 from harness.base.errors import DuplicateNameError, UnknownNameError
 from harness.core import hookspecs
 from harness.core.benchmark import Benchmark, Problem
-from harness.core.plugin_manager import PluginLoadWarning, build_registry, make_manager, plugin_listing
+from harness.core.plugin_manager import PluginLoadWarning, build_registry, call_hook, make_manager, plugin_listing
 from harness.core.strategy import Strategy
 
 
@@ -53,7 +54,7 @@ def test_inline_plugin_registers_like_a_builtin():
 
 
 def test_duplicate_name_names_both_plugins():
-    # the second claimant fails like an import failure (issue 16 item 3); the first keeps the name
+    # the second claimant fails like an import failure; the first keeps the name
     with pytest.warns(PluginLoadWarning, match="plugin0.*plugin1"):
         _, reg = fresh(InlinePlugin(), InlinePlugin())
     assert reg.strategies.owners["inline-strategy"] == "plugin0"
@@ -84,14 +85,14 @@ def test_unknown_name_lists_known_and_suggests():
 
 def test_every_hookspec_is_documented_and_exercised():
     specs = [n for n in dir(hookspecs) if n.startswith("register_")]
-    assert specs == ["register_benchmarks", "register_engines", "register_executors", "register_strategies",
-                     "register_trainers"]
+    assert specs == ["register_benchmarks", "register_engines", "register_executors", "register_formats",
+                     "register_strategies", "register_trainers"]
     for name in specs:
         doc = getattr(hookspecs, name).__doc__
         assert doc and ":param register:" in doc
     pm, reg = fresh(entry_points=True)
     exercised = {h for row in plugin_listing(pm, reg) for h in row["hooks"]}
-    assert {"register_strategies", "register_benchmarks", "register_engines"} <= exercised
+    assert {"register_strategies", "register_benchmarks", "register_engines", "register_formats"} <= exercised
 
 
 def _fake_distribution(root: Path, module_body: str, ep_value: str) -> None:
@@ -163,3 +164,69 @@ def test_benchmark_problem_roundtrip():
 
     _, reg = fresh(type("P", (), {"register_benchmarks": hookimpl(lambda self, register: register(B()))})())
     assert reg.benchmarks.get("b").load()[0].answer == "2"
+
+
+# -- hooks are called through pluggy ----------------------------------------------------------------
+
+
+def test_every_hook_is_called_through_the_manager_one_plugin_at_a_time():
+    """The registry's hook calls go through pluggy (its monitoring sees them), each with one implementation."""
+
+    class Other:
+        @hookimpl
+        def register_strategies(self, register):
+            register(_Strat("other-strategy"))
+
+    pm, _ = make_manager(load_entry_points=False)
+    pm.register(InlinePlugin(), name="plugin0")
+    pm.register(Other(), name="plugin1")
+    calls = []
+    undo = pm.add_hookcall_monitoring(
+        lambda hook_name, impls, kwargs: calls.append((hook_name, [pm.get_name(i.plugin) for i in impls])),
+        lambda outcome, hook_name, impls, kwargs: None,
+    )
+    try:
+        reg = build_registry(pm)
+    finally:
+        undo()
+    assert calls == [("register_strategies", ["plugin0"]), ("register_strategies", ["plugin1"])]
+    assert reg.strategies.owners == {"inline-strategy": "plugin0", "other-strategy": "plugin1"}
+
+
+def test_a_hookspec_gaining_an_argument_keeps_a_plugin_that_names_only_register():
+    """pluggy passes an implementation only the arguments it names (its opt-in arguments), so a
+    hookspec may gain one and a plugin written before it keeps working; one that wants it names it."""
+
+    class Newer:
+        @hookimpl
+        def register_strategies(self, register, harness_version):
+            register(_Strat(f"needs-{harness_version}"))
+
+    @hookspecs.hookspec
+    def register_strategies(register, harness_version):
+        """A later release's ``register_strategies``: it also passes the harness's version."""
+
+    specs = {n: getattr(hookspecs, n) for n in dir(hookspecs) if n.startswith("register_")}
+    specs["register_strategies"] = register_strategies
+    pm = pluggy.PluginManager("harness")
+    pm.add_hookspecs(type("LaterSpecs", (), {n: staticmethod(f) for n, f in specs.items()}))
+    older, newer = InlinePlugin(), Newer()
+    pm.register(older, name="older")
+    pm.register(newer, name="newer")
+    pm.check_pending()
+    got: dict[str, list] = {"older": [], "newer": []}
+    for name, plugin in (("older", older), ("newer", newer)):
+        call_hook(pm, "register_strategies", plugin, register=got[name].append, harness_version="9")
+    assert [s.name for s in got["older"]] == ["inline-strategy"]
+    assert [s.name for s in got["newer"]] == ["needs-9"]
+    # calling the implementation's function directly, as the registry once did, breaks the older plugin
+    with pytest.raises(TypeError, match="harness_version"):
+        older.register_strategies(register=print, harness_version="9")
+
+
+def test_call_hook_skips_a_plugin_without_the_hook():
+    pm, _ = make_manager(load_entry_points=False)
+    plugin = InlinePlugin()
+    pm.register(plugin, name="plugin0")
+    assert call_hook(pm, "register_benchmarks", plugin, register=lambda item: None) == []
+    assert call_hook(pm, "register_no_such_hook", plugin, register=lambda item: None) == []

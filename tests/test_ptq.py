@@ -16,6 +16,7 @@ import shutil
 import pytest
 
 from harness.base.errors import UserError
+from harness.base.options import options_help
 from harness.core.strategy import FULL, QuantContext
 
 #: small calibration so each quantization takes seconds, not minutes, on 2 cores
@@ -97,7 +98,7 @@ def test_strategies_registered_through_entry_points(registry):
         assert registry.strategies.owners[name] == name  # the entry point of that name registered it
         strategy = registry.strategies.get(name)
         assert strategy.unavailable_reason() is None
-        assert all(f["help"] for f in __import__("harness.base.options").options.options_help(strategy.options_class))
+        assert all(f["help"] for f in options_help(strategy.options_class))
     assert registry.strategies.get("bnb").bits == (4, 8)
     assert set(registry.strategies.get("gptq").bits) == {2, 3, 4, 8}
     assert set(registry.strategies.get("awq").bits) == {3, 4, 8}

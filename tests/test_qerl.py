@@ -71,9 +71,43 @@ def _rms(module, x):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
 
 
+def _dequantized(data, state, scales_dtype=None):
+    """What a 4-bit weight means: its float values, from whichever layout bitsandbytes keeps it in.
+
+    On a CPU with AVX512-BF16, bitsandbytes repacks a ``Params4bit`` in place at its first inference forward
+    (``Linear4bit.forward``: ``_convert_weight_packed_for_cpu``): the 4-bit codes reordered into its CPU
+    kernel's blocks, the double-quantized block scales dequantized, transposed and rounded to bfloat16
+    (``quant_state.packing_format_for_cpu``). ``dequantize_4bit`` reads only the plain layout, so the
+    reordering is undone here on copies, and the scales are put back in block order. ``scales_dtype``
+    rounds the scales as that repack does, to compare a weight with its repacked self exactly.
+    """
+    import copy
+
+    from bitsandbytes.functional import (
+        _convert_weight_packed_for_cpu_inverse,
+        dequantize_4bit,
+        dequantize_blockwise,
+    )
+
+    state = copy.copy(state)  # attributes are reassigned below, never written into: the weight is untouched
+    if getattr(state, "packing_format_for_cpu", False):
+        state.original_nested = False  # undo the layout only (bitsandbytes would quantize the scales again)
+        data, state = _convert_weight_packed_for_cpu_inverse(data, state)
+        state.absmax = state.absmax.T.reshape(-1)  # [K / blocksize, N] -> one scale per block, in order
+    elif state.nested:
+        state.absmax = dequantize_blockwise(state.absmax, state.state2) + state.offset
+        state.nested, state.state2, state.offset = False, None, None
+    if scales_dtype is not None:
+        state.absmax = state.absmax.to(scales_dtype)
+    state.absmax = state.absmax.float()
+    return dequantize_4bit(data, state)
+
+
 def test_forward_sees_the_scheduled_noise_and_stored_weights_never_change(tiny_dir):
     """The callback alone, on the prepared NF4 model: at each simulated step the RMSNorm weights the
     forward multiplies by are the stored ones plus noise whose std is that step's scheduled scale."""
+    import copy
+
     import torch
 
     from harness.core.strategy import QuantContext
@@ -86,7 +120,12 @@ def test_forward_sees_the_scheduled_noise_and_stored_weights_never_change(tiny_d
     norms = dict(target_norms(model, opts.norms))
     assert len(norms) == 2 * model.config.num_hidden_layers
     stored = {name: m.weight.detach().clone() for name, m in norms.items()}
-    base = {n: p.detach().clone() for n, p in model.named_parameters() if "norm" not in n}
+    # the 4-bit base by what it means (its codes and scales), the other weights as stored: bitsandbytes may
+    # change a 4-bit weight's layout at the first forward (see _dequantized), never its values
+    base4 = {n: (p.data.clone(), copy.deepcopy(p.quant_state)) for n, p in model.named_parameters()
+             if getattr(p, "quant_state", None) is not None}
+    assert len(base4) == 7 * model.config.num_hidden_layers
+    base = {n: p.detach().clone() for n, p in model.named_parameters() if "norm" not in n and n not in base4}
 
     seen: dict[str, tuple] = {}
 
@@ -139,6 +178,11 @@ def test_forward_sees_the_scheduled_noise_and_stored_weights_never_change(tiny_d
     for n, p in model.named_parameters():
         if n in base:
             assert torch.equal(p, base[n]), n
+        elif n in base4:
+            data, state = base4[n]
+            repacked = getattr(p.quant_state, "packing_format_for_cpu", False)
+            expected = _dequantized(data, state, torch.bfloat16 if repacked else None)
+            assert torch.equal(_dequantized(p.data, p.quant_state), expected), n
     assert QeRL().train_callbacks(model, QuantContext(spec=ctx.spec, options=QeRLOptions(aqn=False))) == []
 
 

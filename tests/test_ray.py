@@ -317,7 +317,8 @@ def test_two_shards_give_what_one_worker_gives(tiny, tmp_path, ray_instance):
     path = str(write(tmp_path, ONE))
     code, sharded = sweep_json(path, "--limit", LIMIT, "--executor", "ray", "--executor-opt", "shards=2")
     assert code == 0, sharded
-    code, whole = sweep_json(path, "--limit", LIMIT, "--executor-opt", "isolate=false", "--store", str(tmp_path / "one.db"))
+    code, whole = sweep_json(path, "--limit", LIMIT, "--executor-opt", "isolate=false",
+                             "--store", str(tmp_path / "one.db"))
     assert code == 0
     (rid,) = [c["run_id"] for c in sharded["cells"]]
     assert [c["run_id"] for c in whole["cells"]] == [rid], "sharding does not change the run's id"

@@ -223,7 +223,8 @@ def test_a_misspelled_plugin_table_in_a_sweep_is_refused(tmp_path):
 @pytest.mark.parametrize("text, expected", [
     ('[defaults]\nlimit = "five"\n[grid]\nbits = [4]\n', "[defaults]: limit = 'five' is a string; expected an integer"),
     ('[grid]\nbits = [4, "eight"]\n', "[grid]: bits = 'eight' is a string; expected an integer"),
-    ('[[cell]]\nstrategy = "rtn"\ntemperature = "hot"\n', "[cell 1]: temperature = 'hot' is a string; expected a number"),
+    ('[[cell]]\nstrategy = "rtn"\ntemperature = "hot"\n',
+     "[cell 1]: temperature = 'hot' is a string; expected a number"),
     ('[[cell]]\nbenchmarks = [1, 2]\n', "benchmarks = [1, 2] is a list; expected a string or a list of strings"),
 ])
 def test_a_sweep_value_of_the_wrong_type_is_one_line(tmp_path, text, expected):
@@ -232,11 +233,26 @@ def test_a_sweep_value_of_the_wrong_type_is_one_line(tmp_path, text, expected):
     assert expected in line and "not supported between" not in line
 
 
-def test_a_set_value_of_the_wrong_type_fails_its_cells_with_one_line(tmp_path):
+def test_a_set_value_of_the_wrong_type_is_one_line(tmp_path):
     from harness.sweeps.cells import cell_config
 
     with pytest.raises(UserError, match="cell: limit = 'five' is a string; expected an integer"):
         cell_config({"limit": "five"})
+    path = _sweep(tmp_path, 'name = "set"\n[grid]\nstrategy = ["rtn"]\nbits = [4, 8]\n')
+    result = invoke("sweep", str(path), "--dry-run", "--set", "limit=five", "--store", str(tmp_path / "r.db"))
+    line = one_error_line(result)
+    assert line == "error: --set: limit = 'five' is a string; expected an integer"
+    assert result.stderr.count("error:") == 1  # once, not once for each of the two cells
+
+
+def test_a_misspelled_strategy_in_run_is_one_line_and_stores_nothing(tmp_path):
+    """`harness run` resolves and plans its flags through the same path as a sweep cell, before anything runs."""
+    store = tmp_path / "r.db"
+    result = invoke("run", "--strategy", "rnt", "--store", str(store), "--cache-dir", str(tmp_path / "cache"))
+    line = one_error_line(result)
+    assert result.stderr.count("error:") == 1
+    assert line.startswith("error: unknown strategy 'rnt'. Did you mean 'rtn'? Available: ") and "gptq" in line
+    assert not store.exists() or Store(store).list_runs() == []
 
 
 # -- an unknown hub model ---------------------------------------------------------------------------

@@ -41,7 +41,9 @@ def test_plain_lines_come_at_a_steady_interval_even_without_updates(monkeypatch)
         progress.update(task, advance=10)
     lines = out.getvalue().splitlines()
     assert len(lines) >= 4, lines  # about 4 ticks plus the final line
-    assert re.fullmatch(r"evaluate arith: 10/40 problems \(25%\), 0 s elapsed, [\d.]+ problems per s, about \d+ s left", lines[0])
+    assert re.fullmatch(
+        r"evaluate arith: 10/40 problems \(25%\), 0 s elapsed, [\d.]+ problems per s, about \d+ s left", lines[0]
+    )
     assert lines[-1].startswith("evaluate arith: 20/40 problems (50%)")
 
     out.truncate(0)
@@ -79,8 +81,8 @@ def test_library_noise_is_silenced(capsys):
         warnings.simplefilter("default")
         quiet_libraries()
         warnings.warn("Attempting to save a model with offloaded modules. Ensure that unallocated cpu memory "
-                      "exceeds the `shard_size` (50GB default)", UserWarning)
-        warnings.warn("a warning about the user's input still shows", UserWarning)
+                      "exceeds the `shard_size` (50GB default)", UserWarning, stacklevel=1)
+        warnings.warn("a warning about the user's input still shows", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["a warning about the user's input still shows"]
 
     from tqdm import tqdm

@@ -1,4 +1,4 @@
-"""Issue 16 item 3 and issue 17's check_pending: a misbehaving plugin fails alone, like an import failure.
+"""A misbehaving plugin (a clash, a raising or misspelled hook) fails alone, like an import failure.
 
 Each test registers inline plugins on a fresh manager (the style of tests/test_plugins.py); the
 subprocess tests install a real distribution on PYTHONPATH and run ``harness plugins``."""
@@ -87,7 +87,7 @@ class RaisesHalfWay:
 
 class Misspelled:
     @hookimpl
-    def register_strategys(self, register):  # the typo issue 17 names
+    def register_strategys(self, register):  # a typo pluggy's check_pending catches
         register(_Strat("never-registered"))
 
 
@@ -179,6 +179,21 @@ def test_a_raising_third_party_hook_gives_no_traceback(tmp_path):
     assert "arith" in proc.stdout
 
 
+def test_a_format_whose_recognises_raises_is_named_in_one_line(tmp_path):
+    from harness.api import ArtifactFormat, artifact_format
+    from harness.base.errors import HarnessError
+
+    class Broken(ArtifactFormat):
+        name = "broken"
+        priority = 100
+
+        def recognises(self, model_dir, config):
+            raise KeyError("weights")
+
+    with pytest.raises(HarnessError, match=r"artifact format 'broken' failed to read .*: KeyError: 'weights'"):
+        artifact_format(tmp_path, [Broken()])
+
+
 def _distribution(root: Path, body: str) -> None:
     (root / "aaa_plugin.py").write_text(textwrap.dedent(body))
     info = root / "aaa_plugin-0.1.dist-info"
@@ -190,5 +205,6 @@ def _distribution(root: Path, body: str) -> None:
 def _harness(pythonpath: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(pythonpath), "COLUMNS": "80"}
     return subprocess.run(
-        [sys.executable, "-m", "harness.cli.__main__", *args], check=False, capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-m", "harness.cli.__main__", *args], check=False, capture_output=True, text=True, env=env,
+        timeout=120,
     )

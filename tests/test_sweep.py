@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,12 @@ group_size = 0
     ("text", "message"),
     [
         ("[[cell]]\nstrategi = 'rtn'\n", "unknown key 'strategi'"),
+        ("[defaults]\nstratgy = 'rtn'\n[[cell]]\n", "[defaults]: unknown key 'stratgy'; allowed: act_bits,"),
+        ("[[cell]]\n[faithful]\nstratgy = 'rtn'\n", "[faithful]: unknown key 'stratgy'; allowed: act_bits,"),
+        ("[[cell]]\nsampling = {temprature = 0.5}\n",
+         "[cell 1] sampling: unknown key 'temprature'; allowed: max_new_tokens, n, temperature, top_p"),
+        ("[grid]\nsampling = [{n = 2}, {top = 1.0}]\n", "[grid] sampling: unknown key 'top'; allowed: max_new_tokens,"),
+        ("[[cell]]\n[faithful]\nstrategy_opts = 3\n", "[faithful]: write [faithful.strategy_opts.NAME] tables"),
         ("[grids]\nbits = [4]\n", "unknown table or key 'grids'"),
         ("[grid]\nbits = 4\n", "must be a non-empty list"),
         ("name = 'x'\n", "no cells"),
@@ -116,7 +123,7 @@ group_size = 0
     ],
 )
 def test_bad_sweep_files(tmp_path, text, message):
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(UserError, match=re.escape(message)):
         load_sweep(write(tmp_path, text))
 
 
@@ -132,6 +139,12 @@ def test_cli_errors_and_listing(tmp_path):
     assert no_faithful.exit_code == 2 and "no [faithful] table" in no_faithful.output
     bad_set = CliRunner().invoke(cli, ["sweep", str(plain), "--set", "nosuch=1"])
     assert bad_set.exit_code == 2 and "--set nosuch" in bad_set.output
+    # a --set value is checked once, not once in every cell it reaches
+    for value, message in (("limit=five", "--set: limit = 'five' is a string; expected an integer"),
+                           ("sampling={top=1.0}", "--set sampling: unknown key 'top'; allowed: max_new_tokens,")):
+        result = CliRunner().invoke(cli, ["sweep", str(plain), "--dry-run", "--set", value])
+        (line,) = result.stderr.splitlines()
+        assert result.exit_code == 2 and line.startswith(f"error: {message}")
 
 
 def test_a_cell_is_plain_data():
@@ -160,7 +173,7 @@ bits = 8
 
 
 @pytest.mark.slow
-def test_sweep_stores_skips_and_reports_failures(tiny, tmp_path):
+def test_sweep_stores_skips_and_refuses_a_bad_cell(tiny, tmp_path):
     path = write(tmp_path, TWO)
     in_process = ("--executor-opt", "isolate=false")  # what is tested is the sweep's bookkeeping, not isolation
     code, report = sweep_json(str(path), "--limit", "10", *in_process)
@@ -180,17 +193,14 @@ def test_sweep_stores_skips_and_reports_failures(tiny, tmp_path):
     text = CliRunner().invoke(cli, ["sweep", str(path), "--limit", "10"])
     assert text.exit_code == 0 and "2 cells: 0 run, 2 already stored, 0 failed" in text.stdout
 
-    # a cell with a bad strategy is reported; the other cell still runs; the exit status says so
+    # a cell with a bad strategy refuses the file before any cell runs: one line naming it, exit 2
     bad = write(tmp_path, TWO.replace('row = "rtn 8-bit"', 'row = "rtn 4-bit"').replace("bits = 8", "bits = 4")
                 + '\n[[cell]]\nrow = "typo"\nstrategy = "rnt"\n', "bad.toml")
-    code, report = sweep_json(str(bad), "--limit", "10", *in_process)
-    assert code == 1
-    states = {c["row"]: c for c in report["cells"]}
-    assert states["rtn 4-bit"]["state"] == "done"
-    assert states["full precision"]["state"] == "stored"
-    assert states["typo"]["state"] == "failed" and "unknown strategy 'rnt'" in states["typo"]["error"]
-    assert "Did you mean 'rtn'" in states["typo"]["error"]
-    assert store.get_run(states["rtn 4-bit"]["run_id"])["status"] == "complete"
+    result = CliRunner().invoke(cli, ["sweep", str(bad), "--limit", "10", *in_process])
+    assert result.exit_code == 2 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {bad}: cell 3 (row 'typo'): unknown strategy 'rnt'. Did you mean 'rtn'?")
+    assert len(store.list_runs()) == 2  # the pending "rtn 4-bit" cell did not run either
 
 
 @pytest.mark.slow
@@ -209,7 +219,8 @@ def test_interrupted_sweep_resumes(tiny, tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(stage, "evaluate", interrupt_first)
-    code, report = sweep_json(str(path), "--limit", "5", "--executor-opt", "isolate=false")  # the patch lives in this process
+    # in process: the patch lives in this process
+    code, report = sweep_json(str(path), "--limit", "5", "--executor-opt", "isolate=false")
     assert code == 130 and report["interrupted"]
     first, second = report["cells"]
     assert first["state"] == "pending" and first["error"] == "interrupted" and second["state"] == "pending"
@@ -222,6 +233,39 @@ def test_interrupted_sweep_resumes(tiny, tmp_path, monkeypatch):
     code, report = sweep_json(str(path), "--limit", "5", "--executor-opt", "isolate=false")
     assert code == 0 and report["counts"]["done"] == 2
     assert all(store.get_run(c["run_id"])["status"] == "complete" for c in report["cells"])
+
+
+BAD_CELLS = """
+[[cell]]
+row = "typo"
+strategy = "rnt"
+
+[[cell]]
+strategy = "rtn"
+benchmarks = ["arithm"]
+"""
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_every_bad_cell_refuses_the_sweep_before_any_runs(tiny, tmp_path, dry_run):
+    """Each cell is resolved and planned first: all the bad ones are named, one line each, and none runs."""
+    path = write(tmp_path, TWO + BAD_CELLS)
+    args = ["sweep", str(path), "--limit", "2", "--executor-opt", "isolate=false", *(["--dry-run"] * dry_run)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and result.stdout == ""
+    typo, benchmark = result.stderr.splitlines()
+    assert typo.startswith(f"error: {path}: cell 3 (row 'typo'): unknown strategy 'rnt'. Did you mean 'rtn'?")
+    assert benchmark.startswith(f"error: {path}: cell 4 (strategy = 'rtn', benchmarks = ['arithm']): "
+                                "unknown benchmark 'arithm'. Did you mean 'arith'?")
+    assert Store().list_runs() == []
+
+
+def test_a_bad_cell_is_named_with_its_seed_when_its_row_has_several(tiny, tmp_path):
+    path = write(tmp_path, TWO + '[[cell]]\nrow = "typo"\nstrategy = "rnt"\nseeds = 2\n')
+    result = CliRunner().invoke(cli, ["sweep", str(path), "--dry-run"])
+    assert result.exit_code == 2
+    assert [line.split(": unknown")[0] for line in result.stderr.splitlines()] == [
+        f"error: {path}: cell 3 (row 'typo', seed 0)", f"error: {path}: cell 4 (row 'typo', seed 1)"]
 
 
 def test_table1_plans_on_tiny(tiny):
@@ -282,6 +326,18 @@ def test_faithful_and_corrected_rows_pair_in_the_leaderboard(tiny, tmp_path):
     diff = by_variant["corrected"]["all"]["accuracy"]["value"] - by_variant["faithful"]["all"]["accuracy"]["value"]
     assert twin["all"]["accuracy"]["diff"] == pytest.approx(diff)
     assert "## Faithful vs corrected" in (tmp_path / "board" / "leaderboard.md").read_text()
+
+
+def test_a_bad_faithful_value_refuses_both_forms(tiny, tmp_path):
+    """A [faithful] value is the file's too: the corrected sweep plans its twin and refuses it, rather
+    than recording a twin id that no run will have."""
+    path = write(tmp_path, FAITHFUL.replace("symmetric = false", "symetric = false"))
+    for args, form in (((), "its faithful form: "), (("--faithful",), "")):
+        result = CliRunner().invoke(cli, ["sweep", str(path), "--dry-run", *args])
+        assert result.exit_code == 2, result.output
+        (line,) = result.stderr.splitlines()
+        assert line.startswith(f"error: {path}: cell 1 (row 'rtn 8-bit'): {form}strategy 'rtn' has no option "
+                               "'symetric'")
 
 
 def test_a_cell_grades_as_harness_run_would():

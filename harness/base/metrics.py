@@ -14,7 +14,9 @@ from typing import Any
 from harness.base.errors import UserError
 
 
-def mean_ci(values: Sequence[float], n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
+def mean_ci(
+    values: Sequence[float], n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
+) -> tuple[float, float, float]:
     """Mean and percentile-bootstrap (1 - alpha) interval, resampling problems."""
     import numpy as np
 
@@ -152,7 +154,11 @@ class GroupScore:
 
 
 def breakdown(
-    scores: Mapping[str, float], groups: Mapping[str, str | None], n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
+    scores: Mapping[str, float],
+    groups: Mapping[str, str | None],
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
 ) -> dict[str, GroupScore]:
     """Scores grouped by ``groups[problem id]``; problems without a group are left out.
 

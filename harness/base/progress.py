@@ -148,7 +148,10 @@ class PlainProgress:
             return f"{head}: running, {_duration(elapsed)} elapsed"
         unit = f" {self.unit}" if self.unit else ""
         done, total = int(task.completed), int(task.total)
-        text = f"{head}: {done}/{total}{unit} ({100 * task.completed / task.total:.0f}%)" if task.total else f"{head}: {done}{unit}"
+        text = (
+            f"{head}: {done}/{total}{unit} ({100 * task.completed / task.total:.0f}%)" if task.total
+            else f"{head}: {done}{unit}"
+        )
         text += f", {_duration(elapsed)} elapsed"
         rate = (task.completed - task.start_completed) / elapsed if elapsed > 0 else 0.0
         if rate > 0:

@@ -9,8 +9,11 @@ import logging
 import os
 import warnings
 
+from harness.compat.tqdm import silence_bars
+
 
 def quiet_libraries() -> None:
+    """Turn the libraries' chatter down for the rest of the process; safe to call more than once."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     # llmcompressor and compressed-tensors draw a tqdm bar per layer pass; the harness draws its own
@@ -40,25 +43,5 @@ def quiet_libraries() -> None:
     # torch.fx, once per process when llmcompressor traces a model for its sequential pipeline:
     # advice to torch's own developers (is_fx_tracing vs is_fx_symbolic_tracing)
     logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
-    _silence_tqdm()
-
-
-def _silence_tqdm() -> None:
-    """Every tqdm bar off. ``TQDM_DISABLE`` alone is not enough: compressed-tensors passes
-    ``disable=not show_progress`` explicitly ("Applying quantization config", "Dispatching model"
-    in ``apply_quantization_config`` and ``dispatch_model``), which overrides the variable. Through
-    tqdm's public constructor argument, so it holds across tqdm versions; idempotent."""
-    try:
-        from tqdm import std
-    except ImportError:
-        return
-    init = std.tqdm.__init__
-    if getattr(init, "_harness_silenced", False):
-        return
-
-    def silenced(self, *args, **kwargs):
-        kwargs["disable"] = True
-        init(self, *args, **kwargs)
-
-    silenced._harness_silenced = True  # type: ignore[attr-defined]
-    std.tqdm.__init__ = silenced  # type: ignore[method-assign]
+    # compressed-tensors passes disable= to its bars explicitly, past TQDM_DISABLE: the seam wraps tqdm
+    silence_bars()

@@ -58,7 +58,9 @@ class ThreadChoice:
         return env
 
 
-def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup"), proc_cgroup: Path = Path("/proc/self/cgroup")) -> float | None:
+def cgroup_cpu_limit(
+    root: Path = Path("/sys/fs/cgroup"), proc_cgroup: Path = Path("/proc/self/cgroup")
+) -> float | None:
     """CPUs this process's cgroup may use per period (``quota / period``), or None when unlimited.
 
     cgroup v2 (``cpu.max``) and v1 (``cpu.cfs_quota_us``); the tightest limit on the path up to

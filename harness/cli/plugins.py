@@ -1,9 +1,10 @@
 """``harness plugins``: what every installed plugin registered, and what failed to load;
-``harness plugins NAME``: what one strategy, trainer or benchmark declares, with its options."""
+``harness plugins NAME``: what one strategy, trainer, benchmark, engine or format declares, with its options."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 
 import click
 
@@ -12,8 +13,8 @@ import click
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def plugins(name: str | None, as_json: bool) -> None:
-    """List installed plugins with what they register; with NAME, show that strategy's (trainer's,
-    benchmark's) bit widths, phase, needs and options with their help text."""
+    """List installed plugins with what they register; with NAME, show what that strategy (trainer,
+    benchmark, engine, format...) declares: bit widths, phase, needs, formats, and options with their help."""
     from harness.core.plugin_manager import get_registry, plugin_listing
 
     registry = get_registry()
@@ -50,7 +51,8 @@ def _print_table(rows: list[dict], kinds: list[str]) -> None:
     for r, source, registered in zip(rows, sources, registers):
         status = "[red]failed: " + _escape(r["error"]) + "[/red]" if r["error"] else "ok"
         if r["unavailable"]:
-            status = "; ".join(f"[yellow]{n} unavailable: {_escape(why)}[/yellow]" for n, why in r["unavailable"].items())
+            status = "; ".join(f"[yellow]{n} unavailable: {_escape(why)}[/yellow]"
+                               for n, why in r["unavailable"].items())
         table.add_row(r["name"], source, registered, status)
     console = Console()
     if not console.is_terminal:  # a pipe or a CI log has no width to keep to: never squeeze a name
@@ -58,14 +60,17 @@ def _print_table(rows: list[dict], kinds: list[str]) -> None:
     console.print(table)
 
 
-def _longest_word(texts) -> int:
-    return max((len(word) for text in texts for word in text.replace(",", " ").split()), default=4)
+def _longest_word(texts: Iterable[str]) -> int:
+    """The widest unbreakable piece of ``texts``: a name with the comma that follows it in a list."""
+    return max((len(word) for text in texts for word in text.split()), default=4)
 
 
 def _source(row: dict) -> str:
     from harness.core.plugin_manager import DISTRIBUTION
 
-    return "built-in" if row["distribution"] == DISTRIBUTION else f"{row['distribution'] or '?'} {row['version'] or ''}".strip()
+    if row["distribution"] == DISTRIBUTION:
+        return "built-in"
+    return f"{row['distribution'] or '?'} {row['version'] or ''}".strip()
 
 
 def _escape(text: str) -> str:
@@ -93,7 +98,7 @@ def _print_entry(entry: dict) -> None:
     if not entry["options"]:
         console.print("  options: none")
         return
-    table = Table(title=f"{entry['name']} options (--{'strategy' if entry['kind'] == 'strategy' else entry['kind']}-opt KEY=VALUE)")
+    table = Table(title=f"{entry['name']} options (--{entry['kind']}-opt KEY=VALUE)")
     for col in ("option", "type", "default", "help"):
         table.add_column(col, overflow="fold")
     for opt in entry["options"]:

@@ -25,7 +25,8 @@ from harness.cli.options import build_config, cache_option, engine_options, eval
               help="prompt tokens per latency request (default: median of the benchmark's prompts)")
 @click.option("--gen-length", type=click.IntRange(min=1), default=None,
               help="tokens generated per latency request, EOS ignored (default: --max-new-tokens)")
-@click.option("--requests", type=click.IntRange(min=1), default=5, show_default=True, help="timed requests at batch size 1")
+@click.option("--requests", type=click.IntRange(min=1), default=5, show_default=True,
+              help="timed requests at batch size 1")
 @store_option
 @cache_option
 @click.option("--json", "as_json", is_flag=True, help="print the profile as one JSON object")

@@ -13,7 +13,8 @@ def fmt_ci(m: dict | None, pct: bool = True) -> str:
     v = m["value"] * scale
     if m.get("lo") is None:
         return f"{v:.1f}" if pct else f"{v:.3f}"
-    return f"{v:.1f} [{m['lo'] * scale:.1f}, {m['hi'] * scale:.1f}]" if pct else f"{v:.3f} [{m['lo']:.3f}, {m['hi']:.3f}]"
+    return (f"{v:.1f} [{m['lo'] * scale:.1f}, {m['hi'] * scale:.1f}]" if pct
+            else f"{v:.3f} [{m['lo']:.3f}, {m['hi']:.3f}]")
 
 
 def fmt_bytes(n: float | None) -> str:
@@ -41,10 +42,12 @@ def print_result(result: dict, console: Console | None = None) -> None:
             f"{int(m['problems']['value'])}" if "problems" in m else "-",
         )
     console.print(table)
-    levels = {b: {k.split("=", 1)[1]: v for k, v in m.items() if k.startswith("accuracy/level=")} for b, m in result["metrics"].items()}
+    levels = {b: {k.split("=", 1)[1]: v for k, v in m.items() if k.startswith("accuracy/level=")}
+              for b, m in result["metrics"].items()}
     for bench, per in levels.items():
         if per:
-            console.print(f"  {bench} accuracy by level: " + ", ".join(f"L{k} {v['value'] * 100:.0f}%" for k, v in per.items()))
+            console.print(f"  {bench} accuracy by level: "
+                          + ", ".join(f"L{k} {v['value'] * 100:.0f}%" for k, v in per.items()))
     prof = result.get("profile") or {}
     if prof:
         console.print(

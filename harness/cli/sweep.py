@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
 from harness.cli.options import cache_option, store_option
 
+if TYPE_CHECKING:  # the command imports them when it runs, so `harness --help` stays quick
+    from rich.console import Console
 
-def sweep_options(f):
+    from harness.sweeps.file import SweepSpec
+    from harness.sweeps.sweep import SweepReport
+
+
+def sweep_options(f: Callable) -> Callable:
     """What ``sweep`` and ``reproduce`` share: overrides of every cell, and how to run them."""
     for opt in reversed([
         click.option("--model", default=None, help="run every cell on this model (tiny-arith, a hub id or a path)"),
@@ -44,8 +52,11 @@ def sweep_options(f):
 def sweep(config, **kw) -> None:
     """Run every cell of a sweep file; re-running it runs only what is missing.
 
-    A cell that fails is listed with its error at the end and the others go
-    on; the exit status is 1 when any cell failed, 130 when interrupted (143 by SIGTERM).
+    Every cell is resolved and planned before the first one starts: cells
+    whose values are wrong refuse the whole sweep, one ``error:`` line each,
+    exit status 2, and nothing runs (``--dry-run`` shows the same refusal). A
+    cell that fails while running is listed with its error at the end and the
+    others go on; the exit status is then 1, and 130 when interrupted (143 by SIGTERM).
     """
     from harness.sweeps.file import find_sweep
 
@@ -53,8 +64,10 @@ def sweep(config, **kw) -> None:
 
 
 def execute(
-    spec, *, model, seeds, limit, faithful, sets, executor, executor_opts, dry_run, as_json, store, cache_dir,
-    engine=None, engine_url=None, engine_python=None,
+    spec: SweepSpec, *, model: str | None, seeds: int | None, limit: int | None, faithful: bool,
+    sets: tuple[str, ...], executor: str, executor_opts: tuple[str, ...], dry_run: bool, as_json: bool,
+    store: str | None, cache_dir: str | None, engine: str | None = None, engine_url: str | None = None,
+    engine_python: str | None = None,
 ) -> None:
     """Plan, run and report one sweep (the body of ``sweep`` and ``reproduce``)."""
     from rich.console import Console
@@ -64,7 +77,7 @@ def execute(
     from harness.base.quiet import quiet_libraries
     from harness.core.plugin_manager import get_registry
     from harness.runs.store import Store
-    from harness.sweeps.cells import Overrides, prepare
+    from harness.sweeps.cells import CellsRefused, Overrides, prepare
     from harness.sweeps.sweep import SweepReport, run_sweep
 
     quiet_libraries()
@@ -80,8 +93,13 @@ def execute(
     the_store = Store(store)
     console = Console(stderr=True)
     # cells that run on a Ray cluster are checked against its devices there, not against this machine's
-    cells = prepare(spec, overrides, registry, the_store, check_device=chosen.runs_here,
-                    auto_device=chosen.auto_device(options))
+    try:
+        cells = prepare(spec, overrides, registry, the_store, check_device=chosen.runs_here,
+                        auto_device=chosen.auto_device(options))
+    except CellsRefused as exc:  # one error line per bad cell, as the CLI prints a single one
+        for line in exc.lines:
+            click.echo(f"error: {line}", err=True)
+        sys.exit(2)
     if dry_run:
         report = SweepReport(spec.name, cells)
     else:
@@ -97,7 +115,8 @@ def execute(
         sys.exit(1)
 
 
-def print_report(report, console) -> None:
+def print_report(report: SweepReport, console: Console) -> None:
+    """The cells as a table, the counts, then each failed cell's error on its own line."""
     from rich.table import Table
 
     colours = {"done": "green", "stored": "cyan", "failed": "red", "pending": "yellow", "duplicate": "dim"}

@@ -51,6 +51,6 @@ class Seam:
 
 def seams() -> list[Seam]:
     """Every seam, for ``harness plugins``-style reports and the tests."""
-    from harness.compat import compressed_tensors, llmcompressor, ray, trl
+    from harness.compat import compressed_tensors, llmcompressor, ray, tqdm, trl
 
-    return [llmcompressor.SEAM, compressed_tensors.SEAM, ray.SEAM, trl.SEAM]
+    return [llmcompressor.SEAM, compressed_tensors.SEAM, ray.SEAM, trl.SEAM, tqdm.SEAM]

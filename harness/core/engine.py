@@ -10,12 +10,15 @@ decompressed copy. Sessions are context managers that always stop what they
 started (a server process, a worker process).
 
 Engines are plugins (``register_engines``); the pipeline picks one by the
-run's ``engine`` field and never branches on its name.
+run's ``engine`` field and never branches on its name. What an engine can run
+it declares (:attr:`Engine.formats`, :attr:`Engine.runs_checkpoint`), so no
+engine names another; the formats themselves are plugins too
+(:class:`ArtifactFormat`, ``register_formats``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,20 +28,28 @@ from harness.base.errors import UserError
 if TYPE_CHECKING:
     from harness.core.config import Sampling
 
-#: artifact formats (what a strategy's :attr:`~harness.core.strategy.Strategy.artifact_format` names)
-FORMATS: dict[str, str] = {
-    "transformers": "plain transformers weights (safetensors, bf16/fp32)",
-    "compressed-tensors": "compressed-tensors integer weights, 16-bit activations (W4A16, W8A16)",
-    "compressed-tensors-w8a8": "compressed-tensors int8 weights and dynamic int8 activations (W8A8)",
-    "compressed-tensors-w8a8-grouped": "compressed-tensors W8A8 with group-wise weight scales",
-    "compressed-tensors-w4a8": "compressed-tensors int4 weights and dynamic int8 activations (W4A8)",
-    "compressed-tensors-int4-activations": "compressed-tensors with 4-bit activations (W4A4, W8A4)",
-    "compressed-tensors-sub4-weights": "compressed-tensors with weights under 4 bits (W3, W2)",
-    "compressed-tensors-int-kv": "compressed-tensors with an integer-quantized KV cache (KV8, KV4)",
-    "compressed-tensors-transforms": "compressed-tensors plus a transform config (QuaRot/SpinQuant rotations)",
-    "bitsandbytes": "bitsandbytes LLM.int8 / NF4 / FP4 weights",
-    "peft-adapter": "a PEFT adapter on a quantized base (QLoRA)",
-}
+
+class ArtifactFormat:
+    """Base class for artifact-format plugins: one kind of written checkpoint, and how to tell it.
+
+    Strategies name the format they write and engines the formats they run, both by :attr:`name`;
+    a format object is what recognises a checkpoint already on disk (a model given by path, or a
+    strategy that misdeclares), the way vLLM's quantization configs each claim their own checkpoints.
+    Formats are plugins (``register_formats``), so a new one needs no edit of the harness;
+    :func:`harness.core.formats.artifact_format` asks them in decreasing :attr:`priority`.
+    """
+
+    name: str = ""
+    description: str = ""
+    #: the formats are asked highest first (ties in registration order, built-ins first) and the first
+    #: that recognises a checkpoint names it: a format that claims a subset of another's checkpoints
+    #: (a finer compressed-tensors scheme) sets a higher priority than the one it refines
+    priority: int = 0
+
+    def recognises(self, model_dir: Path, config: dict[str, Any]) -> bool:
+        """Whether the checkpoint in ``model_dir`` is of this format. ``config`` is its parsed
+        ``config.json`` (empty when it has none), read once for every format asked."""
+        raise NotImplementedError
 
 
 @dataclass
@@ -102,7 +113,9 @@ class Session:
 
     def profile(self, prompts: Sequence[str], config, settings, timings: dict, eval_stats=None,
                 quant: dict | None = None) -> dict[str, Any]:
-        """Latency and memory figures as this engine serves the model (keys: ``harness.toolkit.profiling.PROFILE_KEYS``).
+        """Latency and memory figures as this engine serves the model.
+
+        The keys are ``harness.toolkit.profiling.PROFILE_KEYS``.
 
         The session knows its device from the :class:`EngineSettings` it was started with; no engine
         receives core's internal plan, so an engine plugin depends only on this interface.
@@ -128,8 +141,12 @@ class Engine:
 
     name: str = ""
     description: str = ""
-    #: artifact formats this engine runs (keys of :data:`FORMATS`); "*" runs whatever the strategy loads
+    #: names of the artifact formats this engine runs (:class:`ArtifactFormat`); "*" runs whatever the strategy loads
     formats: tuple[str, ...] = ()
+    #: False for an engine that talks to a server already running a model it was not handed (``openai``): it
+    #: accepts every format because it cannot see the checkpoint, so a refusal never names it as an engine
+    #: that can run one
+    runs_checkpoint: bool = True
     #: device kinds: "cpu", "cuda"
     devices: tuple[str, ...] = ("cpu", "cuda")
     #: True when it generates inside the harness's process (a run that trained here then
@@ -150,16 +167,22 @@ class Engine:
     def accepts(self, artifact_format: str) -> bool:
         return "*" in self.formats or artifact_format in self.formats
 
-    def check(self, artifact_format: str, device: str, others: Sequence[Engine] = (), settings: EngineSettings | None = None) -> None:
+    def alternatives(self, artifact_format: str, others: Iterable[Engine]) -> list[str]:
+        """The other engines that run checkpoints of ``artifact_format`` themselves: what a refusal offers."""
+        return [e.name for e in others if e.name != self.name and e.runs_checkpoint and e.accepts(artifact_format)]
+
+    def check(self, artifact_format: str, device: str, others: Sequence[Engine] = (),
+              settings: EngineSettings | None = None, known_formats: Iterable[ArtifactFormat] = ()) -> None:
         """Refuse before anything starts: a format or device this engine cannot run, or no environment.
 
-        ``others`` are the other installed engines, named in the refusal when they can run the format."""
+        ``others`` are the other installed engines, named in the refusal when they can run the format;
+        ``known_formats`` (the registered formats) describe the refused format in the same line."""
         if not self.accepts(artifact_format):
-            can = [e.name for e in others if e.name != self.name and e.accepts(artifact_format)]
+            described = next((f.description for f in known_formats if f.name == artifact_format), None)
             raise UserError(
-                f"engine {self.name!r} cannot run {artifact_format!r} artifacts "
-                f"({FORMATS.get(artifact_format, 'unknown format')}); "
-                f"engines that can: {', '.join(can) or 'none installed'}"
+                f"engine {self.name!r} cannot run {artifact_format!r} artifacts"
+                f"{f' ({described})' if described else ''}; "
+                f"engines that can: {', '.join(self.alternatives(artifact_format, others)) or 'none installed'}"
             )
         kind = device.split(":")[0]
         if kind not in self.devices:

@@ -7,8 +7,12 @@ and is announced through the ``harness`` entry-point group in its distribution's
     [project.entry-points.harness]
     my_strategy = "my_package.plugin"
 
-Built-in strategies, trainers and benchmarks use these same hooks and the same
-entry-point group; nothing is special-cased.
+Built-in strategies, trainers, benchmarks, executors, engines and artifact formats
+use these same hooks and the same entry-point group; nothing is special-cased.
+
+Each hook is called through pluggy, one plugin at a time, so an implementation
+names only the arguments it uses: a hookspec may gain an argument in a later
+release without breaking a plugin written against this one.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from harness.core.benchmark import Benchmark
-    from harness.core.engine import Engine
+    from harness.core.engine import ArtifactFormat, Engine
     from harness.core.executor import Executor
     from harness.core.strategy import Strategy
     from harness.core.trainer import Trainer
@@ -77,11 +81,26 @@ def register_engines(register: Callable[[Engine], None]) -> None:
 
     :param register: call ``register(engine)`` once per engine, an instance of
         :class:`harness.core.engine.Engine`. It declares the artifact ``formats``
-        it runs (``"transformers"``, ``"compressed-tensors"``, ``"bitsandbytes"``,
-        ...; see :data:`harness.core.engine.FORMATS`) and its ``devices``, so a run
+        it runs by name (``"transformers"``, ``"compressed-tensors"``, ``"bitsandbytes"``,
+        ...: the registered :class:`harness.core.engine.ArtifactFormat`) and its ``devices``, so a run
         it cannot serve is refused before anything starts; ``start(model_dir,
         settings)`` returns a :class:`harness.core.engine.Session` (a context
         manager that always stops what it started) that generates and profiles.
         ``--engine NAME`` picks one; its ``options_class`` is what
         ``--engine-opt KEY=VALUE`` sets, and those options are part of a run's identity.
+    """
+
+
+@hookspec
+def register_formats(register: Callable[[ArtifactFormat], None]) -> None:
+    """Register artifact formats: kinds of written checkpoint, each recognising its own.
+
+    :param register: call ``register(fmt)`` once per format, an instance of
+        :class:`harness.core.engine.ArtifactFormat` (also exported as
+        ``harness.api.ArtifactFormat``): a ``name`` that strategies declare they write and engines
+        declare they run, a ``description``, and ``recognises(model_dir, config)``, which says
+        whether a checkpoint on disk is of this format. :func:`harness.core.formats.artifact_format`
+        asks the registered formats in decreasing ``priority`` and the first that recognises a
+        checkpoint names it, so a new format (and the engine that runs it) is a plugin, with no
+        edit of the harness.
     """

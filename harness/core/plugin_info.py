@@ -1,4 +1,4 @@
-"""What one registered strategy, trainer or benchmark declares: ``harness plugins NAME``.
+"""What one registered item (strategy, trainer, benchmark, engine, format...) declares: ``harness plugins NAME``.
 
 Generic over kinds: the facts shown are the attributes the kind's base class declares
 (bit widths, phase, needs, version, ...) and the fields of its options dataclass with their
@@ -62,20 +62,22 @@ def describe(registry: Registry, name: str) -> list[dict[str, Any]]:
     plugin called ``name`` when no item is. Unknown: a UserError listing what is known."""
     found = [(attr, kind) for attr, kind in registry.kinds().items() if name in kind]
     if not found:
-        found_items = [(attr, kind, n) for attr, kind in registry.kinds().items() for n, owner in kind.owners.items() if owner == name]
+        found_items = [(attr, kind, n) for attr, kind in registry.kinds().items()
+                       for n, owner in kind.owners.items() if owner == name]
         if found_items:
             return [_describe_one(kind, n) for _, kind, n in found_items]
         if name in registry.failures:
             return [{"kind": "plugin", "name": name, "error": registry.failures[name]}]
         known = {n for kind in registry.kinds().values() for n in kind.items} | set(registry.failures)
-        raise UnknownNameError("strategy, trainer, benchmark or plugin", name, known)
+        raise UnknownNameError(", ".join(kind.kind for kind in registry.kinds().values()) + " or plugin", name, known)
     return [_describe_one(kind, name) for _, kind in found]
 
 
 def _describe_one(kind, name: str) -> dict[str, Any]:
     item = kind.items[name]
     options_class = next(
-        (getattr(item, attr) for attr in dir(type(item)) if attr.endswith("_class") and dataclasses.is_dataclass(getattr(item, attr, None))),
+        (getattr(item, attr) for attr in dir(type(item))
+         if attr.endswith("_class") and dataclasses.is_dataclass(getattr(item, attr, None))),
         None,
     )
     reason = item.unavailable_reason() if callable(getattr(item, "unavailable_reason", None)) else None

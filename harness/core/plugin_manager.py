@@ -17,6 +17,7 @@ import os
 import sys
 import warnings
 from importlib.metadata import entry_points
+from typing import Any
 
 import pluggy
 
@@ -82,11 +83,12 @@ def make_manager(load_entry_points: bool = True) -> tuple[pluggy.PluginManager, 
 def build_registry(pm: pluggy.PluginManager, failures: dict[str, str] | None = None) -> Registry:
     """Call every plugin's ``register_*`` hooks and collect what they registered.
 
-    Hooks are called plugin by plugin (not through ``pm.hook``) so each item is
-    attributed to the plugin that registered it. A plugin fails whole, like an import
-    failure, and the rest still register: an unknown (misspelled) hook, a hook that raises,
-    an item of the wrong type, or a name another plugin already owns (that one keeps it).
-    A failed plugin's items are all dropped and it is unregistered from ``pm``.
+    Each hook is called through pluggy (:func:`call_hook`), one plugin at a time, so each
+    item is attributed to the plugin that registered it and each implementation receives
+    only the arguments it names. A plugin fails whole, like an import failure, and the rest
+    still register: an unknown (misspelled) hook, a hook that raises, an item of the wrong
+    type, or a name another plugin already owns (that one keeps it). A failed plugin's items
+    are all dropped and it is unregistered from ``pm``.
     """
     registry = Registry.empty()
     registry.failures.update(failures or {})
@@ -98,6 +100,22 @@ def build_registry(pm: pluggy.PluginManager, failures: dict[str, str] | None = N
         if plugin is not None and (error := _register_plugin(pm, plugin, name, kinds)) is not None:
             _fail(pm, registry, name, error)
     return registry
+
+
+def call_hook(pm: pluggy.PluginManager, hook_name: str, plugin: object, **kwargs: Any) -> list[Any]:
+    """Call ``plugin``'s implementation of ``hook_name`` alone, through pluggy; its results.
+
+    Through the manager rather than the implementation's function, so pluggy passes each
+    implementation only the hookspec arguments it names: a hookspec can gain an argument
+    (the harness then passes it here) and a plugin written before it still loads. Every other
+    plugin is left out of the call, so what the hook registers is known to be this plugin's.
+    Nothing is called (an empty list) when ``plugin`` does not implement the hook.
+    """
+    caller = getattr(pm.hook, hook_name, None)  # None: no hookspec and no plugin implements it
+    if caller is None or not any(impl.plugin is plugin for impl in caller.get_hookimpls()):
+        return []
+    others = [p for _, p in pm.list_name_plugin() if p is not None and p is not plugin]
+    return pm.subset_hook_caller(hook_name, remove_plugins=others)(**kwargs)
 
 
 def _unknown_hooks(pm: pluggy.PluginManager) -> dict[str, str]:
@@ -115,7 +133,8 @@ def _unknown_hooks(pm: pluggy.PluginManager) -> dict[str, str]:
         except pluggy.PluginValidationError as exc:
             name = pm.get_name(exc.plugin) or repr(exc.plugin)
             hooks = sorted(h.name for h in pm.get_hookcallers(exc.plugin) or [] if not h.has_spec())
-            hints = [f"did you mean {close[0]!r}?" for h in hooks if (close := difflib.get_close_matches(h, known, n=1))]
+            hints = [f"did you mean {close[0]!r}?" for h in hooks
+                     if (close := difflib.get_close_matches(h, known, n=1))]
             bad[name] = (
                 f"unknown hook {', '.join(map(repr, hooks))} (the hooks are {', '.join(known)})"
                 + (f"; {' '.join(hints)}" if hints else "")
@@ -127,14 +146,10 @@ def _register_plugin(pm: pluggy.PluginManager, plugin: object, name: str, kinds:
     """Register everything ``plugin`` offers, or nothing: the reason it failed, or None."""
     offered: list[tuple[Kind, object]] = []
     for hook_name, kind in kinds.items():
-        caller = getattr(pm.hook, hook_name, None)  # None: no hookspec and no plugin implements it
-        for impl in caller.get_hookimpls() if caller is not None else []:
-            if impl.plugin is not plugin:
-                continue
-            try:
-                impl.function(register=lambda item, _k=kind: offered.append((_k, item)))
-            except Exception as exc:  # noqa: BLE001 - a plugin may fail in any way
-                return f"its {hook_name} hook raised {type(exc).__name__}: {exc}"
+        try:
+            call_hook(pm, hook_name, plugin, register=lambda item, _k=kind: offered.append((_k, item)))
+        except Exception as exc:  # noqa: BLE001 - a plugin may fail in any way
+            return f"its {hook_name} hook raised {type(exc).__name__}: {exc}"
     added: list[tuple[Kind, str]] = []
     for kind, item in offered:
         try:
@@ -188,7 +203,8 @@ def plugin_listing(pm: pluggy.PluginManager, registry: Registry) -> list[dict]:
     names = [(name, plugin) for name, plugin in pm.list_name_plugin() if plugin is not None]
     for name, error in [(n, None) for n, _ in names] + sorted(registry.failures.items()):
         plugin = pm.get_plugin(name) if error is None else None
-        registered = {attr: sorted(n for n, owner in kind.owners.items() if owner == name) for attr, kind in kinds.items()}
+        registered = {attr: sorted(n for n, owner in kind.owners.items() if owner == name)
+                      for attr, kind in kinds.items()}
         unavailable = {
             n: reason
             for attr, kind in kinds.items()

@@ -18,7 +18,8 @@ class PromptTemplate:
     template: str
     chat: bool
     description: str = ""
-    #: the extraction policy the prompt implies (``strict``/``lenient``; None: no opinion), see harness.core.grading_policy
+    #: the extraction policy the prompt implies (``strict``/``lenient``; None: no opinion),
+    #: see harness.core.grading_policy
     extraction: str | None = None
 
     def render(self, problem: str, tokenizer: Any = None) -> str:

@@ -6,6 +6,7 @@ registry rejects a second plugin claiming a taken name.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -16,7 +17,7 @@ T = TypeVar("T")
 
 @dataclass
 class Kind(Generic[T]):
-    """Everything registered for one kind (strategy, trainer or benchmark)."""
+    """Everything registered for one kind (strategy, trainer, benchmark, executor, engine or format)."""
 
     kind: str
     base: type
@@ -24,6 +25,7 @@ class Kind(Generic[T]):
     owners: dict[str, str] = field(default_factory=dict)
 
     def add(self, item: T, plugin: str) -> None:
+        """Register ``item`` for ``plugin``; TypeError or DuplicateNameError (nothing added) when it may not."""
         if not isinstance(item, self.base):
             raise TypeError(
                 f"plugin {plugin!r} registered {item!r} as a {self.kind}, "
@@ -48,15 +50,18 @@ class Kind(Generic[T]):
         self.owners.pop(name, None)
 
     def get(self, name: str) -> T:
+        """The item called ``name``; UnknownNameError listing the known names (and the closest) otherwise."""
         try:
             return self.items[name]
         except KeyError:
             raise UnknownNameError(self.kind, name, self.items) from None
 
     def names(self) -> list[str]:
+        """The registered names, sorted."""
         return sorted(self.items)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[T]:
+        """The items in registration order (built-ins first): what a priority tie falls back to."""
         return iter(self.items.values())
 
     def __contains__(self, name: object) -> bool:
@@ -65,13 +70,14 @@ class Kind(Generic[T]):
 
 @dataclass
 class Registry:
-    """Strategies, trainers and benchmarks, filled from the plugin manager."""
+    """Everything the plugins registered, one :class:`Kind` each, filled from the plugin manager."""
 
     strategies: Kind
     trainers: Kind
     benchmarks: Kind
     executors: Kind
     engines: Kind
+    formats: Kind
     #: entry point (or plugin) name -> error text, for plugins that failed to load
     failures: dict[str, str] = field(default_factory=dict)
 
@@ -82,8 +88,9 @@ class Registry:
 
     @classmethod
     def empty(cls) -> Registry:
+        """A registry with every kind and nothing registered (one hook per kind fills it)."""
         from harness.core.benchmark import Benchmark
-        from harness.core.engine import Engine
+        from harness.core.engine import ArtifactFormat, Engine
         from harness.core.executor import Executor
         from harness.core.strategy import Strategy
         from harness.core.trainer import Trainer
@@ -94,4 +101,5 @@ class Registry:
             benchmarks=Kind("benchmark", Benchmark),
             executors=Kind("executor", Executor),
             engines=Kind("engine", Engine),
+            formats=Kind("format", ArtifactFormat),
         )

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import hookimpl
-from harness.core.engine import Completion, Engine, EngineSettings, OnBatch, Session
+from harness.api import Completion, Engine, EngineSettings, OnBatch, Session
 
 
 class HFSession(Session):
@@ -64,8 +64,7 @@ class HFSession(Session):
 
 def engine_figures(model, model_dir: Path | None) -> dict[str, Any]:
     """engine, its version, the checkpoint's quantization method and the linear layers' classes."""
-    from harness.core.formats import quant_method
-    from harness.core.strategy import library_versions
+    from harness.api import library_versions, quant_method
 
     kernels = sorted({type(m).__name__ for m in model.modules() if "Linear" in type(m).__name__}) if model else []
     return {

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness import hookimpl
+from harness.api import Completion, Engine, EngineSettings, OnBatch, Session
 from harness.base.errors import HarnessError, UserError
-from harness.core.engine import Completion, Engine, EngineSettings, OnBatch, Session
 
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 600.0
@@ -273,6 +273,8 @@ class OpenAIEngine(Engine):
     description = "an OpenAI-compatible completions server already running at --engine-url"
     #: whatever the server loads: the harness cannot see its checkpoint, so it refuses nothing
     formats = ("*",)
+    #: ...and for the same reason it is never offered as an engine that can run a given checkpoint
+    runs_checkpoint = False
     devices = ("cpu", "cuda")
     options_class = OpenAIOptions
 

@@ -194,7 +194,8 @@ def _kv_figures(session, config, prompts, out: dict, kv_peak: float | None) -> d
     per_token = kv_bytes_per_token(cfg, config.kv_bits)
     if out.get("eval_wall_s"):
         longest = max((len(session.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts), default=0)
-        tokens = min(config.batch_size, max(1, len(prompts))) * config.sampling.n * (longest + config.sampling.max_new_tokens)
+        sequences = min(config.batch_size, max(1, len(prompts))) * config.sampling.n
+        tokens = sequences * (longest + config.sampling.max_new_tokens)
     else:
         tokens = out["batch_size"] * (out["latency_prompt_tokens"] + out["latency_gen_tokens"])
     served = kv_metrics(server_metrics(session.client))
@@ -218,7 +219,7 @@ def _dtype_bits(dtype: str) -> int:
 
 
 def _server_figures(session, quant: dict) -> dict[str, Any]:
-    from harness.core.formats import quant_method
+    from harness.api import quant_method
 
     log = session.log_path.read_text(errors="replace") if session.log_path and session.log_path.exists() else ""
     threads = re.findall(r"core ids=\[([\d, ]*)\]", log)

@@ -21,13 +21,14 @@ from __future__ import annotations
 import os
 import shlex
 import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from harness import hookimpl
+from harness.api import ArtifactFormat, Engine, EngineSettings
 from harness.base.errors import UserError
-from harness.core.engine import Engine, EngineSettings
 from harness.engines.openai import CompletionsClient, OpenAIOptions, ServerSession
 
 ENV_PYTHON = "HARNESS_VLLM_PYTHON"
@@ -91,7 +92,7 @@ def no_python_reason(settings: EngineSettings | None) -> str:
 def server_dtype(options: VLLMOptions, model_dir: Path, device: str) -> str:
     """auto: on CPU float32 (what hf computes in, so outputs compare), except weight-only int checkpoints,
     whose CPU kernel takes bfloat16 activations; on a GPU the checkpoint's own dtype."""
-    from harness.core.formats import artifact_format
+    from harness.api import artifact_format
 
     if options.dtype != "auto":
         return options.dtype
@@ -150,12 +151,14 @@ class VLLMEngine(Engine):
     devices = ("cpu", "cuda")
     options_class = VLLMOptions
 
-    def check(self, artifact_format, device, others=(), settings=None) -> None:
-        super().check(artifact_format, device, others, settings)
+    def check(self, artifact_format: str, device: str, others: Sequence[Engine] = (),
+              settings: EngineSettings | None = None, known_formats: Iterable[ArtifactFormat] = ()) -> None:
+        """The base refusals, and W4A16/W8A16 on a CPU whose vLLM build lacks the kernel for them."""
+        super().check(artifact_format, device, others, settings, known_formats)
         if artifact_format == "compressed-tensors" and not device.startswith("cuda"):
             reason = cpu_wna16_reason()
             if reason:
-                can = [e.name for e in others if e.name not in (self.name, "openai") and e.accepts(artifact_format)]
+                can = self.alternatives(artifact_format, others)
                 raise UserError(
                     f"engine 'vllm' cannot run 'compressed-tensors' W4A16/W8A16 artifacts on this CPU: {reason}; "
                     f"engines that can: {', '.join(can) or 'none installed'} (or vllm on a GPU, or an AVX-512 CPU)"

@@ -67,7 +67,8 @@ def check_address(address: str, timeout: float = PROBE_SECONDS) -> None:
         reason = (f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError)
                   else (exc.strerror or type(exc).__name__).lower())
         raise UserError(f"no Ray cluster answers at {address!r} ({reason}); start one with "
-                        "`ray start --head` and pass the address it prints (--executor-opt address=HOST:PORT), or address=auto on its head node"
+                        "`ray start --head` and pass the address it prints (--executor-opt address=HOST:PORT), "
+                        "or address=auto on its head node"
                         ) from None
 
 

@@ -149,11 +149,8 @@ def _box_group(text: str, last: tuple[str, int, int]) -> tuple[str, ...]:
 
 
 def separate_boxes(text: str) -> tuple[str, ...] | None:
-    """The contents of a text made only of two or more boxes and separators (``\\boxed{2}, \\boxed{5}``).
-
-    A reference written so lists its answers as one box would (``\\boxed{2, 5}``);
-    the lenient grader reads it as that list rather than as its last box.
-    """
+    """The contents of a text made only of two or more boxes and separators (``\\boxed{2}, \\boxed{5}``):
+    a reference written so lists its answers, as ``\\boxed{2, 5}`` would, and is no single last box."""
     if len(text) > 4 * MAX_GAP * MAX_PARTS:
         return None
     parts: list[str] = []
@@ -218,7 +215,7 @@ _MATH_SPAN = re.compile(
     re.DOTALL,
 )
 #: an amount with a decimal comma (``3,50``, ``1.234,56``): read so only beside a currency sign or word
-_COMMA_AMOUNT = r"-?(?:\d{1,3}(?:\.\d{3})+|\d+),\d{1,2}(?![\d,])"
+_COMMA_AMOUNT = r"[-\u2212]?(?:\d{1,3}(?:\.\d{3})+|\d+),\d{1,2}(?![\d,])"
 _CURRENCY_SIGN = r"(?:[€£¥]|\\?\$|\\(?:euro|pounds|yen)\b)"
 #: the currency words an amount may be followed by (a regular expression)
 CURRENCY_WORDS = (
@@ -226,12 +223,12 @@ CURRENCY_WORDS = (
 )
 #: thousands grouped with spaces (``1 000 000``, no-break and thin spaces too), no digit after them
 _SPACED = r"[1-9]\d{0,2}(?:[ \u00a0\u202f\u2009]\d{3})+(?!\d)"
-#: a number in running text (an exponent, ``cm^2``, is not one of its own)
+#: a number in running text, maybe with a typographic minus (an exponent, ``cm^2``, is not a number)
 _NUMBER = re.compile(
     rf"{_CURRENCY_SIGN}\s*(?P<pre>{_COMMA_AMOUNT})"
     rf"|(?<![\w.,])(?P<post>{_COMMA_AMOUNT})(?=\s*(?:{_CURRENCY_SIGN}|{CURRENCY_WORDS}))"
-    rf"|(?<![\w.^])-?(?:\d{{1,3}}(?:,\d{{3}})+|{_SPACED}|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?:\s*%)?"
-    r"|(?<![\w.])-?\.\d+"
+    rf"|(?<![\w.^])[-\u2212]?(?:\d{{1,3}}(?:,\d{{3}})+|{_SPACED}|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?:\s*%)?"
+    r"|(?<![\w.])[-\u2212]?\.\d+"
 )
 _ODD_SPACE = re.compile(r"[\u00a0\u202f\u2009]")
 #: a span that only names an unknown (``x``, ``a_n``, ``\\theta``); not ``e``, usually Euler's number
@@ -280,8 +277,8 @@ def _number_text(m: re.Match) -> str:
     """A number as the grader reads it: ``3.50`` for ``€3,50``, no-break spaces as plain ones."""
     amount = m.group("pre") or m.group("post")
     if amount:
-        return amount.replace(".", "").replace(",", ".")
-    return _ODD_SPACE.sub(" ", m.group(0).strip())
+        return amount.replace(".", "").replace(",", ".").replace("\u2212", "-")
+    return _ODD_SPACE.sub(" ", m.group(0).strip()).replace("\u2212", "-")
 
 
 def _numbers_outside(segment: str, start: int, spans: list[re.Match]) -> list[re.Match]:
@@ -298,8 +295,7 @@ def _numbers_outside(segment: str, start: int, spans: list[re.Match]) -> list[re
 def _from_segment(segment: str, group: bool) -> Extracted | None:
     """Whichever ends ``segment`` last: its last math span or a number written after it (with its group).
 
-    Spans that only name a variable are passed over when the segment holds a
-    value: in "so $x$ equals 12" or "12 is the value of $x$" the answer is 12.
+    A span that only names a variable gives way to a value: "so $x$ equals 12", "12 is the value of $x$".
     """
     spans = _spans(segment)
     valued = [m for m in spans if not _LONE_VARIABLE.fullmatch(_span_text(m))]
@@ -324,6 +320,7 @@ _FRAME = re.compile(
 )
 _TEXT_ARGUMENT = re.compile(r"\\(?:text\w*|mathrm|mbox)\s*\{[^{}]*\}")
 _PROSE_WORD = re.compile(r"[^\W\d_]{2,}")
+_CONSTANT = re.compile(r"\\(?:pi|infty|emptyset|varnothing)\b")  # answers with no digit or letter
 
 
 def _bare_latex(line: str) -> str | None:
@@ -332,9 +329,10 @@ def _bare_latex(line: str) -> str | None:
     s = _FRAME.sub("", line.strip().rstrip(".")).strip() if len(line) <= 500 else ""
     if not s or not _LATEX_MARK.search(s) or not _BARE_CHARS.fullmatch(s) or _MATH_SPAN.search(s):
         return None
-    if re.search(r"\\[()\[\]]", s) or _PROSE_WORD.search(_COMMAND.sub(" ", _TEXT_ARGUMENT.sub(" ", s))):
+    rest = _COMMAND.sub(" ", _TEXT_ARGUMENT.sub(" ", s))  # what is left is digits, letters, operators
+    if re.search(r"\\[()\[\]]", s) or _PROSE_WORD.search(rest):
         return None
-    return s
+    return s if re.search(r"[^\W_]", rest) or _CONSTANT.search(s) else None
 
 
 def _final_sentence(line: str) -> str:

@@ -63,7 +63,8 @@ class ExportReport:
 
 def artifact_of(run: dict, cache: Any) -> tuple[str, str, Path, dict]:
     """(stage, key, folder, record) of the model a run evaluated: its quantize artifact, else (an
-    in-training strategy's) its train artifact, as :meth:`harness.runs.pipeline.Runner.materialize` recorded (:func:`harness.core.graph.final_artifact`)."""
+    in-training strategy's) its train artifact, as :meth:`harness.runs.pipeline.Runner.materialize` recorded
+    (:func:`harness.core.graph.final_artifact`)."""
     located = final_artifact(run.get("artifacts") or {})
     if located is None:
         raise UserError(f"run {run['id']} ({run['label']}) records no model artifact; run it again with "
@@ -172,7 +173,8 @@ def recipe_of(run: dict, profile: dict | None, metrics: dict, stage: str, key: s
         "trainer": {"name": config.get("trainer"), "options": inputs.get("trainer_config"),
                     "given": config.get("trainer_opts") or {}, "max_steps": config.get("max_steps")},
         "artifact": {"stage": stage, "key": key, "format": fmt, "inputs": inputs,
-                     "quant": record.get("quant"), "train": {k: record[k] for k in ("steps", "seconds") if k in record}},
+                     "quant": record.get("quant"),
+                     "train": {k: record[k] for k in ("steps", "seconds") if k in record}},
         "config": config,
         "versions": run.get("versions") or {},
         "git_commit": run.get("git_commit"),

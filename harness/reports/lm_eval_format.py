@@ -28,7 +28,11 @@ from harness.core.config import field_default
 #: lm-eval's filter name when no filter rewrites the response
 FILTER = "none"
 #: harness metric -> lm-eval metric name (the per-problem mean of ``samples`` column)
-METRICS = {"accuracy": ("exact_match", "correct"), "reward": ("reward", "reward"), "format_rate": ("format_rate", "formatted")}
+METRICS = {
+    "accuracy": ("exact_match", "correct"),
+    "reward": ("reward", "reward"),
+    "format_rate": ("format_rate", "formatted"),
+}
 
 
 def hash_string(text: str) -> str:
@@ -224,7 +228,9 @@ def task_config(task: str, config: dict, gen_kwargs: dict, version: str) -> dict
         "target_delimiter": " ",
         "fewshot_delimiter": "\n\n",
         "num_fewshot": 0,
-        "metric_list": [{"metric": name, "aggregation": "mean", "higher_is_better": True} for name, _ in METRICS.values()],
+        "metric_list": [
+            {"metric": name, "aggregation": "mean", "higher_is_better": True} for name, _ in METRICS.values()
+        ],
         "output_type": "generate_until",
         "generation_kwargs": gen_kwargs,
         "repeats": int(sampling.get("n", 1)),

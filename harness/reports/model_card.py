@@ -92,9 +92,11 @@ def body(recipe: dict, results: dict, engines: list[str], caveat: str | None) ->
     lines += ["## Size and speed", "",
               (f"Weights as stored: **{_bytes(profile.get('weight_bytes') or quant.get('weight_bytes'))}** "
               f"(bf16: {_bytes(profile.get('fp_bytes') or quant.get('fp_bytes'))}). Profile measured by "
-              f"`{profile.get('engine', config.get('engine', 'hf'))}` ({profile.get('engine_version', 'version unknown')}) "
+              f"`{profile.get('engine', config.get('engine', 'hf'))}` "
+              f"({profile.get('engine_version', 'version unknown')}) "
               f"on `{profile.get('device', config.get('device'))}`, quantization method "
-              f"`{profile.get('quant_method') or 'none'}`, kernels {', '.join(profile.get('kernels') or []) or 'unknown'}:"),
+              f"`{profile.get('quant_method') or 'none'}`, "
+              f"kernels {', '.join(profile.get('kernels') or []) or 'unknown'}:"),
               "", *profile_table(profile), ""]
     lines += ["## Quantization recipe", "", *recipe_lines(recipe), ""]
     lines += ["## Use", "", *use_lines(engines, caveat, str(config.get("compute") or "cpu:float32").split(":")[-1]), ""]
@@ -125,7 +127,8 @@ def evaluation_settings(config: dict, results: dict) -> list[str]:
         f"- prompt: `{config.get('prompt')}` ({wrapped}), `{{problem}}` replaced by the problem text:",
         *prompt_block,
         f"- answer extraction: `{config.get('extraction', 'strict')}` (harness.grading on math-verify)",
-        f"- problems: {limit} ({', '.join(config.get('benchmarks') or [])}; preset `{config.get('preset', 'default')}`)",
+        (f"- problems: {limit} ({', '.join(config.get('benchmarks') or [])}; "
+         f"preset `{config.get('preset', 'default')}`)"),
         f"{engine}; compute `{config.get('compute', 'cpu:float32')}`, batch size {config.get('batch_size')}",
     ]
 
@@ -189,7 +192,8 @@ def reproduce_command(config: dict) -> str:
             add(flag, config[name])
     if config.get("max_steps") is not None:
         add("--max-steps", config["max_steps"])
-    if config.get("strategy", field_default("strategy")) != field_default("strategy") and config.get("bits") is not None:
+    if (config.get("strategy", field_default("strategy")) != field_default("strategy")
+            and config.get("bits") is not None):
         add("--bits", config["bits"])
     for name, flag in (("act_bits", "--act-bits"), ("kv_bits", "--kv-bits"), ("seed", "--seed"),
                        ("engine", "--engine")):

@@ -85,7 +85,9 @@ def evaluate_and_profile(plan: Plan, model_dir: Path, artifacts: dict, dest: Des
     """Evaluate every benchmark of ``plan`` and store the profile, here or in a fresh process."""
     if fresh_process and plan.engine.in_process:
         if dest.console is not None:
-            dest.console.print("[bold]evaluate[/bold] in a fresh process (this one trained: a clean state for the profile)")
+            dest.console.print(
+                "[bold]evaluate[/bold] in a fresh process (this one trained: a clean state for the profile)"
+            )
         return _in_fresh_process(plan, model_dir, artifacts, dest)
     return evaluate_here(plan, model_dir, artifacts, dest)
 
@@ -169,7 +171,8 @@ def _child(config: dict, store_path: str, log_dir: str, run_id: str, model_dir: 
         the_plan = plan_run(RunConfig.from_dict(config), get_registry())
         keep = {name: set(ids) for name, ids in problem_ids.items()}
         the_plan.problems = {name: [p for p in the_plan.problems[name] if p.id in keep[name]] for name in keep}
-        evaluate_here(the_plan, Path(model_dir), artifacts, Destination(store, run_id, Path(log_dir), Console(stderr=True)))
+        evaluate_here(the_plan, Path(model_dir), artifacts,
+                      Destination(store, run_id, Path(log_dir), Console(stderr=True)))
     except KeyboardInterrupt:
         sys.exit(130)
     except UserError as exc:

@@ -55,7 +55,10 @@ def evaluate(
         progress.console.print(
             f"{benchmark}: resuming, {len(done)} of {len(problems) * sampling.n} samples already stored"
         )
-    task = progress.add_task(f"{benchmark}", total=len(problems), completed=len(problems) - len(todo)) if progress else None
+    task = (
+        progress.add_task(f"{benchmark}", total=len(problems), completed=len(problems) - len(todo))
+        if progress else None
+    )
     if todo:
         prompts = [prompt_for(p) for p in todo]
 

@@ -49,7 +49,8 @@ def opened_run(
     """Plan ``config`` (a RunConfig, or its ``to_dict()`` as executors ship it) and open its Runner.
 
     Planning comes first, so a bad value is refused before anything is
-    written; the store is closed on the way out whatever happened. ``store=None`` is the default store; ``":memory:"`` a throw-away one.
+    written; the store is closed on the way out whatever happened. ``store=None`` is the default store;
+    ``":memory:"`` a throw-away one.
     """
     quiet_libraries()
     if isinstance(config, dict):

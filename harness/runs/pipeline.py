@@ -1,5 +1,6 @@
 """One run: plan it (:mod:`harness.runs.planning`: every check on user input before anything is written),
-then build the stages of its graph (:mod:`harness.core.graph`: train -> quantize -> evaluate -> profile) against one store and
+then build the stages of its graph (:mod:`harness.core.graph`: train -> quantize -> evaluate -> profile)
+against one store and
 one artifact cache.
 
 The pipeline owns *when* things happen; plugins only say *what* exists. Every
@@ -86,7 +87,7 @@ class Runner:
                 "inputs": key_parts,
                 "steps": report.steps,
                 "seconds": report.seconds,
-                "curve": report.curve or [dict(step=s, **l) for s, l in curve],
+                "curve": report.curve or [dict(step=s, **logs) for s, logs in curve],
                 "quant": _asdict(report.quant),
                 "extra": report.extra,
             }
@@ -94,7 +95,8 @@ class Runner:
         path, record = self.cache.build("train", key, make)
         chain = len(plan.training) > 1
         self.store.add_curve(run_id, [
-            (first_step + p["step"], {**{k: v for k, v in p.items() if k != "step"}, **({"stage": stage.name} if chain else {})})
+            (first_step + p["step"],
+             {**{k: v for k, v in p.items() if k != "step"}, **({"stage": stage.name} if chain else {})})
             for p in record.get("curve", [])
         ])
         return path, record
@@ -141,7 +143,9 @@ class Runner:
         for stage in graph.artifacts:
             if stage.kind is StageKind.INIT:
                 path, record = self.quantize_stage(plan, stage, source, tokenizer, init=plan.init)
-                artifacts["init"] = {"strategy": plan.init.strategy.name, "key": record["key"], "quant": record["quant"]}
+                artifacts["init"] = {
+                    "strategy": plan.init.strategy.name, "key": record["key"], "quant": record["quant"]
+                }
             elif stage.kind is StageKind.QUANTIZE:
                 path, record = self.quantize_stage(plan, stage, source, tokenizer)
                 artifacts["quant"] = record["quant"]

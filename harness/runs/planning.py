@@ -75,7 +75,9 @@ def plan(config: RunConfig, registry: Registry, check_device: bool = True) -> Pl
     return planned
 
 
-def plan_initialisation(strategy: Strategy, quant: QuantContext, registry: Registry, device: str) -> Initialisation | None:
+def plan_initialisation(
+    strategy: Strategy, quant: QuantContext, registry: Registry, device: str
+) -> Initialisation | None:
     """The post-training quantization ``strategy`` asks to start from, resolved and checked."""
     found = strategy.initialisation(quant.spec, quant.options)
     if found is None:
@@ -88,7 +90,9 @@ def plan_initialisation(strategy: Strategy, quant: QuantContext, registry: Regis
     if reason:
         raise UserError(f"strategy {strategy.name!r} starts from {name!r}, which is unavailable: {reason}")
     spec = init.spec(quant.spec.bits)
-    return Initialisation(init, QuantContext(spec=spec, options=init.make_options(opts), seed=quant.seed, device=device))
+    return Initialisation(
+        init, QuantContext(spec=spec, options=init.make_options(opts), seed=quant.seed, device=device)
+    )
 
 
 def plan_training(config: RunConfig, registry: Registry) -> tuple[TrainStep, ...]:

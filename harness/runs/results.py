@@ -47,4 +47,6 @@ def is_reference_run(config: dict, artifacts: dict) -> bool:
     """Whether a stored run was made by a full-precision reference strategy (``Strategy.is_reference``,
     recorded with its artifacts). Runs stored before strategies declared it used the default
     strategy, the built-in full-precision one, as their reference."""
-    return bool(artifacts.get("reference", config.get("strategy", field_default("strategy")) == field_default("strategy")))
+    return bool(
+        artifacts.get("reference", config.get("strategy", field_default("strategy")) == field_default("strategy"))
+    )

@@ -236,7 +236,9 @@ class Store:
         return out
 
     # -- metrics, profiles, curves --------------------------------------------------------
-    def set_metrics(self, run_id: str, benchmark: str, metrics: dict[str, tuple[float, float | None, float | None]]) -> None:
+    def set_metrics(
+        self, run_id: str, benchmark: str, metrics: dict[str, tuple[float, float | None, float | None]]
+    ) -> None:
         with self.db:
             self.db.executemany(
                 "INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?, ?)",

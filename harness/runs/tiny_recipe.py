@@ -54,7 +54,8 @@ class TinyRecipe:
     head_dim: int = 64
     batch_by_level: bool = field(default=False, metadata={"help": "draw each batch from one level (similar lengths: "
                                  "less padding, which long multi-step solutions need)"})
-    threads: int = field(default=1, metadata={"help": "torch threads: 1 keeps the build reproducible across machines (float reductions depend on it)"})
+    threads: int = field(default=1, metadata={"help": "torch threads: 1 keeps the build reproducible across machines "
+                                              "(float reductions depend on it)"})
 
 
 def recipe_for(model: EmbeddedModel, **changes: object) -> TinyRecipe:

@@ -295,7 +295,8 @@ def _cell_name(cell: Cell, item: dict, seeded: bool) -> str:
     if item["row"]:  # not the name the sweep gives a row-less cell: that is not in the file
         name = f"row {item['row']!r}"
     else:
-        name = ", ".join(f"{key} = {value!r}" for key, value in item["point"].items()) or "the defaults"
+        point = {k: v for k, v in item["point"].items() if k not in ("seed", "seeds")}
+        name = ", ".join(f"{key} = {value!r}" for key, value in point.items()) or "the defaults"
     return f"{name}, seed {cell.seed}" if seeded else name
 
 

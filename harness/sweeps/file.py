@@ -103,7 +103,7 @@ def load_sweep(path: Path | str) -> SweepSpec:
         check_cell_types(table, f"{path} [{where}]", grid=where == "grid")
     faithful = data.get("faithful")
     if faithful is not None:
-        _check_overrides(faithful, f"{path} [faithful]")
+        _check_overrides(_table(data, "faithful", path), f"{path} [faithful]")
     if not grid and not cells:
         raise UserError(f"{path}: no cells: add a [grid] or [[cell]] tables")
     return SweepSpec(

@@ -14,8 +14,9 @@ leaderboard can pair a corrected row with its faithful one. That pairing is
 recorded beside the run (``artifacts["sweep"]``), not in the run's hash: two
 sweeps that name the same configuration share one run.
 
-Every cell is planned (checked) before anything runs; a cell that fails its
-plan or its run is listed with its error at the end while the others go on.
+Every cell is planned (checked) before anything runs, and one bad value in
+any cell refuses the whole sweep in one line per bad cell; a cell that fails
+while it runs is listed with its error at the end while the others go on.
 Cells already complete in the store are skipped, so re-running a sweep runs
 only what is missing. :func:`run_cell` takes and returns plain data, so an
 executor (:mod:`harness.core.executor`: this machine, a Ray cluster) can ship it.
@@ -103,7 +104,8 @@ class SweepReport:
     def to_dict(self) -> dict:
         return {
             "sweep": self.name, "seconds": round(self.seconds, 3), "interrupted": self.interrupted,
-            "counts": {s: self.count(s) for s in (CellState.DONE, CellState.STORED, CellState.FAILED, CellState.DUPLICATE, CellState.PENDING)},
+            "counts": {s.value: self.count(s) for s in (CellState.DONE, CellState.STORED, CellState.FAILED,
+                                                        CellState.DUPLICATE, CellState.PENDING)},
             "cells": [c.to_dict() for c in self.cells],
         }
 

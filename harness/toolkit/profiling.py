@@ -68,12 +68,15 @@ PROFILE_KEYS: dict[str, tuple[str, str]] = {
     "batch_latency_p95_ms": ("ms", "per-request latency at the evaluation batch size, 95th percentile"),
     "batch_peak_rss_bytes": ("bytes", "RSS high-water mark in the batched phase"),
     "batch_peak_gpu_bytes": ("bytes", "peak CUDA memory in the batched phase"),
-    "cpu_threads": ("", "torch intra-op threads (CPU timings depend on them and on other load); a CPU server's bound cores"),
+    "cpu_threads": ("", "torch intra-op threads (CPU timings depend on them and on other load); "
+                        "a CPU server's bound cores"),
     # which engine measured the figures above, and what it ran (harness.engines)
     "engine": ("", "the generation engine that evaluated and measured the run (hf, vllm, openai, ...)"),
     "engine_version": ("", "that engine's version (transformers X, vllm X)"),
-    "quant_method": ("", "quantization method of the checkpoint (its config: compressed-tensors ... W4A16, bitsandbytes nf4)"),
-    "kernels": ("", "linear kernels the engine ran: a server's own report (CPUWNA16LinearKernel, ...), hf's layer classes"),
+    "quant_method": ("", "quantization method of the checkpoint "
+                         "(its config: compressed-tensors ... W4A16, bitsandbytes nf4)"),
+    "kernels": ("", "linear kernels the engine ran: a server's own report (CPUWNA16LinearKernel, ...), "
+                    "hf's layer classes"),
     "bs1_ttft_p50_ms": ("ms", "time to first streamed token, batch size 1, median (server engines)"),
     "bs1_ttft_p95_ms": ("ms", "time to first streamed token, batch size 1, 95th percentile"),
     "bs1_itl_p50_ms": ("ms", "inter-token latency between streamed tokens, batch size 1, median"),
@@ -204,7 +207,9 @@ def latency_inputs(tokenizer, prompts: Sequence[str], rows: int, length: int | N
     return torch.tensor(out, dtype=torch.long)
 
 
-def measure_latency(model, tokenizer, input_ids, gen_length: int, requests: int, warmup: int, device: str) -> tuple[dict, PhaseStats]:
+def measure_latency(
+    model, tokenizer, input_ids, gen_length: int, requests: int, warmup: int, device: str
+) -> tuple[dict, PhaseStats]:
     """TTFT, decode tokens/s and request latency (p50, p95) of ``requests`` generate calls of one batch."""
     import torch
 

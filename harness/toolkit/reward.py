@@ -43,12 +43,16 @@ def _grade(completion: str, answer: str) -> Grade:
 
 def correctness_reward(completions: Sequence[Any], answer: Sequence[str], **kwargs: Any) -> list[float]:
     """1.0 when the completion's final answer equals the reference ``answer``, else 0.0."""
-    return [CORRECT_REWARD * _grade(completion_text(c), str(a)).correct for c, a in zip(completions, answer, strict=True)]
+    return [
+        CORRECT_REWARD * _grade(completion_text(c), str(a)).correct for c, a in zip(completions, answer, strict=True)
+    ]
 
 
 def format_reward(completions: Sequence[Any], answer: Sequence[str], **kwargs: Any) -> list[float]:
     """0.1 when the completion gives a ``\\boxed{}`` answer (right or wrong), else 0.0."""
-    return [FORMAT_REWARD * _grade(completion_text(c), str(a)).formatted for c, a in zip(completions, answer, strict=True)]
+    return [
+        FORMAT_REWARD * _grade(completion_text(c), str(a)).formatted for c, a in zip(completions, answer, strict=True)
+    ]
 
 
 #: what the GRPO trainers pass as ``reward_funcs`` (order fixes the log names)

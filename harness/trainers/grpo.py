@@ -74,7 +74,9 @@ class GRPOOptions:
         metadata={"help": "defaults for the options left at None: 'tiny' (tiny-arith on a CPU, minutes) "
                   "or 'paper' (the seed study's values)"},
     )
-    max_steps: int | None = field(default=None, metadata=_preset_help("max_steps", "optimizer steps; -1 = num_train_epochs"))
+    max_steps: int | None = field(
+        default=None, metadata=_preset_help("max_steps", "optimizer steps; -1 = num_train_epochs")
+    )
     num_train_epochs: float = field(default=1.0, metadata={"help": "epochs when max_steps is -1 (paper: 1)"})
     learning_rate: float | None = field(
         default=None,
@@ -82,7 +84,10 @@ class GRPOOptions:
                   "e.g. qlora: paper 1e-4; else the preset's: "
                   + " / ".join(f"{p} {v['learning_rate']}" for p, v in PRESETS.items()) + ")"},
     )
-    num_generations: int | None = field(default=None, metadata=_preset_help("num_generations", "completions sampled per prompt (the GRPO group)"))
+    num_generations: int | None = field(
+        default=None,
+        metadata=_preset_help("num_generations", "completions sampled per prompt (the GRPO group)"),
+    )
     per_device_train_batch_size: int | None = field(
         default=None,
         metadata=_preset_help("per_device_train_batch_size", "completions (not prompts) per micro-batch"),

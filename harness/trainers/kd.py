@@ -56,7 +56,9 @@ class KDOptions:
                   "completes each `samples` times"},
     )
     max_steps: int = field(default=150, metadata={"help": "optimizer steps"})
-    learning_rate: float = field(default=2e-4, metadata={"help": "peak AdamW learning rate (linear warm-up, then linear decay)"})
+    learning_rate: float = field(
+        default=2e-4, metadata={"help": "peak AdamW learning rate (linear warm-up, then linear decay)"}
+    )
     warmup_steps: int = field(default=10, metadata={"help": "linear warm-up steps"})
     batch_size: int = field(default=16, metadata={"help": "sequences per optimizer step"})
     max_length: int = field(default=192, metadata={"help": "tokens per training sequence (prompt + completion)"})
@@ -116,7 +118,8 @@ def training_rows(teacher, tokenizer, ctx: TrainContext, opts: KDOptions) -> tup
             pairs.append((prompt, p.solution or str(p.answer), True))
     else:
         sampling = Sampling(temperature=opts.temperature, top_p=1.0, n=opts.samples, max_new_tokens=opts.max_new_tokens)
-        for prompt, comps in zip(prompts, generate(teacher, tokenizer, prompts, sampling, batch_size=64, seed=ctx.seed)):
+        for prompt, comps in zip(prompts,
+                                 generate(teacher, tokenizer, prompts, sampling, batch_size=64, seed=ctx.seed)):
             pairs.extend((prompt, c.text, c.n_tokens < opts.max_new_tokens) for c in comps)
     encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id

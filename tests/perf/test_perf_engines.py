@@ -94,7 +94,9 @@ def _start(model_dir: Path, python: str, tmp: Path, dtype: str = "auto"):
     from harness.core.engine import EngineSettings
     from harness.engines.vllm import VLLMEngine, VLLMOptions
 
-    settings = EngineSettings(device="cpu", options=VLLMOptions(dtype=dtype), python=python, extra={"log_dir": str(tmp)})
+    settings = EngineSettings(
+        device="cpu", options=VLLMOptions(dtype=dtype), python=python, extra={"log_dir": str(tmp)}
+    )
     return VLLMEngine().start(model_dir, settings)
 
 
