@@ -100,8 +100,8 @@ class Strategy:
     #: the version of what this strategy writes: bump it when an artifact it made under the same
     #: options would now come out different, so cached artifacts are not reused (artifact keys hold it)
     version: str = "1"
-    #: the format of what it writes (a key of :data:`harness.core.engine.FORMATS`): engines declare the
-    #: formats they run, and a run whose engine cannot run it is refused in ``pipeline.plan``
+    #: the format of what it writes (the name of a registered :class:`~harness.core.engine.ArtifactFormat`):
+    #: engines declare the formats they run, and a run whose engine cannot run it is refused when planned
     artifact_format: str = "transformers"
 
     # -- checks -----------------------------------------------------------------

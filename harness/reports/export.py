@@ -35,7 +35,8 @@ RECIPE = "harness-run.json"
 #: version of :data:`RECIPE`'s layout
 RECIPE_FORMAT = 1
 
-#: artifact formats (:data:`harness.core.engine.FORMATS`) that plain ``from_pretrained`` does not load
+#: artifact formats (registered :class:`~harness.core.engine.ArtifactFormat` names) that plain
+#: ``from_pretrained`` does not load
 #: as the harness evaluated them: what the card and the command say about each
 PLAIN_LOAD_CAVEATS: dict[str, str] = {
     "compressed-tensors-transforms": "transformers drops the online rotations on reload (the logits change); "

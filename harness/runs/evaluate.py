@@ -76,8 +76,9 @@ def engine_settings(plan: Plan, console: Any = None, strategy: Strategy | None =
 def check_artifact(plan: Plan, model_dir: Path) -> None:
     """The written checkpoint's own format, checked before the engine starts on it (a model given by
     path, or a plugin whose declared format is wrong, is refused with the same line)."""
-    plan.engine.check(artifact_format(model_dir), plan.device, others=list(plan.registry.engines),
-                      settings=engine_settings(plan))
+    plan.engine.check(artifact_format(model_dir, plan.registry.formats), plan.device,
+                      others=list(plan.registry.engines), settings=engine_settings(plan),
+                      known_formats=plan.registry.formats)
 
 
 def evaluate_and_profile(plan: Plan, model_dir: Path, artifacts: dict, dest: Destination,

@@ -136,7 +136,8 @@ def check_engine(plan_config: RunConfig, registry: Registry, strategy: Strategy,
     settings = EngineSettings(device=device, options=options, url=plan_config.engine_url,
                               python=plan_config.engine_python)
     if check_here:
-        engine.check(fmt, device, others=list(registry.engines), settings=settings)
+        engine.check(fmt, device, others=list(registry.engines), settings=settings,
+                     known_formats=registry.formats)
     elif not engine.accepts(fmt):
-        engine.check(fmt, device, others=list(registry.engines))
+        engine.check(fmt, device, others=list(registry.engines), known_formats=registry.formats)
     return engine, options

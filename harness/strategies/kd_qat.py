@@ -258,7 +258,8 @@ class KDQAT(Strategy):
             modules = dict(model.named_modules())
             for name, scale in scales.items():
                 module = modules[name]
-                update_offload_parameter(module, "weight_scale", scale.reshape(module.weight_scale.shape).to(module.weight_scale.dtype))
+                scale = scale.reshape(module.weight_scale.shape).to(module.weight_scale.dtype)
+                update_offload_parameter(module, "weight_scale", scale)
         return saved_report(
             self, model, ctx, out_dir, fp, t.seconds,
             {

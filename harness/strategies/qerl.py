@@ -65,11 +65,13 @@ class QeRLOptions(QLoRAOptions):
     aqn: bool = field(default=True, metadata={"help": "add adaptive quantization noise (false: exactly qlora)"})
     noise_start: float = field(
         default=PAPER_NOISE[0],
-        metadata={"help": f"noise std of the first stage (paper: {PAPER_NOISE[0]}; published script: {SCRIPT_NOISE[0]})"},
+        metadata={"help": f"noise std of the first stage (paper: {PAPER_NOISE[0]}; "
+                          f"published script: {SCRIPT_NOISE[0]})"},
     )
     noise_end: float = field(
         default=PAPER_NOISE[1],
-        metadata={"help": f"noise std of the last stage (paper: {PAPER_NOISE[1]}; published script: {SCRIPT_NOISE[1]})"},
+        metadata={"help": f"noise std of the last stage (paper: {PAPER_NOISE[1]}; "
+                          f"published script: {SCRIPT_NOISE[1]})"},
     )
     stages: int = field(default=10, metadata={"help": "number of equal stages of training the scale decays over "
                                                       "(published script: 10)"})

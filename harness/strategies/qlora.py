@@ -43,7 +43,8 @@ class QLoRAOptions:
     alpha: int = field(default=16, metadata={"help": "LoRA alpha (paper: 16)"})
     dropout: float = field(default=0.05, metadata={"help": "LoRA dropout (paper: 0.05)"})
     target_modules: tuple[str, ...] = field(
-        default=PAPER_TARGETS, metadata={"help": "module names that get adapters (paper: q,k,v,o,gate,up,down projections)"}
+        default=PAPER_TARGETS,
+        metadata={"help": "module names that get adapters (paper: q,k,v,o,gate,up,down projections)"},
     )
     learning_rate: float | None = field(
         default=None,

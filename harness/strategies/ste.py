@@ -191,7 +191,8 @@ def install(model, opts: STEOptions, bits: int) -> FakeQuantState:
                 module, "weight", _parametrization_class()(bits, opts.granularity, opts.estimator), unsafe=True
             )
         else:
-            state.handles.append(module.register_forward_hook(_output_hook(bits, opts.granularity, opts.estimator, reference)))
+            hook = _output_hook(bits, opts.granularity, opts.estimator, reference)
+            state.handles.append(module.register_forward_hook(hook))
     setattr(model, STATE_ATTR, state)
     return state
 
@@ -219,7 +220,8 @@ def uninstall(model) -> FakeQuantState:
 
 class STE(Strategy):
     name = "ste"
-    description = "fake quantization during RL (straight-through or the reference code's rounding), then real int weights"
+    description = ("fake quantization during RL (straight-through or the reference code's rounding), "
+                   "then real int weights")
     phase = Phase.IN_TRAINING
     bits = (8, 4)
     options_class = STEOptions
