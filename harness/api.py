@@ -20,7 +20,15 @@ from harness.base.weights import bf16_bytes, stored_weight_bytes
 from harness.compat import Seam
 from harness.core.benchmark import Benchmark, Problem
 from harness.core.config import Sampling
-from harness.core.engine import ArtifactFormat, Completion, Engine, EngineSettings, OnBatch, Session
+from harness.core.engine import (
+    ArtifactFormat,
+    Completion,
+    Engine,
+    EngineSettings,
+    OnBatch,
+    Session,
+    TokenScores,
+)
 from harness.core.executor import DoneCallback, Executor, Job, Run
 from harness.core.formats import artifact_format, checkpoint_config, quant_method, quantization_config_of
 from harness.core.strategy import FULL, Phase, QuantContext, QuantReport, QuantSpec, Strategy, Timer, library_versions
@@ -53,6 +61,7 @@ __all__ = [
     "Session",
     "Strategy",
     "Timer",
+    "TokenScores",
     "TrainContext",
     "TrainReport",
     "Trainer",

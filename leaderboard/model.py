@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.core.config import RunConfig, field_default, stable_hash
+from harness.core.config import STRATEGY_FIELDS, RunConfig, field_default, stable_hash
 
-#: config fields that say how a row was quantized; the default baseline differs only in these
-STRATEGY_FIELDS = ("strategy", "bits", "act_bits", "kv_bits", "strategy_opts", "calib")
 #: config fields that say how a row was evaluated; rows compared by a filter share them
 EVAL_FIELDS = ("model", "prompt", "sampling", "preset", "limit", "benchmarks")
 VARIANT_RANK = {"": 0, "corrected": 0, "faithful": 1}

@@ -2,8 +2,10 @@
 processes each importing vLLM for ~20 s).
 
 Runs wherever a vLLM environment is found (``HARNESS_VLLM_PYTHON``, or ``.venv-vllm`` beside the
-checkout: CI builds one), skips with the reason otherwise. One server per agreement case and two for the
-kill-and-resume test: five starts on an AVX2 machine, eight with AVX-512.
+checkout: CI builds one), skips with the reason otherwise. One server per checkpoint, and one more for the
+kill-and-resume test's rerun: the smoothquant W8A8 agreement case is checked on the server of the run that
+test kills (the same checkpoint, started with the same options), so four starts on an AVX2 machine, seven
+with AVX-512.
 
 Agreement: for every strategy vllm accepts, greedy completions of 100 arith problems are compared
 with the hf engine's, text for text; integer kernels round differently from transformers'
@@ -38,6 +40,10 @@ OPTIONS = {("rtn", 8, 8): (("group_size", "0"),)}
 #: 92/100 with two (the fp32 reduction order moves the hf side's activations across a rounding
 #: boundary); accuracy 0.26 vs 0.25-0.26, inside hf's interval, every time (asserted below)
 AGREEMENT = {("rtn", 8, 8): 0.90, ("smoothquant", 8, 8): 0.90}
+#: the case the kill-and-resume test's run serves (its artifact cache is the agreement cases'): checked on that
+#: run's server before the kill, so its agreement costs no server start of its own
+ON_KILLED_SERVER = ("smoothquant", 8, 8)
+ALONE = [case for case in ACCEPTED if case != ON_KILLED_SERVER]
 
 
 @pytest.fixture(scope="module")
@@ -99,14 +105,13 @@ def _completions(session, prompts):
     return [c[0] for c in session.generate(prompts, Sampling(), batch_size=64)]
 
 
-@pytest.mark.parametrize("strategy, bits, act_bits", ACCEPTED, ids=[f"{s}-W{b or 16}A{a}" for s, b, a in ACCEPTED])
-def test_greedy_outputs_agree_with_hf(strategy, bits, act_bits, vllm_python, artifacts, problems, workdir):
-    from harness.base.metrics import mean_ci
+def _reference(strategy, bits, act_bits, vllm_python, artifacts, problems, workdir):
+    """The hf engine's greedy completions of a case: (model_dir, prompts, the vllm engine's settings,
+    completions); skips a case the vllm engine refuses on this CPU."""
     from harness.base.model import load_tokenizer
     from harness.core.prompts import get_template
     from harness.engines.hf import HFEngine
-    from harness.engines.vllm import VLLMEngine, cpu_wna16_reason
-    from harness.grading import grade_full, references
+    from harness.engines.vllm import cpu_wna16_reason
     from harness.runs.evaluate import engine_settings
 
     if act_bits == 16 and bits is not None and cpu_wna16_reason():
@@ -119,9 +124,14 @@ def test_greedy_outputs_agree_with_hf(strategy, bits, act_bits, vllm_python, art
     settings.extra["log_dir"] = str(workdir)
     with HFEngine().start(model_dir, settings) as hf:
         ref = _completions(hf, prompts)
-    with VLLMEngine().start(model_dir, settings) as served:
-        got = _completions(served, prompts)
-        log = served.log_path.read_text(errors="replace")
+    return model_dir, prompts, settings, ref
+
+
+def _check_agreement(strategy, bits, act_bits, problems, workdir, ref, got, log):
+    """vLLM's completions ``got`` (its server's log ``log``) against hf's ``ref``: recorded, then asserted."""
+    from harness.base.metrics import mean_ci
+    from harness.grading import grade_full, references
+
     same = sum(a.text == b.text for a, b in zip(ref, got))
     graded = {name: [grade_full(c.text, references(q)) for c, q in zip(outs, problems)]
               for name, outs in (("hf", ref), ("vllm", got))}
@@ -143,6 +153,19 @@ def test_greedy_outputs_agree_with_hf(strategy, bits, act_bits, vllm_python, art
         assert "CPUInt8ScaledMMLinearKernel" in log or "ScaledMM" in log
 
 
+@pytest.mark.parametrize("strategy, bits, act_bits", ALONE, ids=[f"{s}-W{b or 16}A{a}" for s, b, a in ALONE])
+def test_greedy_outputs_agree_with_hf(strategy, bits, act_bits, vllm_python, artifacts, problems, workdir):
+    """Each case on a server of its own; smoothquant W8A8's (ON_KILLED_SERVER) is checked in the kill test."""
+    from harness.engines.vllm import VLLMEngine
+
+    model_dir, prompts, settings, ref = _reference(strategy, bits, act_bits, vllm_python, artifacts, problems,
+                                                   workdir)
+    with VLLMEngine().start(model_dir, settings) as served:
+        got = _completions(served, prompts)
+        log = served.log_path.read_text(errors="replace")
+    _check_agreement(strategy, bits, act_bits, problems, workdir, ref, got, log)
+
+
 def _server_tree(marker: str) -> list:
     import psutil
 
@@ -158,16 +181,45 @@ def _server_tree(marker: str) -> list:
     return out
 
 
-def test_sigkill_of_the_harness_leaves_no_vllm_process_and_rerun_resumes(vllm_python, tmp_path, workdir):
+def _completions_on(tree: list, model_dir: Path, settings, prompts, python: str) -> tuple[list, str]:
+    """Greedy completions of ``prompts`` from the vLLM server in ``tree`` that a harness run started and owns, and
+    its log: asserts first that it serves ``model_dir`` with the command the vllm engine would start for
+    ``settings`` (the same server options), then asks it through the session the vllm engine makes."""
+    from harness.engines.openai import CompletionsClient, OpenAIOptions, ServerSession
+    from harness.engines.vllm import VLLMEngine, VLLMOptions
+
+    # the server's guard (harness.engines.server): its arguments after "--" are the server command the run gave
+    guards = [p for p in tree if any(arg.endswith("guard.py") for arg in p.cmdline())]
+    assert len(guards) == 1, [p.cmdline() for p in tree]
+    cmdline = guards[0].cmdline()
+    command = cmdline[cmdline.index("--") + 1:]
+    port = int(command[command.index("--port") + 1])
+    expected = VLLMEngine().command(python, Path(model_dir), port, settings.options or VLLMOptions(), settings.device)
+    assert command == expected, "the run's server is not the one the agreement test would start"
+    log = Path(os.readlink(f"/proc/{guards[0].pid}/fd/1"))  # the server's output: its log, where the run put it
+    # what VLLMEngine.start returns, less the server, which the harness run stops (here: the kill)
+    session = ServerSession("vllm", CompletionsClient(f"http://127.0.0.1:{port}", model="harness"), model_dir,
+                            OpenAIOptions(send_token_ids=True, model_name="harness"), device=settings.device)
+    with session:
+        got = _completions(session, prompts)
+    return got, log.read_text(errors="replace")
+
+
+def test_sigkill_of_the_harness_leaves_no_vllm_process_and_rerun_resumes(vllm_python, artifacts, problems, tmp_path,
+                                                                         workdir):
     """kill -9 of the harness alone while vLLM evaluates: the API server and its engine core go too; the rerun
     resumes, and its ``--json`` profile was measured on the server and names its int8 kernel.
 
     The artifact cache is the agreement tests': their smoothquant checkpoint is this run's (same stage key).
+    Before the kill, the killed run's server also serves that checkpoint's agreement case (ON_KILLED_SERVER):
+    the same checkpoint and server command as a start of its own (asserted), one start fewer; its agreement
+    is asserted after this test's own checks.
     """
     import sqlite3
 
     import psutil
 
+    model_dir, prompts, settings, ref = _reference(*ON_KILLED_SERVER, vllm_python, artifacts, problems, workdir)
     store, cache = tmp_path / "r.db", workdir / "cache"
     cmd = [sys.executable, "-m", "harness.cli", "run", "--engine", "vllm", "--vllm-python", vllm_python,
            "--strategy", "smoothquant", "--bits", "8", "--act-bits", "8", "--limit", "100", "--store", str(store),
@@ -181,15 +233,24 @@ def test_sigkill_of_the_harness_leaves_no_vllm_process_and_rerun_resumes(vllm_py
         except sqlite3.OperationalError:
             return 0
 
-    proc = subprocess.Popen([*cmd, "--batch-size", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env)
-    deadline = time.time() + 900
-    while time.time() < deadline and proc.poll() is None and stored() < 3:
-        time.sleep(0.5)
-    tree = _server_tree(str(cache))
-    assert proc.poll() is None and len(tree) >= 2, "the vLLM evaluation never started"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    with open(tmp_path / "killed-run.log", "w") as out:  # a file, not a pipe nobody reads: never blocks the run
+        proc = subprocess.Popen([*cmd, "--batch-size", "1"], stdout=out, stderr=subprocess.STDOUT, text=True,
+                                env=env)
+    try:
+        deadline = time.time() + 900
+        while time.time() < deadline and proc.poll() is None and stored() < 3:
+            time.sleep(0.5)
+        tree = _server_tree(str(cache))
+        assert proc.poll() is None and len(tree) >= 2, "the vLLM evaluation never started"
+        # the run goes on at batch size 1 meanwhile (a few samples more): still evaluating when it is killed
+        got, log = _completions_on(tree, model_dir, settings, prompts, vllm_python)
+        assert proc.poll() is None, "the run ended before the kill"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:  # an assertion above failed: no harness (and so no server) outlives the test
+            proc.kill()
+            proc.wait(timeout=30)
     _, alive = psutil.wait_procs(tree, timeout=30)
     assert alive == [], f"vLLM processes left behind: {[(p.pid, p.name()) for p in alive]}"
     kept = stored()
@@ -208,3 +269,4 @@ def test_sigkill_of_the_harness_leaves_no_vllm_process_and_rerun_resumes(vllm_py
     assert prof["server_rss_bytes"] > 100e6 and prof["kv_cache_capacity_tokens"] > 0
     for key in ("bs1_ttft_p50_ms", "bs1_itl_p50_ms", "batch_itl_p95_ms", "batch_tokens_per_s", "eval_tokens_per_s"):
         assert prof[key] > 0, key
+    _check_agreement(*ON_KILLED_SERVER, problems, workdir, ref, got, log)

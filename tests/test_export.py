@@ -122,7 +122,7 @@ def test_model_card_states_results_settings_size_and_profile(rtn_run, exported):
         assert needle in text, needle
     recipe = json.loads((exported / "harness-run.json").read_text())
     assert recipe["strategy"] == {"name": "rtn", "spec": "W4A16", "options": {"group_size": 128, "symmetric": True},
-                                  "given": {}}
+                                  "reference": False, "given": {}}
     assert recipe["artifact"]["stage"] == "quantize" and recipe["profile"]["engine"] == "hf"
 
 

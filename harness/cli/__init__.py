@@ -23,6 +23,7 @@ COMMANDS = {
     "plugins": "harness.cli.plugins:plugins",
     "runs": "harness.cli.runs:runs",
     "show": "harness.cli.runs:show",
+    "compare": "harness.cli.compare:compare",
     "export": "harness.cli.export:export",
     "tiny": "harness.cli.tiny:tiny",
     "benchmarks": "harness.cli.benchmarks:benchmarks",

@@ -30,8 +30,8 @@ def fmt_bytes(n: float | None) -> str:
 def print_result(result: dict, console: Console | None = None) -> None:
     console = console or Console()
     table = Table(title=f"run {result['run_id']}: {result['label']} ({result['status']})")
-    for col in ("benchmark", "accuracy % [95% CI]", "reward (paper)", "format %", "tokens", "problems"):
-        table.add_column(col)
+    for col in ("benchmark", "accuracy % [95% CI]", "reward (paper)", "format %", "tokens / answer", "problems"):
+        table.add_column(col, overflow="fold")
     for bench, m in result["metrics"].items():
         table.add_row(
             bench,
@@ -48,6 +48,8 @@ def print_result(result: dict, console: Console | None = None) -> None:
         if per:
             console.print(f"  {bench} accuracy by level: "
                           + ", ".join(f"L{k} {v['value'] * 100:.0f}%" for k, v in per.items()))
+    for bench, div in (result.get("divergence") or {}).items():
+        console.print("  " + divergence_line(bench, div))
     prof = result.get("profile") or {}
     if prof:
         console.print(
@@ -55,3 +57,33 @@ def print_result(result: dict, console: Console | None = None) -> None:
             f"peak RSS {fmt_bytes(prof.get('peak_rss_bytes'))}, "
             f"{(prof.get('eval_tokens_per_s') or 0):.0f} tok/s"
         )
+        latency = latency_line(prof)
+        if latency:
+            console.print(f"  latency at batch size 1: {latency}")
+
+
+def divergence_line(bench: str, div: dict) -> str:
+    """One line: KL from the reference (with its interval and how it was measured), top-1, flips."""
+    kl = div.get("kl_mean") or {}
+    if kl.get("value") is None:
+        return f"{bench} divergence: no completion tokens to score"
+    how = "exact" if div.get("top_k") is None else f"top-{div['top_k']} approximation"
+    flips = div.get("flips") or {}
+    return (f"{bench} divergence from {div.get('reference_run')}: KL {kl['value']:.5f} "
+            f"[{kl['lo']:.5f}, {kl['hi']:.5f}] ({how}), p99 {div.get('kl_p99', 0):.4f}, "
+            f"same top token {div.get('top1_agree', 0) * 100:.2f}%, NLL change {div.get('nll_delta', 0):+.5f}, "
+            f"flips lost {flips.get('lost', 0)} / gained {flips.get('gained', 0)}")
+
+
+def latency_line(prof: dict) -> str:
+    """Time to first token and milliseconds per generated token at batch size 1, when measured."""
+    ttft = prof.get("bs1_ttft_ms") or prof.get("bs1_ttft_p50_ms")
+    itl = prof.get("bs1_itl_p50_ms")
+    rate = prof.get("bs1_decode_tokens_per_s")
+    per_token = itl if itl else (1000.0 / rate if rate else None)
+    parts = []
+    if ttft:
+        parts.append(f"TTFT {ttft:.1f} ms")
+    if per_token:
+        parts.append(f"{per_token:.2f} ms per token")
+    return ", ".join(parts)

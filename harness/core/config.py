@@ -17,7 +17,10 @@ from harness.core.strategy import QuantSpec
 from harness.grading.extraction import check_extraction
 
 #: fields that never change a result (where things live, how fast they run)
-NOT_HASHED = frozenset({"data_dir", "batch_size", "device", "engine_url", "engine_python"})
+NOT_HASHED = frozenset({"data_dir", "batch_size", "device", "engine_url", "engine_python", "divergence"})
+
+#: the fields that say how a model was quantized: a run and its full-precision reference differ only in these
+STRATEGY_FIELDS = ("strategy", "bits", "act_bits", "kv_bits", "strategy_opts", "calib")
 
 #: fields added after results were published: hashed only when they differ from the value every
 #: earlier run implicitly had, so the ids of stored and published runs stay what they were
@@ -107,6 +110,9 @@ class RunConfig:
     #: ``pipeline.plan`` from the resolved device: part of the run id (``device`` itself is not: cuda:0 and
     #: cuda:1 give the same result)
     compute: str = "cpu:float32"
+    #: measure how far the run's model moved from its full-precision reference's (``--no-divergence``:
+    #: skip): what it measures does not change the run's results, so it is not hashed
+    divergence: bool = True
 
     def __post_init__(self) -> None:
         check_extraction(self.extraction)
@@ -164,6 +170,13 @@ class RunConfig:
         if self.engine != field_default("engine"):
             parts.append(f"({self.engine})")
         return " ".join(parts)
+
+
+def reference_config(config: RunConfig, strategy: str) -> RunConfig:
+    """The full-precision twin of ``config``: the same model, training, evaluation and engine, quantized by
+    the reference strategy ``strategy`` at its default settings (the run a plain ``--strategy NAME`` gives)."""
+    return dataclasses.replace(config, strategy=strategy, bits=None, act_bits=16, kv_bits=16, strategy_opts=(),
+                               calib=None)
 
 
 def field_default(name: str):

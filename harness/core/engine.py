@@ -18,7 +18,7 @@ engine names another; the formats themselves are plugins too
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,10 +88,27 @@ class EngineSettings:
             self.console.print(text)
 
 
+@dataclass
+class TokenScores:
+    """One model's teacher-forced view of a text's continuation: what it would have said at each token.
+
+    ``full`` holds the whole vocabulary's log-probabilities (a ``[T, V]``
+    tensor) when the engine has them; a server gives each position's ``top``
+    k instead. Divergence from a reference model is computed from either
+    (:mod:`harness.toolkit.divergence`)."""
+
+    targets: list[int]  #: the continuation's token ids, as the model's tokenizer splits it
+    target_logprobs: list[float]  #: the model's log-probability of each of them
+    full: Any = None  #: ``[T, V]`` log-probabilities over the whole vocabulary, or None
+    top: list[dict[int, float]] | None = None  #: each position's top-k token id -> log-probability
+
+
 class Session:
-    """A started engine on one model directory: generate, profile, stop."""
+    """A started engine on one model directory: generate, score, profile, stop."""
 
     engine: str = ""
+    #: how many log-probabilities per position :meth:`score` gives (None: the whole vocabulary, exact)
+    score_top_k: int | None = None
 
     def generate(
         self,
@@ -106,6 +123,14 @@ class Session:
         ``batch_size`` is how many sequences run at once (a generate batch, or
         concurrent requests to a server)."""
         raise NotImplementedError
+
+    def score(self, pairs: Sequence[tuple[str, str]], batch_size: int = 8) -> Iterator[TokenScores]:
+        """For each ``(prompt, continuation)``, in order: the model's log-probabilities of the
+        continuation's tokens given everything before them (teacher forcing).
+
+        The prompt and the continuation are tokenized apart (no special tokens
+        added) and joined, so two models with one tokenizer score the same ids."""
+        raise NotImplementedError(f"engine {self.engine!r} cannot score a given text")
 
     def measure(self):
         """A context manager around the evaluation whose ``.stats`` (a ``PhaseStats``) go to :meth:`profile`."""

@@ -2,7 +2,7 @@
 
 ::
 
-    model ──▶ [init] ──▶ train ──▶ [train.NAME ...] ──▶ quantize ──▶ evaluate ──▶ profile
+    model ──▶ [init] ──▶ train ──▶ [train.NAME ...] ──▶ quantize ──▶ evaluate ──▶ profile ──▶ [divergence]
               (the post-training checkpoint an in-training strategy starts from: kd-qat's gptq)
                          (a trainer, with an in-training strategy's prepare/finalize around it;
                           a chain, --trainer kd,grpo, is one train stage per trainer, each
@@ -47,6 +47,7 @@ class StageKind(str, Enum):
     QUANTIZE = "quantize"  #: the run's post-training strategy
     EVALUATE = "evaluate"
     PROFILE = "profile"
+    DIVERGENCE = "divergence"  #: the evaluated model against its reference, on the reference's completions
 
     @property
     def cache_folder(self) -> str | None:
@@ -165,6 +166,8 @@ def run_graph(plan: Plan) -> RunGraph:
         after = "quantize"
     stages.append(Stage("evaluate", ENGINE, after, kind=StageKind.EVALUATE))
     stages.append(Stage("profile", ENGINE, "evaluate", kind=StageKind.PROFILE))
+    if plan.reference is not None:
+        stages.append(Stage("divergence", ENGINE, "evaluate", kind=StageKind.DIVERGENCE))
     return RunGraph(tuple(stages), device=str(plan.config.device))
 
 

@@ -34,6 +34,9 @@ class Plan:
     engine_options: Any = None
     #: the post-training quantization an in-training strategy starts from (its ``initialisation``)
     init: Initialisation | None = None
+    #: the configuration of the full-precision twin this run's divergence is measured against (None: the
+    #: run is a reference itself, no reference strategy is installed, or ``divergence`` is off)
+    reference: RunConfig | None = None
 
     @property
     def in_training(self) -> bool:

@@ -13,12 +13,12 @@ the same greedy outputs and the same profile keys.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from harness import hookimpl
-from harness.api import Completion, Engine, EngineSettings, OnBatch, Session
+from harness.api import Completion, Engine, EngineSettings, OnBatch, Session, TokenScores
 
 
 class HFSession(Session):
@@ -38,6 +38,34 @@ class HFSession(Session):
 
         return generate(self.model, self.tokenizer, prompts, sampling, batch_size=batch_size, seed=seed,
                         on_batch=on_batch)
+
+    def score(self, pairs: Sequence[tuple[str, str]], batch_size: int = 8) -> Iterator[TokenScores]:
+        """Teacher-forced log-probabilities over the whole vocabulary: the exact figures."""
+        import torch
+
+        for start in range(0, len(pairs), batch_size):
+            batch = pairs[start : start + batch_size]
+            rows = [(self._ids(prompt), self._ids(continuation)) for prompt, continuation in batch]
+            width = max(len(p) + len(c) for p, c in rows)
+            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+            ids = torch.full((len(rows), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for i, (p, c) in enumerate(rows):
+                ids[i, : len(p) + len(c)] = torch.tensor(p + c)
+                mask[i, : len(p) + len(c)] = 1
+            with torch.inference_mode():
+                device = self.model.device
+                logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            for i, (p, c) in enumerate(rows):
+                if not c or not p:
+                    yield TokenScores([], [], full=logits.new_zeros((0, logits.shape[-1])).float().cpu())
+                    continue
+                full = torch.log_softmax(logits[i, len(p) - 1 : len(p) + len(c) - 1].float(), dim=-1).cpu()
+                target = torch.tensor(c).view(-1, 1)
+                yield TokenScores(c, full.gather(1, target).squeeze(1).tolist(), full=full)
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def measure(self):
         """What the evaluation costs in this process: wall, forward time and peak memory (``watch``)."""

@@ -16,8 +16,8 @@ Large artifacts travel through the cache directory, which every node must be
 able to read (a shared filesystem); small results come back through Ray. A
 task runs its cell against a store of its own under the cache directory
 (``ray-stores/``), so a retried task resumes from the samples already there,
-and returns the run as plain data (:meth:`harness.runs.store.Store.export_run`);
-the driver alone writes the sweep's store (:meth:`~harness.runs.store.Store.import_run`),
+and returns the run as plain data (:func:`harness.runs.transfer.export_run`);
+the driver alone writes the sweep's store (:func:`~harness.runs.transfer.import_run`),
 whole runs only, so a Ctrl-C never leaves half a run in it.
 
 ``ray`` is an optional extra, imported only here and only when this executor

@@ -15,11 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from harness.base.errors import UserError
+from harness.core.config import RunConfig
 from harness.core.executor import DoneCallback, Job, Run
 from harness.core.graph import run_graph
 from harness.core.plan import Plan
+from harness.core.plugin_manager import get_registry
 from harness.executors.ray_connect import connect, require_ray
 from harness.executors.ray_tasks import run_task, stage_task
+from harness.runs.cache import ArtifactCache, default_root
+from harness.runs.evaluation import compute_metrics
+from harness.runs.planning import plan
+from harness.runs.results import run_result
+from harness.runs.store import Store
+from harness.runs.transfer import import_run
 
 #: how many times Ray re-runs a task whose worker process died (a user error is never retried)
 MAX_RETRIES = 2
@@ -105,11 +113,6 @@ class RayRun(Run):
                     ray.shutdown()
 
     def _plan(self, job: Job) -> CellPlan:
-        from harness.core.config import RunConfig
-        from harness.core.graph import run_graph
-        from harness.core.plugin_manager import get_registry
-        from harness.runs.planning import plan
-
         the_plan = plan(RunConfig.from_dict(job.config), get_registry(), check_device=False)
         if self.shards > 1:
             for name, problems in the_plan.problems.items():
@@ -138,8 +141,6 @@ class RayRun(Run):
                             "(run them with --executor local on a machine with a GPU)")
 
     def _run(self, ray, cells: list[CellPlan], gpus: float, on_start, on_done: DoneCallback) -> None:
-        from harness.runs.cache import ArtifactCache
-
         stage_remote = ray.remote(max_retries=MAX_RETRIES)(stage_task)
         run_remote = ray.remote(max_retries=MAX_RETRIES)(run_task)
         cache_dir = _cache_root(cells[0].job.cache_dir)
@@ -232,16 +233,13 @@ class RayRun(Run):
         """Import the run (shards merged) into the driver's store, then drop the workers' stores."""
         store = self._store(cell.job.store_path)
         data = exports[0] if len(exports) == 1 else merge_shards(exports, cell.plan)
-        run_id = store.import_run(data)
+        run_id = import_run(store, data)
         for unit in units:
             _remove_store(unit.worker_store)
-        from harness.runs.results import run_result
 
         return run_result(store, run_id)
 
     def _store(self, path: str | None):
-        from harness.runs.store import Store
-
         key = str(path)
         if key not in self._stores:
             self._stores[key] = Store(path)
@@ -256,7 +254,6 @@ def merge_shards(exports: list[dict], plan) -> dict:
     profile's evaluation figures (wall time, problems per second) therefore
     describe shard 0's share of the problems, not the whole evaluation.
     """
-    from harness.runs.evaluation import compute_metrics
 
     samples: dict[tuple, dict] = {}
     for export in exports:
@@ -284,7 +281,6 @@ def merge_shards(exports: list[dict], plan) -> dict:
 def _cache_root(cache_dir: str | None) -> str:
     """The cache directory as an absolute path, resolved on the driver: every worker must use the
     same one (a shared filesystem on a real cluster), not whatever its own environment says."""
-    from harness.runs.cache import default_root
 
     return str(Path(cache_dir).expanduser().resolve() if cache_dir else default_root().expanduser().resolve())
 

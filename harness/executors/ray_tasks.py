@@ -12,7 +12,10 @@ import os
 import time
 from pathlib import Path
 
-from harness.core.executor import Job
+from harness.core.executor import Job, as_outcome
+from harness.runs.store import Store
+from harness.runs.transfer import export_run
+from harness.sweeps.sweep import build_stage, execute_job
 
 #: test hook: a folder where each run task writes ``<unit>.<pid>.<ns>.pid`` as it starts (one file per attempt)
 PID_DIR_ENV = "HARNESS_RAY_PID_DIR"
@@ -28,9 +31,6 @@ def stage_task(config: dict, cache_dir: str, stage: str, *deps: tuple) -> tuple[
     """Ray task body: build a shared stage; (key, None) or (None, error text)."""
     from rich.console import Console
 
-    from harness.core.executor import as_outcome
-    from harness.sweeps.sweep import build_stage
-
     failed = _failed_dependency(deps)
     if failed:
         return None, failed
@@ -43,9 +43,6 @@ def run_task(job: Job, unit_name: str, *deps: tuple) -> tuple[dict | None, str |
     """Ray task body: run a cell (or a shard) through ``execute_job``; (exported run, None) or (None, error)."""
     from rich.console import Console
 
-    from harness.runs.store import Store
-    from harness.sweeps.sweep import execute_job
-
     failed = _failed_dependency(deps)
     if failed:
         return None, failed
@@ -55,7 +52,7 @@ def run_task(job: Job, unit_name: str, *deps: tuple) -> tuple[dict | None, str |
         return None, error
     store = Store(job.store_path)
     try:
-        return store.export_run(result["run_id"]), None
+        return export_run(store, result["run_id"]), None
     finally:
         store.close()
 

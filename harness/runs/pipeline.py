@@ -21,7 +21,9 @@ from harness.core.status import RunStatus
 from harness.core.strategy import FULL, QuantSpec
 from harness.runs.cache import ArtifactCache
 from harness.runs.calibration import calibrate
+from harness.runs.divergence import Reference, measure_divergence
 from harness.runs.evaluate import Destination, Serving, evaluate_and_profile, serve
+from harness.runs.planning import plan as plan_run
 from harness.runs.provenance import git_commit, versions
 from harness.runs.store import Store
 from harness.toolkit.profiling import LatencySettings
@@ -176,6 +178,8 @@ class Runner:
         existing = self.store.get_run(run_id)
         if existing and existing["status"] == RunStatus.COMPLETE and not force:
             self.console.print(f"run {run_id} ({existing['label']}) is already complete: showing stored results")
+            if self.lacks_divergence(plan):  # stored before the stage existed, or with --no-divergence
+                self.divergence(plan, run_id)
             return self.result(run_id)
         if force and existing:  # --force: evaluate again from nothing; cached artifacts are reused
             self.store.discard_results(run_id)
@@ -185,6 +189,7 @@ class Runner:
             self.store.add_artifacts(run_id, artifacts)
             # evaluate and profile through the run's engine; in a fresh process when this one trained
             evaluate_and_profile(plan, model_dir, artifacts, self.destination(run_id), fresh_process=self.trained_here)
+            self.divergence(plan, run_id, model_dir)
             self.store.finish_run(run_id, RunStatus.COMPLETE)
         except KeyboardInterrupt:
             self.store.finish_run(run_id, RunStatus.INTERRUPTED, "interrupted by the user")
@@ -193,6 +198,28 @@ class Runner:
             self.store.finish_run(run_id, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
             raise
         return self.result(run_id)
+
+    def lacks_divergence(self, plan: Plan) -> bool:
+        """The run's graph has a divergence stage whose figures the store does not hold."""
+        return run_graph(plan).get("divergence") is not None and not self.store.divergence(plan.config.run_id)
+
+    def divergence(self, plan: Plan, run_id: str, model_dir: Path | None = None) -> dict | None:
+        """The divergence stage, when the run's graph has one: the reference run is evaluated first when
+        the store lacks it (the id a plain run of the reference strategy gets, so a sweep computes it
+        once), then both models are scored on its completions. The figures, or None."""
+        if run_graph(plan).get("divergence") is None:
+            return None
+        ref_plan = plan_run(plan.reference, plan.registry)
+        ref_id = ref_plan.config.run_id
+        stored = self.store.get_run(ref_id)
+        if stored is None or stored["status"] != RunStatus.COMPLETE:
+            self.console.print(f"[bold]reference[/bold] {ref_plan.config.label} is evaluated first (divergence)")
+            self.run(ref_plan)
+        ref_dir, _ = self.materialize(ref_plan, ref_id)
+        if model_dir is None:
+            model_dir, _ = self.materialize(plan, run_id)
+        return measure_divergence(plan, model_dir, Reference(ref_plan, ref_id, ref_dir), self.store, run_id,
+                                  self.console, self.cache.root / "logs")
 
     def profile(self, plan: Plan, latency: LatencySettings) -> dict:
         """Profile ``plan``'s model without evaluating it, stored under the run's id.

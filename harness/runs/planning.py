@@ -15,7 +15,7 @@ from typing import Any
 
 from harness.base.errors import UserError
 from harness.base.model import compute_identity, resolve_device, resolve_model
-from harness.core.config import NO_TRAINER, RunConfig
+from harness.core.config import NO_TRAINER, RunConfig, field_default, reference_config
 from harness.core.engine import Engine, EngineSettings
 from harness.core.graph import run_graph
 from harness.core.plan import Initialisation, Plan, TrainStep
@@ -66,13 +66,27 @@ def plan(config: RunConfig, registry: Registry, check_device: bool = True) -> Pl
     # driver first asks its executor what ``auto`` is there: Executor.auto_device)
     compute = compute_identity(device) if device != "auto" else config.compute
     config = dataclasses.replace(config, bits=spec.bits, data=data_identity(benches, problems), compute=compute)
-    planned = Plan(config, registry, strategy, training, quant, model, device, problems, engine, engine_options, init)
+    reference = _reference(config, strategy, registry)
+    planned = Plan(config, registry, strategy, training, quant, model, device, problems, engine, engine_options, init,
+                   reference)
     graph = run_graph(planned)  # what each stage needs: the graph is the one place that knows
     if check_device and not device.startswith("cuda") and (why := graph.gpu_reason()) is not None:
         raise UserError(f"{why}, but the run's device is {device!r}")
     if any(stage.needs_calibration for stage in graph.stages):
         registry.benchmarks.get(config.calib_data).check_split("train")
     return planned
+
+
+def _reference(config: RunConfig, strategy: Strategy, registry: Registry) -> RunConfig | None:
+    """The full-precision twin a run's divergence is measured against: the default strategy when it is a
+    reference (``Strategy.is_reference``), else the first installed reference strategy by name."""
+    if not config.divergence or strategy.is_reference:
+        return None
+    references = sorted(s.name for s in registry.strategies if s.is_reference)
+    if not references:
+        return None
+    name = field_default("strategy") if field_default("strategy") in references else references[0]
+    return reference_config(config, name)
 
 
 def plan_initialisation(

@@ -35,6 +35,7 @@ def run_result(store: Any, run_id: str, detail: bool = False) -> dict:
         "config": run["config"],
         "metrics": store.metrics(rid),
         "profile": store.profile(rid),
+        "divergence": store.divergence(rid),
         "artifacts": run["artifacts"],
     }
     if detail:

@@ -104,7 +104,7 @@ class Store:
             if all(name in done for name, _ in MIGRATIONS):
                 return
         self.db.execute("PRAGMA journal_mode=WAL")  # outside a transaction; persists in the file
-        with self._write():
+        with self.transaction():
             tables = self._tables()
             if tables and "_migrations" not in tables:
                 raise StoreError(
@@ -119,7 +119,7 @@ class Store:
                     self.db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[None]:
+    def transaction(self) -> Iterator[None]:
         """A transaction that takes the write lock at once, so what it reads no other writer changes."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -159,7 +159,7 @@ class Store:
     def discard_results(self, run_id: str) -> None:
         """Forget a run's samples, metrics, profile and curve (``--force``: evaluate again from nothing)."""
         with self.db:
-            for table in ("samples", "metrics", "profiles", "train_curves"):
+            for table in RESULT_TABLES:
                 self.db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
 
     def finish_run(self, run_id: str, status: RunStatus = RunStatus.COMPLETE, error: str | None = None) -> None:
@@ -175,7 +175,7 @@ class Store:
 
     def _update_artifacts(self, run_id: str, update: Callable[[dict], dict]) -> None:
         """Read, change and write a run's artifacts in one transaction (no writer in between)."""
-        with self._write():
+        with self.transaction():
             row = self.db.execute("SELECT artifacts FROM runs WHERE id = ?", (run_id,)).fetchone()
             new = update(json.loads(row[0]))
             self.db.execute("UPDATE runs SET artifacts = ? WHERE id = ?", (json.dumps(new, default=str), run_id))
@@ -263,7 +263,7 @@ class Store:
             print(f"warning: the profile of run {run_id} measured no throughput (no *{THROUGHPUT_SUFFIX} "
                   "figure); it is not stored: run `harness profile` to measure it", file=sys.stderr)
             return False
-        with self._write():
+        with self.transaction():
             row = self.db.execute("SELECT profile FROM profiles WHERE run_id = ?", (run_id,)).fetchone()
             old = json.loads(row[0]) if row else {}
             kept = {k: v for k, v in old.items() if k.startswith("eval_") and v is not None and profile.get(k) is None}
@@ -285,73 +285,28 @@ class Store:
         rows = self.db.execute("SELECT step, logs FROM train_curves WHERE run_id = ? ORDER BY step", (run_id,))
         return [{"step": s, **json.loads(logs)} for s, logs in rows]
 
-    # -- moving a run between stores ------------------------------------------------------
-    def export_run(self, run_id: str) -> dict:
-        """Everything stored for one run, as plain data (JSON-able, picklable).
+    # -- divergence from the reference ------------------------------------------------------
+    def set_divergence(self, run_id: str, benchmark: str, figures: dict) -> None:
+        """Store how far the run's model moved from its reference's on one benchmark (one JSON object)."""
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO divergence VALUES (?, ?, ?)",
+                            (run_id, benchmark, json.dumps(figures)))
 
-        A Ray worker runs a cell against a store of its own and returns this to
-        the driver, which alone writes the sweep's store (:meth:`import_run`).
-        """
-        run = self.get_run(run_id)
-        if run is None or run["id"] != run_id:
-            raise StoreError(f"run {run_id!r} is not in {self.path}")
-        metrics = [tuple(r) for r in self.db.execute(
-            "SELECT benchmark, metric, value, lo, hi FROM metrics WHERE run_id = ? ORDER BY benchmark, metric",
-            (run_id,))]
-        curve = [(s, json.loads(logs)) for s, logs in self.db.execute(
-            "SELECT step, logs FROM train_curves WHERE run_id = ? ORDER BY step", (run_id,))]
-        return {"format": EXPORT_FORMAT, "run": run, "samples": self.samples(run_id), "metrics": metrics,
-                "profile": self.profile(run_id), "curve": curve}
+    def divergence(self, run_id: str) -> dict[str, dict]:
+        """Benchmark -> the stored divergence figures of ``run_id`` (empty: none measured)."""
+        rows = self.db.execute("SELECT benchmark, figures FROM divergence WHERE run_id = ? ORDER BY benchmark",
+                               (run_id,))
+        return {bench: json.loads(figures) for bench, figures in rows}
 
-    def import_run(self, data: dict) -> str:
-        """Store a run that :meth:`export_run` gave, replacing whatever this store held for its id.
 
-        One transaction, so the run appears complete or not at all; importing the
-        same run twice stores it once. Artifacts already recorded here (a sweep's
-        tags) are kept under the imported ones.
-        """
-        if data.get("format") != EXPORT_FORMAT:
-            raise StoreError(f"cannot import a run exported as format {data.get('format')!r}; "
-                             f"this store reads format {EXPORT_FORMAT}")
-        run = data["run"]
-        run_id = run["id"]
-        with self._write():
-            old = self.db.execute("SELECT artifacts FROM runs WHERE id = ?", (run_id,)).fetchone()
-            before = json.loads(old[0]) if old else {}
-            artifacts = {**before, **run["artifacts"]}
-            if before.get("sweeps") or run["artifacts"].get("sweeps"):  # rows of several sweeps: keep them all
-                artifacts["sweeps"] = {**(before.get("sweeps") or {}), **(run["artifacts"].get("sweeps") or {})}
-            for table, column in (("samples", "run_id"), ("metrics", "run_id"), ("profiles", "run_id"),
-                                  ("train_curves", "run_id"), ("runs", "id")):
-                self.db.execute(f"DELETE FROM {table} WHERE {column} = ?", (run_id,))
-            self.db.execute(
-                "INSERT INTO runs (id, label, config, status, created, finished, versions, git_commit, error, "
-                "artifacts, owner_pid, owner_host, owner_started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, run["label"], json.dumps(run["config"]), run["status"], run["created"], run["finished"],
-                 json.dumps(run["versions"]), run["git_commit"], run["error"], json.dumps(artifacts, default=str),
-                 *((run.get("owner") or {}).get(k) for k in ("pid", "host", "started"))),
-            )
-            self.db.executemany(
-                f"INSERT INTO samples {INSERT_SAMPLE}",
-                [{**r, "run_id": run_id} for r in data["samples"]],
-            )
-            self.db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)",
-                                [(run_id, *m) for m in data["metrics"]])
-            if data.get("profile") is not None:
-                self.db.execute("INSERT INTO profiles VALUES (?, ?)", (run_id, json.dumps(data["profile"])))
-            self.db.executemany("INSERT INTO train_curves VALUES (?, ?, ?)",
-                                [(run_id, step, json.dumps(logs)) for step, logs in data["curve"]])
-        return run_id
-
+#: the tables that hold a run's results (``--force`` empties them; moving a run copies them)
+RESULT_TABLES = ("samples", "metrics", "profiles", "train_curves", "divergence")
 
 #: the columns of a stored sample, in the order the table declares them
 SAMPLE_COLUMNS = ("run_id", "benchmark", "problem_id", "sample", "level", "prompt", "completion", "predicted",
                   "reference", "correct", "formatted", "reward", "n_tokens")
 #: the column list and named placeholders every sample insert uses
 INSERT_SAMPLE = f"({', '.join(SAMPLE_COLUMNS)}) VALUES ({', '.join(':' + c for c in SAMPLE_COLUMNS)})"
-
-#: version of :meth:`Store.export_run`'s layout (a driver and its workers must agree on it)
-EXPORT_FORMAT = 1
 
 #: profile figures named ``*tokens_per_s`` (evaluation, decode, serving): a stored profile has one above 0
 THROUGHPUT_SUFFIX = "tokens_per_s"

@@ -87,5 +87,15 @@ def _m002_run_owner(db: sqlite3.Connection) -> None:
         db.execute(f"ALTER TABLE runs ADD COLUMN {column}")
 
 
+def _m003_divergence(db: sqlite3.Connection) -> None:
+    """How far each run's model moved from its full-precision reference's, per benchmark."""
+    db.execute("""CREATE TABLE divergence (run_id TEXT NOT NULL, benchmark TEXT NOT NULL, figures TEXT NOT NULL,
+                  PRIMARY KEY (run_id, benchmark))""")
+
+
 #: append-only: never edit or reorder a migration that has shipped
-MIGRATIONS = [("m001_initial", _m001_initial), ("m002_run_owner", _m002_run_owner)]
+MIGRATIONS = [
+    ("m001_initial", _m001_initial),
+    ("m002_run_owner", _m002_run_owner),
+    ("m003_divergence", _m003_divergence),
+]

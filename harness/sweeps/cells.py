@@ -19,6 +19,7 @@ import tomllib
 
 from harness.base.errors import UserError
 from harness.core.config import NO_TRAINER, RunConfig, field_default
+from harness.core.graph import run_graph
 from harness.core.registry import Registry
 from harness.core.resolve import resolve_config
 from harness.core.status import CellState, RunStatus
@@ -69,6 +70,8 @@ class Cell:
     config: RunConfig | None = None  # planned: bits filled in
     run_id: str | None = None
     twin_id: str | None = None
+    #: its graph measures divergence from a reference (a stored run without those figures runs again)
+    wants_divergence: bool = False
     #: pending | stored (complete before this sweep) | done | failed | duplicate
     state: CellState = CellState.PENDING
     error: str | None = None
@@ -251,7 +254,9 @@ def prepare(spec: SweepSpec, overrides: Overrides, registry: Registry, store: St
         seen[cell.run_id] = cell
         existing = store.get_run(cell.run_id)
         if existing and existing["id"] == cell.run_id and existing["status"] == RunStatus.COMPLETE:
-            cell.state = CellState.STORED
+            # a run stored without its divergence runs again: the runner adds only the missing stage
+            if not cell.wants_divergence or store.divergence(cell.run_id):
+                cell.state = CellState.STORED
     if refused:
         raise CellsRefused(refused)
     return cells
@@ -272,8 +277,10 @@ def _plan_cell(cell: Cell, item: dict, registry: Registry, check_device: bool, a
         config = cell_config(item["cell"])
         if auto_device and config.device == "auto":
             config = dataclasses.replace(config, device=auto_device)
-        config = plan(config, registry, check_device=check_device).config
+        planned = plan(config, registry, check_device=check_device)
+        config = planned.config
         cell.config, cell.run_id = config, config.run_id
+        cell.wants_divergence = run_graph(planned).get("divergence") is not None
         cell.row = cell.row or _default_row(config)
         if item["twin"] is not None:
             form = f"its {twin_form} form: "
