@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.base.errors import UserError
-from harness.leaderboard.model import EVAL_FIELDS, STRATEGY_FIELDS, Row, hashed_config
+from harness.core.config import STRATEGY_FIELDS
+from harness.leaderboard.model import EVAL_FIELDS, Row, hashed_config
 from harness.leaderboard.stats import compare
 
 #: row columns a ``--baseline`` filter can name besides config keys

@@ -1,4 +1,4 @@
-"""Write the leaderboard folder: ``leaderboard.md``, ``index.html``, the two plots, ``leaderboard.json``.
+"""Write the leaderboard folder: ``leaderboard.md``, ``index.html``, the four plots, ``leaderboard.json``.
 
 Reads the store (read-only) once, builds the rows (:mod:`.rows`), and hands
 the same rows to every renderer, so the files never disagree.
@@ -16,12 +16,13 @@ from pathlib import Path
 
 from harness.leaderboard import html as html_page
 from harness.leaderboard import markdown
-from harness.leaderboard.pareto import latency_axis, memory_axis
+from harness.leaderboard.pareto import kl_memory_axis, latency_axis, memory_axis
 from harness.leaderboard.reader import open_store
 from harness.leaderboard.rows import DEFAULT_CONTEXT_TOKENS, Baseline, leaderboard_rows
 
 FILES = ("leaderboard.md", "index.html", "accuracy_vs_memory.png", "accuracy_vs_memory.svg",
-         "accuracy_vs_latency.png", "accuracy_vs_latency.svg", "leaderboard.json")
+         "accuracy_vs_latency.png", "accuracy_vs_latency.svg", "accuracy_vs_kl.png", "accuracy_vs_kl.svg",
+         "kl_vs_memory.png", "kl_vs_memory.svg", "leaderboard.json")
 
 
 def machine() -> str:
@@ -54,6 +55,7 @@ def generate(
 ) -> dict:
     """Write every leaderboard file into ``out_dir``; returns the paths and the rows as JSON."""
     from harness.leaderboard.html import _jsonable
+    from harness.leaderboard.kl_plot import plot_kl
     from harness.leaderboard.plot import plot, plot_latency
 
     spec = Baseline.parse(baseline)
@@ -64,6 +66,7 @@ def generate(
         store.close()
     axis = memory_axis(rows, context_tokens)
     latency = latency_axis(rows)
+    kl_axis = kl_memory_axis(rows, axis)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     devices = sorted({str(run.profile.get("device")) for r in rows for run in r.runs if run.profile.get("device")})
@@ -84,9 +87,12 @@ def generate(
         "engines": sorted({r.engine for r in rows}),
         "latency_axis": latency.title,
         "latency_note": latency.note,
+        "kl_axis": kl_axis.title,
+        "kl_note": kl_axis.note,
     }
     png, svg = plot(rows, out, axis=axis)
     latency_png, latency_svg = plot_latency(rows, out, axis=latency)
+    kl_png, kl_svg, kl_memory_png, kl_memory_svg = plot_kl(rows, out, kl_axis)
     rows_json = _jsonable([r.to_json(n_samples) for r in rows])
     files = {
         "markdown": out / "leaderboard.md",
@@ -95,12 +101,17 @@ def generate(
         "svg": svg,
         "latency_png": latency_png,
         "latency_svg": latency_svg,
+        "kl_png": kl_png,
+        "kl_svg": kl_svg,
+        "kl_memory_png": kl_memory_png,
+        "kl_memory_svg": kl_memory_svg,
         "json": out / "leaderboard.json",
     }
-    _write(files["markdown"], markdown.render(rows, meta, axis, latency=latency,
-                                              plots=[png, svg, latency_png, latency_svg]))
+    plots = [png, svg, latency_png, latency_svg, kl_png, kl_svg, kl_memory_png, kl_memory_svg]
+    _write(files["markdown"], markdown.render(rows, meta, axis, latency=latency, plots=plots, kl_axis=kl_axis))
     _write(files["html"], html_page.render(rows, meta, plot_png=png, n_samples=n_samples, axis=axis,
-                                           latency_png=latency_png, latency=latency))
+                                           latency_png=latency_png, latency=latency, kl_axis=kl_axis,
+                                           kl_pngs=(kl_png, kl_memory_png)))
     _write(files["json"], json.dumps({"meta": meta, "rows": rows_json}, indent=2, allow_nan=False) + "\n")
     return {"files": {k: str(v) for k, v in files.items()}, "meta": meta, "rows": rows_json}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.core.config import STRATEGY_FIELDS, RunConfig, field_default, stable_hash
+from harness.core.config import RunConfig, field_default, stable_hash
 
 #: config fields that say how a row was evaluated; rows compared by a filter share them
 EVAL_FIELDS = ("model", "prompt", "sampling", "preset", "limit", "benchmarks")
@@ -18,6 +18,8 @@ VARIANT_RANK = {"": 0, "corrected": 0, "faithful": 1}
 #: KV-cache tokens counted in a row's memory figure (``--context-tokens``): one long reasoning trace,
 #: long enough that a 4-bit KV cache saves about as much as 4-bit weights do on a small model
 DEFAULT_CONTEXT_TOKENS = 4096
+#: a row's divergence figures, each a field of its JSON (None where not measured, and for a reference row)
+DIVERGENCE_FIELDS = ("kl_mean", "kl_p99", "top1_agree", "nll_delta", "flips")
 #: the engine of every run stored before engines existed (eager ``transformers.generate``)
 DEFAULT_ENGINE = field_default("engine")
 
@@ -80,6 +82,8 @@ class Run:
     samples: list[dict]
     #: made by a strategy that declares itself a full-precision reference (``Strategy.is_reference``)
     reference: bool = False
+    #: benchmark -> stored divergence from the reference run (``Store.divergence``; empty: none measured)
+    divergence: dict[str, dict] = field(default_factory=dict)
 
     @property
     def seed(self) -> int:
@@ -116,6 +120,10 @@ class Row:
     pareto: bool = False
     #: on the accuracy-vs-latency front (of the rows one engine measured on one device)
     latency_pareto: bool = False
+    #: on the KL-vs-memory front (less memory and less divergence from the reference both better)
+    kl_pareto: bool = False
+    #: the seeds' divergence from the reference, pooled (:func:`harness.leaderboard.divergence.row_divergence`)
+    divergence: dict | None = None
     #: KV-cache tokens counted in :attr:`memory_bytes`
     context_tokens: int = DEFAULT_CONTEXT_TOKENS
 
@@ -159,6 +167,36 @@ class Row:
     @property
     def seeds(self) -> list[int]:
         return [r.seed for r in self.runs]
+
+    @property
+    def n_problems(self) -> int | None:
+        """Problems the row's pooled accuracy covers (every benchmark)."""
+        n = self.overall.get("problems")
+        return None if n is None else int(n)
+
+    @property
+    def problem_set(self) -> str:
+        """Hash of the problems the row was scored on: rows with different ones never share a front,
+        even with the same ``--limit`` (a benchmark file that changed, a run cut short)."""
+        if self.scores:
+            return stable_hash(sorted(self.scores))
+        return stable_hash(sorted((b, e.get("problems")) for b, e in self.benchmarks.items()))
+
+    @property
+    def tokens_per_answer(self) -> float | None:
+        """Mean generated tokens per answer (sample), over benchmarks and seeds (the store's ``mean_tokens``)."""
+        per_run = []
+        for run in self.runs:
+            parts = [(m["mean_tokens"]["value"], (m.get("samples") or {}).get("value") or 1)
+                     for m in run.metrics.values() if (m.get("mean_tokens") or {}).get("value") is not None]
+            if parts:
+                per_run.append(sum(v * w for v, w in parts) / sum(w for _, w in parts))
+        return sum(per_run) / len(per_run) if per_run else None
+
+    @property
+    def kl(self) -> float | None:
+        """The row's mean KL from its reference (None for a reference row or one without divergence)."""
+        return (self.divergence or {}).get("kl_mean", {}).get("value")
 
     @property
     def run_ids(self) -> list[str]:
@@ -295,6 +333,7 @@ class Row:
                 self.engine)
 
     def to_json(self, n_samples: int = 0) -> dict:
+        div = self.divergence or {}
         return {
             "key": self.key, "name": self.name, "model": self.model, "trainer": self.trainer,
             "strategy": self.strategy, "bits": self.bits, "preset": self.preset, "variant": self.variant,
@@ -310,7 +349,10 @@ class Row:
             "memory_bytes": self.memory_bytes,
             "peak_memory_bytes": self.peak_memory_bytes, "tokens_per_s": self.tokens_per_s,
             "ttft_ms": self.ttft_ms, "ms_per_token": self.ms_per_token, "latency": self.latency,
-            "pareto": self.pareto, "latency_pareto": self.latency_pareto,
+            "pareto": self.pareto, "latency_pareto": self.latency_pareto, "kl_pareto": self.kl_pareto,
+            "problems": self.n_problems, "tokens_per_answer": self.tokens_per_answer, "reference": self.is_reference,
+            **{k: div.get(k) for k in DIVERGENCE_FIELDS},
+            "divergence": {k: v for k, v in div.items() if k not in DIVERGENCE_FIELDS} or None,
             "baseline": self.baseline, "twin": self.twin,
             "samples": [s for r in self.runs[:1] for s in r.samples[:n_samples]],
         }

@@ -8,6 +8,7 @@ empty one.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from harness.base.errors import UserError
@@ -42,9 +43,20 @@ def first_samples(store: Store, run_id: str, n: int) -> list[dict]:
     return [{k: s.get(k) for k in SAMPLE_FIELDS} for s in store.samples(run_id, limit=n)]
 
 
+def read_divergence(store: Store, run_id: str) -> dict[str, dict]:
+    """A run's stored divergence figures; none from a store written before divergence was measured
+    (opened read-only, it was never migrated, so it has no divergence table)."""
+    try:
+        return store.divergence(run_id)
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return {}
+        raise
+
+
 def load_runs(store: Store, n_samples: int = 3, sweep: str | None = None) -> list[Run]:
     """Every complete run (of ``sweep`` only, named as that sweep names it, when given), with its
-    metrics, profile, per-problem scores and first samples."""
+    metrics, profile, per-problem scores, divergence from its reference and first samples."""
     runs = []
     seen: set[str] = set()
     for r in store.list_runs():
@@ -62,6 +74,7 @@ def load_runs(store: Store, n_samples: int = 3, sweep: str | None = None) -> lis
             profile=store.profile(r["id"]) or {}, scores=store.problem_scores(r["id"]),
             samples=first_samples(store, r["id"], n_samples),
             reference=is_reference_run(r["config"], artifacts),
+            divergence=read_divergence(store, r["id"]),
         ))
     if sweep is not None and not runs:
         known = ", ".join(sorted(seen)) or "none (no run in this store was made by a sweep)"

@@ -9,7 +9,8 @@ configuration, so runs of two engines are two rows, never pooled.
 The jobs live in their own modules: :mod:`.reader` reads the store
 (read-only), :mod:`.model` holds the rows, :mod:`.stats` scores and compares
 them, :mod:`.baseline` picks what each row is compared with, and
-:mod:`.pareto` marks the fronts. This module puts them together.
+:mod:`.pareto` marks the fronts, :mod:`.divergence` pools each row's
+divergence from its full-precision reference. This module puts them together.
 
 "all" pools every problem of every benchmark of a row, as the seed study
 averages its per-problem rewards over its five benchmarks.
@@ -21,8 +22,17 @@ from collections import defaultdict
 
 from harness.base.errors import UserError
 from harness.leaderboard.baseline import Baseline, attach_comparisons
+from harness.leaderboard.divergence import row_divergence
 from harness.leaderboard.model import DEFAULT_CONTEXT_TOKENS, Row, Run, config_key, default_name
-from harness.leaderboard.pareto import latency_axis, mark_latency_pareto, mark_pareto, memory_axis, pareto_front
+from harness.leaderboard.pareto import (
+    kl_memory_axis,
+    latency_axis,
+    mark_kl_pareto,
+    mark_latency_pareto,
+    mark_pareto,
+    memory_axis,
+    pareto_front,
+)
 from harness.leaderboard.reader import load_runs
 from harness.leaderboard.stats import score_row
 from harness.runs.store import Store
@@ -39,6 +49,7 @@ def build_rows(runs: list[Run]) -> list[Row]:
     for row in rows:
         row.name = row.tags.get("row") or default_name(row.config)
         score_row(row)
+        row.divergence = None if row.is_reference else row_divergence([(r.seed, r.divergence) for r in row.runs])
     rows.sort(key=Row.sort_key)
     return rows
 
@@ -51,7 +62,9 @@ def leaderboard_rows(store: Store, baseline: Baseline = Baseline(), n_samples: i
     rows = build_rows(load_runs(store, n_samples, sweep))
     for row in rows:
         row.context_tokens = context_tokens
-    mark_pareto(rows, memory_axis(rows, context_tokens))
+    memory = memory_axis(rows, context_tokens)
+    mark_pareto(rows, memory)
+    mark_kl_pareto(rows, kl_memory_axis(rows, memory))
     mark_latency_pareto(rows, latency_axis(rows))
     attach_comparisons(rows, baseline)
     return rows

@@ -66,3 +66,58 @@ def kernels(quant_method: str | None, names: list[str]) -> str:
     if quant_method and listed:
         return f"{quant_method}: {listed}"
     return quant_method or listed or "-"
+
+
+def seeds(values: list[int]) -> str:
+    """``3 (0,1,2)`` / ``1 (seed 0)``: how many seeds a row pools, and which (a bare ``0`` read as "none")."""
+    if len(values) == 1:
+        return f"1 (seed {values[0]})"
+    return f"{len(values)} ({','.join(map(str, values))})"
+
+
+def _g(x: float) -> str:
+    """Three significant digits: KL figures run from 1e-5 to 1 nats."""
+    return f"{x:.3g}"
+
+
+def kl(stat: dict | None, reference: bool = False) -> str:
+    """``0.0123 [0.0101, 0.015]`` (one seed: bootstrap interval), ``0.0123 {0.011–0.0135}`` (several seeds:
+    their range), with ``top-20`` appended for a top-k approximation; ``0 (reference)`` for a reference row."""
+    if reference:
+        return "0 (reference)"
+    if not stat or stat.get("value") is None:
+        return "-"
+    text = _g(stat["value"])
+    if stat.get("lo") is not None and stat.get("hi") is not None:
+        if stat.get("interval") == "seed range":
+            text += f" {{{_g(stat['lo'])}–{_g(stat['hi'])}}}"
+        else:
+            text += f" [{_g(stat['lo'])}, {_g(stat['hi'])}]"
+    method = stat.get("method")
+    return text + (f" ({method})" if method and method != "exact" else "")
+
+
+def kl_value(x: float | None) -> str:
+    return "-" if x is None else _g(x)
+
+
+def share(x: float | None, reference: bool = False) -> str:
+    """``98.75``: a proportion as percent with two decimals (top-1 agreement is close to 100)."""
+    if reference:
+        return "100 (reference)"
+    return "-" if x is None else f"{x * 100:.2f}"
+
+
+def signed(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.4f}"
+
+
+def flips(f: dict | None) -> str:
+    """``3 / 1 of 60``: problems lost / gained against the reference (means when several seeds)."""
+    if not f:
+        return "-"
+
+    def n(x: float) -> str:
+        return f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"
+
+    return f"{n(f['lost'])} / {n(f['gained'])} of {n(f['problems'])}"

@@ -20,24 +20,26 @@ KV16 = 2048.0  # KV-cache bytes per token of the synthetic model at 16 bits
 KV4 = 512.0    # ... and at 4 bits
 
 
-def _samples(correct: set[int], completion: str = "The answer is \\boxed{1}.") -> list[dict]:
+def _samples(correct: set[int], completion: str = "The answer is \\boxed{1}.", n: int = N) -> list[dict]:
     return [
         {"problem_id": f"p{i:02d}", "sample": 0, "level": str(1 + i % 3), "prompt": f"What is {i} + 1?",
          "completion": completion, "predicted": "1", "reference": str(i + 1),
          "correct": int(i in correct), "formatted": 1, "reward": 1.1 if i in correct else 0.1, "n_tokens": 7}
-        for i in range(N)
+        for i in range(n)
     ]
 
 
 def add_run(store: Store, *, trainer="none", strategy="none", bits=16, kv_bits=16, seed=0, correct: set[int],
             weight_bytes: int, preset="default", tags: dict | None = None, completion: str | None = None,
             label: str | None = None, ttft_ms: float | None = 5.0, kv_bytes_per_token: float | None = KV16,
-            engine: str = "hf", engine_opts: dict | None = None, profile_extra: dict | None = None) -> str:
+            engine: str = "hf", engine_opts: dict | None = None, profile_extra: dict | None = None,
+            n: int = N, strategy_opts: dict | None = None) -> str:
     config = RunConfig(trainer=trainer, strategy=strategy, bits=bits, kv_bits=kv_bits, seed=seed, preset=preset,
-                       limit=N, engine=engine, engine_opts=tuple(sorted((engine_opts or {}).items())))
+                       limit=n, engine=engine, engine_opts=tuple(sorted((engine_opts or {}).items())),
+                       strategy_opts=tuple(sorted((strategy_opts or {}).items())))
     rid = config.run_id
     store.start_run(rid, label or config.label, config.to_dict(), {"quant-rl-harness": "test"}, None)
-    rows = _samples(correct, completion) if completion else _samples(correct)
+    rows = _samples(correct, completion, n) if completion else _samples(correct, n=n)
     store.add_samples(rid, "arith", rows)
     store.set_metrics(rid, "arith", compute_metrics([{"benchmark": "arith", **r} for r in rows], seed=seed))
     profile = {"device": "cpu", "weight_bytes": weight_bytes, "fp_bytes": 13_000_000,
@@ -121,5 +123,53 @@ def build_engine_store(path: Path) -> Path:
             profile_extra={**VLLM, "bs1_itl_p50_ms": 20.0, "quant_method": "compressed-tensors",
                            "kernels": ["CPUWNA16LinearKernel"]})
     add_run(s, strategy="rtn", bits=8, correct=GOOD, weight_bytes=4_300_000, ttft_ms=None)
+    s.close()
+    return path
+
+
+def divergence(kl: float, reference_run: str, *, spread: float = 0.25, lost: int = 0, gained: int = 0,
+               top_k: int | None = None, problems: int = N, tokens: int = 7 * N, top1: float = 0.99,
+               engine: str = "hf") -> dict:
+    """Stored divergence figures of one benchmark (as :func:`harness.runs.divergence.measure_divergence`
+    stores them), the interval ``spread`` of the value either side."""
+    return {"kl_mean": {"value": kl, "lo": kl * (1 - spread), "hi": kl * (1 + spread)}, "kl_p99": kl * 10,
+            "top1_agree": top1, "nll_delta": kl / 2,
+            "flips": {"lost": lost, "gained": gained, "problems": problems, "lost_rate": lost / problems,
+                      "gained_rate": gained / problems},
+            "reference_run": reference_run, "engine": engine, "top_k": top_k, "problems": problems, "tokens": tokens}
+
+
+#: the KL of each divergence row, chosen to span more than a decade
+KL_W8, KL_W4, KL_W4_GPTQ = 0.002, 0.08, 0.03
+KL_SEEDS = (0.1, 0.2, 0.3)
+
+
+def build_divergence_store(path: Path) -> Path:
+    """Rows with divergence from their full-precision reference (hf, 60 problems unless said):
+
+    - ``base`` bf16 (the reference, seeds 0, 1, 2), 13 MB, 90 %;
+    - ``rtn W8A16``: 4.3 MB, 90 %, KL 0.002 (exact), lost 1 / gained 1;
+    - ``rtn W4A16`` and ``rtn W4A16 symmetric=false``: 2.7 MB each, both 90 % (an accuracy tie), KL 0.08
+      and 0.03: only the KL front tells the recipes apart;
+    - ``rtn W2A16``: three seeds, 2.0 MB, 45 %, KL 0.1/0.2/0.3 by seed (their mean and range);
+    - ``rtn W3A16`` evaluated on 30 problems: 1.5 MB, 100 %: on no 60-problem front;
+    - a vllm ``base`` and ``rtn W4A16`` whose KL is a top-20 approximation.
+    """
+    s = Store(path)
+    refs = [add_run(s, seed=seed, correct=GOOD, weight_bytes=13_000_000) for seed in range(3)]
+    ref = refs[0]
+    for bits, kl, opts in ((8, KL_W8, None), (4, KL_W4, None), (4, KL_W4_GPTQ, {"symmetric": "false"})):
+        rid = add_run(s, strategy="rtn", bits=bits, correct=GOOD, weight_bytes=4_300_000 if bits == 8 else 2_700_000,
+                      strategy_opts=opts)
+        s.set_divergence(rid, "arith", divergence(kl, ref, lost=1 if bits == 8 else 3, gained=1))
+    for seed, kl in enumerate(KL_SEEDS):
+        rid = add_run(s, strategy="rtn", bits=2, seed=seed, correct=WEAK, weight_bytes=2_000_000)
+        s.set_divergence(rid, "arith", divergence(kl, refs[seed], lost=27 + seed, gained=seed))
+    short_ref = add_run(s, correct=set(range(30)), weight_bytes=13_000_000, n=30)
+    rid = add_run(s, strategy="rtn", bits=3, correct=set(range(30)), weight_bytes=1_500_000, n=30)
+    s.set_divergence(rid, "arith", divergence(0.05, short_ref, problems=30, tokens=7 * 30))
+    vllm_ref = add_run(s, correct=GOOD, weight_bytes=13_000_000, engine="vllm", profile_extra=VLLM)
+    rid = add_run(s, strategy="rtn", bits=4, correct=GOOD, weight_bytes=2_700_000, engine="vllm", profile_extra=VLLM)
+    s.set_divergence(rid, "arith", divergence(0.04, vllm_ref, top_k=20, engine="vllm"))
     s.close()
     return path

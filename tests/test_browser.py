@@ -1,8 +1,9 @@
 """The leaderboard page in a real headless Chromium (Debian's ``chromium`` + ``chromium-driver``).
 
 It must load without a console error (its Content-Security-Policy included),
-sort when a header is clicked, filter, and show a generation that contains
-``<script>alert(1)</script>`` as text, with no alert.
+sort when a header is clicked, filter, show a generation that contains
+``<script>alert(1)</script>`` as text, with no alert, and fit its main table
+in a 1400-pixel window (the window every test here opens).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from leaderboard_data import BOLD_ROW, XSS, build_store
+from leaderboard_data import BOLD_ROW, XSS, build_divergence_store, build_store
 
 from harness.leaderboard.generate import generate
 
@@ -34,6 +35,8 @@ def page(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
     out = tmp / "board"
     generate(build_store(tmp / "results.db"), out, n_samples=3)
+    # the widest board the tests make: divergence columns filled, two engines, a top-k label
+    generate(build_divergence_store(tmp / "divergence.db"), tmp / "divergence", n_samples=1)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in FLAGS:
@@ -78,6 +81,8 @@ def test_loads_without_console_errors(page):
 
 def test_clicking_a_header_sorts(page):
     from selenium.webdriver.common.by import By
+
+    page.find_element(By.ID, "all-columns").click()  # TTFT and KV are outside the compact view
 
     header = page.find_element(By.XPATH, "//table[@id='board']/thead//th[normalize-space()='accuracy % (all)']")
     header.click()
@@ -137,3 +142,34 @@ def test_store_text_shows_as_text(page):
     _no_alert(page)
     errors = [entry for entry in page.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
     assert errors == []
+
+
+def _widths(driver) -> dict:
+    return driver.execute_script(
+        """const t = document.getElementById('board');
+           return {window: window.innerWidth, client: document.documentElement.clientWidth,
+                   page: document.documentElement.scrollWidth, right: t.getBoundingClientRect().right,
+                   shown: [...t.tHead.rows[0].cells].filter(th => th.offsetWidth > 0).map(th => th.textContent)};"""
+    )
+
+
+def test_the_table_fits_a_1400_pixel_window(page):
+    from selenium.webdriver.common.by import By
+
+    board = page.current_url
+    try:
+        page.get(board.replace("/board/index.html", "/divergence/index.html"))
+        widths = _widths(page)
+        assert widths["window"] == 1400
+        assert widths["right"] <= widths["client"], widths
+        assert widths["page"] <= widths["client"], "the page scrolls sideways"
+        # the compact view keeps what rows are compared by; how each row was made waits behind the toggle
+        assert {"seeds", "problems", "accuracy % (all)", "KL from reference (all)", "top-1 agree %",
+                "flips lost / gained", "memory @4k tok"} <= set(widths["shown"])
+        assert "TTFT ms" not in widths["shown"] and "kernels" not in widths["shown"]
+        page.find_element(By.ID, "all-columns").click()
+        every = _widths(page)
+        assert {"TTFT ms", "kernels", "tokens / answer", "KL p99"} <= set(every["shown"])
+        assert every["page"] <= every["client"], "every column scrolls inside its box, not the page"
+    finally:
+        page.get(board)

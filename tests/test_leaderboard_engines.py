@@ -89,7 +89,8 @@ def test_markdown_names_engines(board):
     assert by_cells[("vllm 0.32.0", "rtn", "W4A16")][cells.index("kernels")] == \
         "compressed-tensors: CPUWNA16LinearKernel"
     assert "## Pareto front (accuracy against time per generated token at batch size 1)" in md
-    assert re.search(r"- base \(tiny-arith, bf16, preset default\): .* at 10\.00 ms/token \(vllm, cpu\)", md)
+    assert re.search(r"- base \(tiny-arith, bf16, preset default, vllm, 60 problems\): .* at 10\.00 ms/token "
+                     r"\[vllm, cpu\]", md), "each front's rows name the front as the plot's legend does"
     assert "![accuracy against time per generated token at batch size 1, Pareto front circled]" \
            "(accuracy_vs_latency.svg) ([PNG](accuracy_vs_latency.png))" in md
     assert "(accuracy_vs_memory.svg) ([PNG](accuracy_vs_memory.png))" in md
@@ -102,9 +103,11 @@ def test_html_names_engines_and_embeds_both_plots(board):
     assert '<th data-type="num" scope="col">ms/token</th>' in page
     assert '<select data-field="engine" id="filter-engine">' in page
     assert '<option value="vllm">vllm</option>' in page
-    assert 'data-v="8.0">8.0 (vllm)</td>' in page and 'data-v="40.0">40.0 (hf)</td>' in page
+    assert 'data-v="8.0">8.0 <span class="nw">(vllm)</span></td>' in page
+    assert 'data-v="40.0">40.0 <span class="nw">(hf)</span></td>' in page
     assert 'id="plot-memory"' in page and 'id="plot-latency"' in page
-    assert page.count("data:image/png;base64,") == 2
+    assert 'id="plot-kl"' in page and 'id="plot-kl-memory"' in page
+    assert page.count("data:image/png;base64,") == 4
     assert 'id="latency-note"' in page
 
 
@@ -115,9 +118,11 @@ def test_latency_plot_written_with_a_front_per_engine(board):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = svg.read_text()
     assert "ms per generated token at batch size 1" in text
-    assert "Pareto front (hf, cpu)" in text and "Pareto front (vllm, cpu)" in text
+    # the hf front joins two rows and is drawn; vllm's holds one row (circled), so the legend names no line for it
+    assert "Pareto front (hf, cpu)" in text and "Pareto front (vllm, cpu)" not in text
     assert "base · vllm" in text and "base · hf" in text
-    assert "Pareto front (vllm)" in (out / "accuracy_vs_memory.svg").read_text()
+    memory = (out / "accuracy_vs_memory.svg").read_text()
+    assert "Pareto front (hf)" in memory and "Pareto front (vllm)" not in memory
 
 
 def test_runs_without_latency_still_plot(tmp_path):

@@ -1,4 +1,5 @@
-"""Scores with honest uncertainty: means with bootstrap intervals, pass@k, paired differences.
+"""Scores with honest uncertainty: means with bootstrap intervals, pass@k, spread between repeats,
+paired differences.
 
 The unit of resampling is always the problem: a benchmark is a draw of
 problems, and the samples of one problem are not independent of each other.
@@ -89,6 +90,42 @@ def pass_at_k_report(
         out["problems_short_of_n"] = (float(short), None, None)
         out["samples_fewest"] = (float(fewest), None, None)
     return out
+
+
+# ---------------------------------------------------------------------------
+# repeats
+
+
+def repeat_report(
+    correct: Mapping[str, Mapping[int, bool | int]], seed: int = 0
+) -> dict[str, tuple[float, float | None, float | None]]:
+    """The spread of accuracy between repeats of a sampled evaluation (problem id -> {sample: correct}).
+
+    Repeat k is sample k of every problem, so its accuracy is a whole
+    evaluation's; ``accuracy_repeat_std`` is the sample standard deviation
+    (ddof 1) of those K accuracies: how far one evaluation of this run could
+    land from another. ``avg@K`` is the mean over problems of each problem's
+    share of correct samples, with its bootstrap interval over problems (the
+    per-problem figure paired comparisons use); it equals the mean of the
+    repeat accuracies. Only repeats that every problem has count, so a
+    half-finished repeat never skews either figure. Fewer than two complete
+    repeats: nothing (one evaluation has no spread).
+    """
+    import numpy as np
+
+    if not correct:
+        return {}
+    complete = sorted(set.intersection(*(set(samples) for samples in correct.values())))
+    if len(complete) < 2:
+        return {}
+    pids = sorted(correct)
+    grid = np.array([[float(bool(correct[p][k])) for k in complete] for p in pids])  # problems x repeats
+    per_repeat = grid.mean(axis=0)
+    return {
+        "repeats": (float(len(complete)), None, None),
+        "accuracy_repeat_std": (float(per_repeat.std(ddof=1)), None, None),
+        f"avg@{len(complete)}": mean_ci(grid.mean(axis=1), seed=seed),
+    }
 
 
 # ---------------------------------------------------------------------------

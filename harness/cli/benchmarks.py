@@ -68,8 +68,9 @@ def benchmarks(as_json: bool, data_dir: Path | None) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from harness.cli.render import print_table
 
     title = "harness benchmarks" + (f" (data: {data_dir})" if data_dir else " (no --data-dir: published sizes)")
     table = Table(title=title)
@@ -84,4 +85,4 @@ def benchmarks(as_json: bool, data_dir: Path | None) -> None:
         if r["error"]:
             note += f"\n[red]{r['error']}[/red]"
         table.add_row(r["name"], splits + note, r["source"], r["description"])
-    Console().print(table)
+    print_table(table)

@@ -44,7 +44,7 @@ def print_comparison(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from harness.cli.render import divergence_line
+    from harness.cli.render import divergence_line, print_table
 
     console = Console()
     a, b = report["a"], report["b"]
@@ -56,7 +56,7 @@ def print_comparison(report: dict) -> None:
         table.add_row(bench, f"{r['accuracy_a'] * 100:.1f}", f"{r['accuracy_b'] * 100:.1f}",
                       f"{d['value'] * 100:+.1f} [{d['lo'] * 100:+.1f}, {d['hi'] * 100:+.1f}]"
                       + (" *" if d["significant"] else ""), str(f["lost"]), str(f["gained"]), str(d["problems"]))
-    console.print(table)
+    print_table(table, console)
     for bench, r in report["benchmarks"].items():
         levels = ", ".join(f"L{k} {v['difference'] * 100:+.0f}" for k, v in r["by_level"].items())
         console.print(f"  {bench} by level (B - A, points): {levels}")

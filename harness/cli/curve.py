@@ -12,6 +12,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from harness.cli.render import print_table
+
 #: curve keys shown, in this order, when the run logged them
 COLUMNS = (
     ("reward", "reward"),
@@ -41,7 +43,7 @@ def print_curve(curve: list[dict], console: Console, rows: int = 11) -> None:
         table.add_column(title, justify="right")
     for point in sampled_steps(curve, rows):
         table.add_row(str(point.get("step", "")), *(_fmt(point.get(key)) for key, _ in shown))
-    console.print(table)
+    print_table(table, console)
 
 
 def _fmt(value) -> str:

@@ -32,6 +32,38 @@ class CreatablePath(click.Path):
         return str(path) if isinstance(value, str) else value
 
 
+class BitsOption(click.Option):
+    """``--bits``, whose help lists the bit widths each strategy accepts.
+
+    Read from the plugin registry when help is shown, never when a command
+    runs: loading the registry imports no torch, but it takes most of a second.
+    """
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        record = super().get_help_record(ctx)
+        if record is None:
+            return None
+        return record[0], f"{record[1]}; {allowed_bits()}"
+
+
+def allowed_bits() -> str:
+    """Each strategy's bit widths, strategies with the same widths together, first width the default;
+    a general pointer when the registry cannot be read (a plugin that fails to load must not break help)."""
+    try:
+        from harness.core.plugin_manager import get_registry
+
+        strategies = get_registry().strategies
+        groups: dict[tuple, list[str]] = {}
+        for name in strategies.names():
+            groups.setdefault(tuple(strategies.get(name).bits), []).append(name)
+    except Exception:  # noqa: BLE001 -- help text only; `harness plugins NAME` reports the failure
+        groups = {}
+    if not groups:
+        return "each strategy's allowed widths: `harness plugins NAME`"
+    listed = "; ".join(f"{', '.join(names)}: {', '.join(map(str, bits))}" for bits, names in groups.items())
+    return f"allowed per strategy: {listed}"
+
+
 def store_option(f):
     return click.option("--store", type=CreatablePath(dir_okay=False), default=None,
                         help="result store (SQLite); default $HARNESS_STORE or the user cache")(f)
@@ -49,7 +81,8 @@ def model_options(f):
                      help="tiny-arith, a hub id or a local path"),
         click.option("--strategy", default=field_default("strategy"), show_default=True,
                      help="quantization strategy (see `harness plugins`)"),
-        click.option("--bits", type=int, default=None, help="weight bits (default: the strategy's first)"),
+        click.option("--bits", cls=BitsOption, type=int, default=None,
+                     help="weight bits (default: the strategy's first)"),
         click.option("--act-bits", type=int, default=field_default("act_bits"), show_default=True,
                      help="activation bits (16: not quantized)"),
         click.option("--kv-bits", type=int, default=field_default("kv_bits"), show_default=True,
@@ -63,7 +96,8 @@ def model_options(f):
                      "embedded model's own benchmark: arith for tiny-arith, chain for tiny-reason; else arith)"),
         click.option("--max-steps", type=int, default=None, help="training steps (overrides the trainer's default)"),
         click.option("--calib", default=None, help="calibration benchmark (default: the training data)"),
-        click.option("--seed", type=int, default=field_default("seed"), show_default=True),
+        click.option("--seed", type=int, default=field_default("seed"), show_default=True,
+                     help="seed of training, calibration and sampling (part of the run id)"),
         click.option("--device", default=field_default("device"), show_default=True,
                      help="auto (CUDA when present), cpu, cuda[:N]"),
         click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar="HARNESS_DATA_DIR",
@@ -82,9 +116,18 @@ def eval_options(f):
                      help="evaluation settings: default (greedy, boxed prompt) or rlquant (the seed study's)"),
         click.option("--prompt", default=None, help="prompt template (boxed, r1, plain, raw); overrides the preset"),
         click.option("--temperature", type=float, default=None, help="0 = greedy (overrides the preset)"),
-        click.option("--top-p", type=float, default=None),
-        click.option("-n", "--samples", "n", type=int, default=None, help="samples per problem"),
-        click.option("--max-new-tokens", type=int, default=None),
+        click.option("--top-p", type=float, default=None,
+                     help="nucleus sampling: draw from the most likely tokens whose probabilities sum to P, "
+                          "0 < P <= 1 (1: all tokens; ignored when greedy; overrides the preset)"),
+        click.option("-n", "--samples", "n", type=int, default=None,
+                     help="samples per problem (sampled decoding only); pass@k is reported up to k = N"),
+        click.option("--repeats", type=int, default=None, metavar="K",
+                     help="evaluate every problem K times with sampled decoding (--temperature above 0) and "
+                          "report mean accuracy, its standard deviation between repeats and avg@K; the same "
+                          "run as -n K"),
+        click.option("--max-new-tokens", type=int, default=None,
+                     help="most tokens generated per completion; a longer one is cut off there and graded as "
+                          "it stands (overrides the preset)"),
         click.option("--extraction", type=click.Choice(EXTRACTION_POLICIES), default=None,
                      help="how answers are found: strict (box, 'the answer is') or lenient (also an unformatted "
                           "completion's final expression); default: the prompt template's, else strict"),

@@ -64,10 +64,9 @@ def profile(store, cache_dir, prompt_length, gen_length, requests, as_json, **kw
 
 def print_profile(run_id: str, label: str, prof: dict) -> None:
     """A two-column table of the profile, in human units."""
-    from rich.console import Console
     from rich.table import Table
 
-    from harness.cli.render import fmt_bytes
+    from harness.cli.render import fmt_bytes, print_table
     from harness.toolkit.profiling import PROFILE_KEYS
 
     table = Table(title=f"profile of {run_id}: {label}")
@@ -84,4 +83,4 @@ def print_profile(run_id: str, label: str, prof: dict) -> None:
         else:
             text = f"{value} {unit}".strip()
         table.add_row(key, text, meaning)
-    Console().print(table)
+    print_table(table)

@@ -27,7 +27,27 @@ def fmt_bytes(n: float | None) -> str:
     return str(n)
 
 
+#: the width a table is measured at when nothing limits it (a pipe, a log file)
+UNBOUNDED = 10_000
+
+
+def print_table(table: Table, console: Console | None = None) -> None:
+    """Print ``table`` whole: on a terminal at its width, elsewhere at the width its content needs.
+
+    A pipe or a log has no width of its own, so rich assumes 80 columns and
+    wraps headers and values mid-phrase (``accuracy % [95%`` over ``CI]``),
+    which breaks every line-based tool reading the output.
+    """
+    console = console or Console()
+    if not console.is_terminal:
+        needed = console.measure(table, options=console.options.update_width(UNBOUNDED)).maximum
+        if needed > console.width:
+            console = Console(file=console.file, width=needed, highlight=False)
+    console.print(table)
+
+
 def print_result(result: dict, console: Console | None = None) -> None:
+    """The metrics table of one run, then one line each: accuracy by level, repeats, divergence, profile."""
     console = console or Console()
     table = Table(title=f"run {result['run_id']}: {result['label']} ({result['status']})")
     for col in ("benchmark", "accuracy % [95% CI]", "reward (paper)", "format %", "tokens / answer", "problems"):
@@ -41,25 +61,46 @@ def print_result(result: dict, console: Console | None = None) -> None:
             f"{m['mean_tokens']['value']:.1f}" if "mean_tokens" in m else "-",
             f"{int(m['problems']['value'])}" if "problems" in m else "-",
         )
-    console.print(table)
-    levels = {b: {k.split("=", 1)[1]: v for k, v in m.items() if k.startswith("accuracy/level=")}
-              for b, m in result["metrics"].items()}
-    for bench, per in levels.items():
+    print_table(table, console)
+    for line in result_lines(result):
+        # a pipe or a log gets each line whole; a terminal wraps them at its width
+        console.print("  " + line, soft_wrap=not console.is_terminal)
+
+
+def result_lines(result: dict) -> list[str]:
+    """What follows the table: accuracy by level, repeats, divergence, memory and speed, latency."""
+    lines = []
+    for bench, m in result["metrics"].items():
+        per = {k.split("=", 1)[1]: v for k, v in m.items() if k.startswith("accuracy/level=")}
         if per:
-            console.print(f"  {bench} accuracy by level: "
-                          + ", ".join(f"L{k} {v['value'] * 100:.0f}%" for k, v in per.items()))
-    for bench, div in (result.get("divergence") or {}).items():
-        console.print("  " + divergence_line(bench, div))
+            lines.append(f"{bench} accuracy by level: "
+                         + ", ".join(f"L{k} {v['value'] * 100:.0f}%" for k, v in per.items()))
+    lines += [line for bench, m in result["metrics"].items() if (line := repeats_line(bench, m))]
+    lines += [divergence_line(bench, div) for bench, div in (result.get("divergence") or {}).items()]
     prof = result.get("profile") or {}
     if prof:
-        console.print(
-            f"  weight bytes {fmt_bytes(prof.get('weight_bytes'))} (bf16 {fmt_bytes(prof.get('fp_bytes'))}), "
-            f"peak RSS {fmt_bytes(prof.get('peak_rss_bytes'))}, "
-            f"{(prof.get('eval_tokens_per_s') or 0):.0f} tok/s"
-        )
+        lines.append(f"weight bytes {fmt_bytes(prof.get('weight_bytes'))} (bf16 {fmt_bytes(prof.get('fp_bytes'))}), "
+                     f"peak RSS {fmt_bytes(prof.get('peak_rss_bytes'))}, "
+                     f"{(prof.get('eval_tokens_per_s') or 0):.0f} tok/s")
         latency = latency_line(prof)
         if latency:
-            console.print(f"  latency at batch size 1: {latency}")
+            lines.append(f"latency at batch size 1: {latency}")
+    return lines
+
+
+def repeats_line(bench: str, m: dict) -> str:
+    """Mean accuracy over K sampled repeats with its spread between repeats, and avg@K with its interval;
+    empty for a run with one sample per problem (every greedy run)."""
+    if "repeats" not in m or "accuracy_repeat_std" not in m:
+        return ""
+    k = int(m["repeats"]["value"])
+    avg = m.get(f"avg@{k}") or {}
+    if avg.get("value") is None:
+        return ""
+    interval = f" [{avg['lo'] * 100:.1f}, {avg['hi'] * 100:.1f}]" if avg.get("lo") is not None else ""
+    return (f"{bench} over {k} repeats: accuracy {avg['value'] * 100:.1f}% "
+            f"± {m['accuracy_repeat_std']['value'] * 100:.1f} (standard deviation between repeats); "
+            f"avg@{k} {avg['value'] * 100:.1f}%{interval} (mean per-problem pass rate, 95% CI)")
 
 
 def divergence_line(bench: str, div: dict) -> str:

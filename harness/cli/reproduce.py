@@ -14,7 +14,7 @@ from harness.cli.sweep import execute, sweep_options
 @click.option("--list", "list_", is_flag=True, help="list the shipped sweeps and exit")
 @sweep_options
 def reproduce(name, list_, **kw) -> None:
-    """Reproduce a published table with a shipped sweep, e.g. ``rlquant-table1``.
+    """Reproduce a published table with a shipped sweep, e.g. rlquant-table1.
 
     Runs on tiny-arith by default and on any model with --model; --faithful
     switches to the reference code's exact settings (both sets of rows can
@@ -31,8 +31,9 @@ def reproduce(name, list_, **kw) -> None:
                 for s in specs
             ], indent=2))
             return
-        from rich.console import Console
         from rich.table import Table
+
+        from harness.cli.render import print_table
 
         table = Table(title="shipped sweeps (harness reproduce NAME)")
         for col in ("name", "cells", "--faithful", "description"):
@@ -40,7 +41,7 @@ def reproduce(name, list_, **kw) -> None:
         for s in specs:
             n = len(s.cells) + (_grid_size(s.grid) if s.grid else 0)
             table.add_row(s.name, str(n), "yes" if s.faithful is not None else "no", s.description)
-        Console().print(table)
+        print_table(table)
         return
     if not name:
         raise UserError("name a sweep to reproduce (`harness reproduce --list` shows them)")

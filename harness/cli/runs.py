@@ -11,7 +11,8 @@ from harness.cli.options import store_option
 
 @click.command()
 @store_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="print a JSON list instead of a table: run id, label, status and accuracy per benchmark")
 def runs(store, as_json) -> None:
     """List stored runs with their headline accuracy."""
     from harness.runs.store import Store
@@ -27,8 +28,9 @@ def runs(store, as_json) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from harness.cli.render import print_table
 
     table = Table(title=f"runs in {s.path}")
     for col in ("run", "label", "status", "accuracy"):
@@ -36,14 +38,15 @@ def runs(store, as_json) -> None:
     for r in rows:
         acc = ", ".join(f"{b} {v * 100:.1f}%" for b, v in r["accuracy"].items() if v is not None)
         table.add_row(r["run_id"], r["label"], r["status"], acc)
-    Console().print(table)
+    print_table(table)
 
 
 @click.command()
 @click.argument("run_id")
 @store_option
 @click.option("--samples", "n_samples", type=int, default=0, help="also print the first N stored samples")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="print one JSON object (config, metrics, profile, divergence, versions) instead of text")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "lm-eval"]), default=None,
               help="text (default), json (as --json) or lm-eval (lm-evaluation-harness's results JSON)")
 def show(run_id, store, n_samples, as_json, fmt) -> None:

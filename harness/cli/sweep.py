@@ -53,8 +53,8 @@ def sweep(config, **kw) -> None:
     """Run every cell of a sweep file; re-running it runs only what is missing.
 
     Every cell is resolved and planned before the first one starts: cells
-    whose values are wrong refuse the whole sweep, one ``error:`` line each,
-    exit status 2, and nothing runs (``--dry-run`` shows the same refusal). A
+    whose values are wrong refuse the whole sweep, one "error:" line each,
+    exit status 2, and nothing runs (--dry-run shows the same refusal). A
     cell that fails while running is listed with its error at the end and the
     others go on; the exit status is then 1, and 130 when interrupted (143 by SIGTERM).
     """
@@ -119,6 +119,8 @@ def print_report(report: SweepReport, console: Console) -> None:
     """The cells as a table, the counts, then each failed cell's error on its own line."""
     from rich.table import Table
 
+    from harness.cli.render import print_table
+
     colours = {"done": "green", "stored": "cyan", "failed": "red", "pending": "yellow", "duplicate": "dim"}
     table = Table(title=f"sweep {report.name}")
     for col in ("#", "row", "seed", "variant", "run", "state", "s"):
@@ -129,7 +131,7 @@ def print_report(report: SweepReport, console: Console) -> None:
             str(c.index + 1), c.row, str(c.seed), c.variant or "-", c.run_id or "-", f"[{colour}]{c.state}[/{colour}]",
             f"{c.seconds:.0f}" if c.seconds else "",
         )
-    console.print(table)
+    print_table(table, console)
     counts = report.to_dict()["counts"]
     console.print(
         f"{len(report.cells)} cells: {counts['done']} run, {counts['stored']} already stored, "

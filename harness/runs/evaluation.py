@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.base.metrics import mean_ci, pass_at_k_report
+from harness.base.metrics import mean_ci, pass_at_k_report, repeat_report
 from harness.core.benchmark import Problem
 from harness.core.config import Sampling
 from harness.grading import grade_full, references, unparseable_answers
@@ -97,7 +97,9 @@ def compute_metrics(
     ``reward`` is the seed study's Table 1 metric (1 correct + 0.1 formatted).
     With n samples per problem, ``accuracy`` is pass@1 (mean over samples) and
     unbiased pass@k is reported for k = 2, 4, ... up to n (up to the fewest stored, with
-    ``problems_short_of_n`` saying so, when some have fewer than ``n_requested``). References the
+    ``problems_short_of_n`` saying so, when some have fewer than ``n_requested``), and so are
+    ``repeats``, ``accuracy_repeat_std`` and ``avg@K`` (:func:`harness.base.metrics.repeat_report`;
+    greedy runs have one sample per problem, so none of these). References the
     grader cannot parse are counted (``unparseable_refs``), never hidden.
     """
     by_problem: dict[str, list[dict]] = defaultdict(list)
@@ -116,6 +118,8 @@ def compute_metrics(
         "samples": (float(len(rows)), None, None),
     }
     out.update(pass_at_k_report({p: [r["correct"] for r in by_problem[p]] for p in pids}, n_requested))
+    repeats = {p: {r.get("sample", i): r["correct"] for i, r in enumerate(by_problem[p])} for p in pids}
+    out.update(repeat_report(repeats, seed=seed))
     if problems:
         out["unparseable_refs"] = (float(len(unparseable_answers(problems))), None, None)
     levels: dict[str, list[float]] = defaultdict(list)

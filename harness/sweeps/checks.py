@@ -62,7 +62,7 @@ def cell_kinds() -> dict[str, Kind]:
             kind = _kind(hints[f.name])
             if kind is not None:
                 kinds[f.name] = kind
-    kinds.update(row=_STR, seeds=_SEEDS, sampling=_TABLE)
+    kinds.update(row=_STR, seeds=_SEEDS, sampling=_TABLE, repeats=_INT)
     return kinds
 
 
