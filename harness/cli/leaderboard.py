@@ -14,8 +14,8 @@ from harness.leaderboard.destination import DEFAULT_OUT, PUBLISHED
 @click.command()
 @store_option
 @click.option("--out", "out_dir", type=CreatablePath(file_okay=False), default=DEFAULT_OUT, show_default=True,
-              help="folder to write leaderboard.md, index.html, leaderboard.json and the plots (accuracy and KL against "
-                   "memory, accuracy against KL; .png and .svg) "
+              help="folder to write leaderboard.md, index.html, leaderboard.json and the plots "
+                   "(accuracy and KL against memory, accuracy against KL; .png and .svg) "
                    f"(the repository's published leaderboard is regenerated only with --out {PUBLISHED})")
 @click.option("--force", is_flag=True,
               help="write into --out even when it holds files the generator did not write (they are kept; "
