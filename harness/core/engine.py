@@ -172,6 +172,9 @@ class Engine:
     #: accepts every format because it cannot see the checkpoint, so a refusal never names it as an engine
     #: that can run one
     runs_checkpoint: bool = True
+    #: its sessions implement :meth:`Session.score` (teacher-forced log-probabilities): runs on it measure
+    #: their divergence from the reference; on an engine without it the stage is left out of the run
+    can_score: bool = False
     #: device kinds: "cpu", "cuda"
     devices: tuple[str, ...] = ("cpu", "cuda")
     #: True when it generates inside the harness's process (a run that trained here then

@@ -110,6 +110,7 @@ class HFEngine(Engine):
     devices = ("cpu", "cuda")
     #: runs inside the harness's process: a run that trained here evaluates in a fresh one (clean profile)
     in_process = True
+    can_score = True  #: the whole vocabulary's log-probabilities: exact divergence
 
     def start(self, model_dir: Path, settings: EngineSettings) -> HFSession:
         from harness.base.model import load_tokenizer

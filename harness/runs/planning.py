@@ -66,7 +66,7 @@ def plan(config: RunConfig, registry: Registry, check_device: bool = True) -> Pl
     # driver first asks its executor what ``auto`` is there: Executor.auto_device)
     compute = compute_identity(device) if device != "auto" else config.compute
     config = dataclasses.replace(config, bits=spec.bits, data=data_identity(benches, problems), compute=compute)
-    reference = _reference(config, strategy, registry)
+    reference = _reference(config, strategy, registry) if engine.can_score else None
     planned = Plan(config, registry, strategy, training, quant, model, device, problems, engine, engine_options, init,
                    reference)
     graph = run_graph(planned)  # what each stage needs: the graph is the one place that knows
