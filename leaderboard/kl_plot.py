@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.leaderboard.model import Row
-from harness.leaderboard.pareto import KLMemoryAxis, accuracy, front_labels, front_members, placed
+from harness.leaderboard.pareto import KLMemoryAxis, accuracy, front_labels, front_members
 from harness.leaderboard.plot import (
     MARKERS,
     draw_fronts,
@@ -24,6 +24,7 @@ from harness.leaderboard.plot import (
     pyplot,
     row_text,
     save,
+    scatter_series,
     series_name,
     set_scale,
     with_note,
@@ -110,16 +111,7 @@ def accuracy_kl_figure(rows: list[Row]) -> Any:
 
 def kl_memory_figure(rows: list[Row], axis: KLMemoryAxis) -> Any:
     """KL from the reference against memory, with the front of the rows no other beats on both."""
-    plt = pyplot()
-    points = placed(rows, axis)
-    engines = len({r.engine for r in points}) > 1
-    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=120)
-    series = sorted({series_name(r, engines) for r in points})
-    for i, name in enumerate(series):
-        mine = [r for r in points if series_name(r, engines) == name]
-        xs, ys = [axis.value(r) / axis.scale for r in mine], [r.kl for r in mine]
-        ax.errorbar(xs, ys, yerr=errors([r.divergence["kl_mean"] for r in mine], ys, 1.0),
-                    fmt=MARKERS[i % len(MARKERS)], capsize=3, alpha=0.85, label=name)
+    fig, ax, points, engines = scatter_series(rows, axis, lambda r: r.kl, lambda r: r.divergence["kl_mean"], 1.0)
     fronts = front_members(rows, axis)
     texts = _texts(points, engines)
     draw_fronts(ax, fronts, front_labels(fronts, axis), lambda r: axis.value(r) / axis.scale, lambda r: r.kl,

@@ -162,19 +162,25 @@ def save(fig: Any, out_dir: Path, stem: str) -> list[Path]:
     return paths
 
 
-def accuracy_figure(rows: list[Row], axis: Axis) -> Any:
-    """Accuracy (all) against the axis's x: every placeable row with its interval, the fronts circled."""
+def scatter_series(rows: list[Row], axis: Any, y_of: Any, interval_of: Any, scale: float) -> tuple:
+    """A fresh figure with every placeable row of ``axis`` drawn at (x, ``y_of(row)``) with its interval
+    (``interval_of(row)`` times ``scale``), one marker per series; (figure, axes, rows drawn, several engines)."""
     plt = pyplot()
     points = placed(rows, axis)
     engines = len({r.engine for r in points}) > 1
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=120)
-    series = sorted({series_name(r, engines) for r in points})
-    for i, name in enumerate(series):
+    for i, name in enumerate(sorted({series_name(r, engines) for r in points})):
         mine = [r for r in points if series_name(r, engines) == name]
-        xs = [axis.value(r) / axis.scale for r in mine]
-        ys = [accuracy(r) * 100 for r in mine]
-        ax.errorbar(xs, ys, yerr=errors([r.overall["accuracy"] for r in mine], ys, 100.0),
+        xs, ys = [axis.value(r) / axis.scale for r in mine], [y_of(r) for r in mine]
+        ax.errorbar(xs, ys, yerr=errors([interval_of(r) for r in mine], ys, scale),
                     fmt=MARKERS[i % len(MARKERS)], capsize=3, alpha=0.85, label=name)
+    return fig, ax, points, engines
+
+
+def accuracy_figure(rows: list[Row], axis: Axis) -> Any:
+    """Accuracy (all) against the axis's x: every placeable row with its interval, the fronts circled."""
+    fig, ax, points, engines = scatter_series(rows, axis, lambda r: accuracy(r) * 100,
+                                              lambda r: r.overall["accuracy"], 100.0)
     fronts = front_members(rows, axis)
     texts = point_texts(points, engines)
     draw_fronts(ax, fronts, front_labels(fronts, axis), lambda r: axis.value(r) / axis.scale,
