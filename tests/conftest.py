@@ -9,6 +9,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The divergence stage evaluates each quantized run's reference too; the tests about it turn it on, the
+# rest check one run each (set before the harness is imported, so every process of the suite inherits it).
+os.environ.setdefault("HARNESS_DIVERGENCE", "0")
+
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):

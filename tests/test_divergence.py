@@ -79,7 +79,7 @@ def test_summary_resamples_problems_and_flips_count_both_ways():
 
 
 def _run(runner, tmp_path, *args):
-    result = runner.invoke(main, ["run", "--limit", "60", "--json", "--store", str(tmp_path / "r.db"),
+    result = runner.invoke(main, ["run", "--limit", "60", "--json", "--divergence", "--store", str(tmp_path / "r.db"),
                                   "--cache-dir", str(tmp_path / "cache"), *args])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)

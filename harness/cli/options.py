@@ -131,10 +131,10 @@ def eval_options(f):
         click.option("--extraction", type=click.Choice(EXTRACTION_POLICIES), default=None,
                      help="how answers are found: strict (box, 'the answer is') or lenient (also an unformatted "
                           "completion's final expression); default: the prompt template's, else strict"),
-        click.option("--divergence/--no-divergence", default=field_default("divergence"), show_default=True,
+        click.option("--divergence/--no-divergence", default=None,
                      help="after evaluating, score the model against its full-precision reference on the "
                           "reference's own completions (KL, top-1 agreement, flips); the reference run is "
-                          "evaluated first when the store lacks it"),
+                          "evaluated first when the store lacks it (default: on, unless HARNESS_DIVERGENCE=0)"),
         click.option("--batch-size", type=click.IntRange(min=1), default=field_default("batch_size"), show_default=True,
                      help="prompts generated together"),
     ]):

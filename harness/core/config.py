@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 
 from harness.base.errors import UserError
@@ -56,6 +57,13 @@ class Sampling:
 
 #: the trainer value of a run that trains nothing
 NO_TRAINER = "none"
+
+
+def divergence_by_default() -> bool:
+    """Whether runs measure their divergence unless told: yes, but ``HARNESS_DIVERGENCE=0`` (or false, no,
+    off) turns it off where only the plumbing matters (a quick look, a test suite): the stage evaluates
+    the reference run too, which doubles the cost of a first quantized run."""
+    return os.environ.get("HARNESS_DIVERGENCE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 #: evaluation presets: named bundles of prompt and sampling settings
@@ -111,8 +119,9 @@ class RunConfig:
     #: cuda:1 give the same result)
     compute: str = "cpu:float32"
     #: measure how far the run's model moved from its full-precision reference's (``--no-divergence``:
-    #: skip): what it measures does not change the run's results, so it is not hashed
-    divergence: bool = True
+    #: skip; ``HARNESS_DIVERGENCE=0`` makes skipping the default): what it measures does not change the
+    #: run's results, so it is not hashed
+    divergence: bool = field(default_factory=divergence_by_default)
 
     def __post_init__(self) -> None:
         check_extraction(self.extraction)
