@@ -6,7 +6,13 @@ through ``tests/fake_vllm/python``). Behaviour from the environment:
 
 - ``FAKE_NEVER_HEALTHY=1``: ``/health`` answers 503 forever;
 - ``FAKE_DIE_AFTER=N``: the process exits (as if killed) after answering N completions;
-- ``FAKE_DELAY_S``: seconds each completion takes (default 0.02);
+- ``FAKE_DELAY_S``: seconds each completion takes (default 0.02); with ``FAKE_DELAY_AFTER=N``, only those
+  after the first N (answered at 0.02 s);
+- ``FAKE_TOKEN_S``: seconds between two streamed tokens (default 0.002); ``FAKE_CONCURRENT_TOKEN_S``: the same
+  while more than one stream is in flight (a server slow under load; default ``FAKE_TOKEN_S``); ``GET /inflight``
+  answers how many streams are in flight; ``FAKE_TAIL_S``: seconds from the last streamed token to the end of
+  the response (its usage chunk), as a server that finishes a response slowly;
+- ``FAKE_HEALTHY_AFTER_S``: ``/health`` answers 503 for that long after the start;
 - ``FAKE_DROP_REUSED=1``: a request that arrives on a kept-alive connection is dropped (the socket closed
   without a response), as a server closing an idle connection just as the request arrives does; ``GET
   /dropped`` answers how many were.
@@ -28,7 +34,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 COUNT = 0
 DROPPED = 0
+INFLIGHT = 0
+STARTED = time.monotonic()
 LOCK = threading.Lock()
+
+
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name) or default)
 
 
 def answer(prompt) -> str:
@@ -68,7 +80,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path == "/health":
-            self.send(503 if os.environ.get("FAKE_NEVER_HEALTHY") else 200, {})
+            waking = time.monotonic() - STARTED < env_float("FAKE_HEALTHY_AFTER_S", 0)
+            self.send(503 if os.environ.get("FAKE_NEVER_HEALTHY") or waking else 200, {})
+        elif self.path == "/inflight":
+            self.send(200, {"streams": INFLIGHT})
         elif self.path == "/v1/models":
             self.send(200, {"object": "list", "data": [{"id": "harness", "object": "model"}]})
         elif self.path == "/dropped":
@@ -87,23 +102,12 @@ class Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.dropped_as_reused():
             return
-        time.sleep(float(os.environ.get("FAKE_DELAY_S", "0.02")))
+        slow = COUNT >= int(os.environ.get("FAKE_DELAY_AFTER") or 0)
+        time.sleep(env_float("FAKE_DELAY_S", 0.02) if slow else 0.02)
         text = answer(body["prompt"])
         words = text.split(" ")[: body.get("max_tokens", 64)]
         if body.get("stream"):
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            n = max(body.get("min_tokens") or 0, len(words))
-            for i in range(min(n, body.get("max_tokens", n))):
-                chunk = {"choices": [{"index": 0, "text": " " + (words[i] if i < len(words) else "x")}]}
-                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                self.wfile.flush()
-                time.sleep(0.002)
-            usage = {"choices": [], "usage": {"completion_tokens": min(n, body.get("max_tokens", n))}}
-            self.wfile.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
-            self.close_connection = True
+            self.stream(body, words)
             return
         self.send(200, {"choices": [{"index": 0, "text": " ".join(words)}],
                         "usage": {"completion_tokens": len(words)}})
@@ -112,6 +116,34 @@ class Handler(BaseHTTPRequestHandler):
             die = int(os.environ.get("FAKE_DIE_AFTER", "0") or 0)
             if die and COUNT >= die:
                 os._exit(9)
+
+
+    def stream(self, body: dict, words: list[str]) -> None:
+        global INFLIGHT
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        n = max(body.get("min_tokens") or 0, len(words))
+        token_s = env_float("FAKE_TOKEN_S", 0.002)
+        with LOCK:
+            INFLIGHT += 1
+        try:
+            for i in range(min(n, body.get("max_tokens", n))):
+                if i:
+                    time.sleep(env_float("FAKE_CONCURRENT_TOKEN_S", token_s) if INFLIGHT > 1 else token_s)
+                chunk = {"choices": [{"index": 0, "text": " " + (words[i] if i < len(words) else "x")}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+            time.sleep(env_float("FAKE_TAIL_S", 0))
+            usage = {"choices": [], "usage": {"completion_tokens": min(n, body.get("max_tokens", n))}}
+            self.wfile.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
+        except OSError:  # the client went away (a cancelled request)
+            pass
+        finally:
+            with LOCK:
+                INFLIGHT -= 1
+        self.close_connection = True
 
 
 def main() -> None:

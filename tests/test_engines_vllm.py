@@ -183,8 +183,9 @@ def _server_tree(marker: str) -> list:
 
 def _completions_on(tree: list, model_dir: Path, settings, prompts, python: str) -> tuple[list, str]:
     """Greedy completions of ``prompts`` from the vLLM server in ``tree`` that a harness run started and owns, and
-    its log: asserts first that it serves ``model_dir`` with the command the vllm engine would start for
-    ``settings`` (the same server options), then asks it through the session the vllm engine makes."""
+    its log: asserts first that it serves ``model_dir`` with the command and the vLLM settings of the environment
+    the vllm engine would give a start of its own for ``settings``, then asks it as the engine's session does.
+    (Its worker computes with one OpenMP thread per core it binds, whatever OMP_NUM_THREADS the run has.)"""
     from harness.engines.openai import CompletionsClient, OpenAIOptions, ServerSession
     from harness.engines.vllm import VLLMEngine, VLLMOptions
 
@@ -196,8 +197,12 @@ def _completions_on(tree: list, model_dir: Path, settings, prompts, python: str)
     port = int(command[command.index("--port") + 1])
     expected = VLLMEngine().command(python, Path(model_dir), port, settings.options or VLLMOptions(), settings.device)
     assert command == expected, "the run's server is not the one the agreement test would start"
+    vllm_vars = VLLMEngine().environment(python, settings.device)
+    assert ({k: v for k, v in guards[0].environ().items() if k.startswith("VLLM_")}
+            == {k: v for k, v in vllm_vars.items() if k.startswith("VLLM_")})
     log = Path(os.readlink(f"/proc/{guards[0].pid}/fd/1"))  # the server's output: its log, where the run put it
-    # what VLLMEngine.start returns, less the server, which the harness run stops (here: the kill)
+    # generation as the session VLLMEngine.start returns does it (ServerSession.generate, token ids, model
+    # "harness"), without the server: the harness run owns it, and the kill stops it
     session = ServerSession("vllm", CompletionsClient(f"http://127.0.0.1:{port}", model="harness"), model_dir,
                             OpenAIOptions(send_token_ids=True, model_name="harness"), device=settings.device)
     with session:
@@ -224,8 +229,8 @@ def test_sigkill_of_the_harness_leaves_no_vllm_process_and_rerun_resumes(vllm_py
     cmd = [sys.executable, "-m", "harness.cli", "run", "--engine", "vllm", "--vllm-python", vllm_python,
            "--strategy", "smoothquant", "--bits", "8", "--act-bits", "8", "--limit", "100", "--store", str(store),
            "--cache-dir", str(cache),
-           # not this test's subject, and three more vLLM starts (the reference's evaluation, then each model's
-           # scoring); not part of the run's id
+           # not this test's subject (nor part of the run's id): should the vllm engine ever score text, it would
+           # cost three more vLLM starts here (the reference's evaluation, then each model's scoring)
            "--no-divergence"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 

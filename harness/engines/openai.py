@@ -7,7 +7,8 @@ seed: every server supports it, greedy decoding forbids ``n>1`` on vLLM, and
 each completion's ``usage.completion_tokens`` is then exact. Requests run
 concurrently (``batch_size`` at a time), so the server batches them as it
 would serve users; results reach ``on_batch`` as they finish, so a server that
-dies mid-evaluation loses only what was in flight.
+dies mid-evaluation loses only what was in flight. A stop (Ctrl-C, SIGTERM) cancels
+the requests in flight at once (:meth:`CompletionsClient.cancel`) instead of waiting for them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 from harness import hookimpl
 from harness.api import Completion, Engine, EngineSettings, OnBatch, Session
 from harness.base.errors import HarnessError, UserError
+from harness.engines.server import INTERRUPT_GRACE_S, Streamed, tracking_backend
 
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 600.0
@@ -34,6 +36,10 @@ T = TypeVar("T")
 
 class EngineError(HarnessError):
     """A server failed during a run (it died, or answered with an error): one line, exit 2."""
+
+
+class Cancelled(EngineError):
+    """A request the client was told to give up (:meth:`CompletionsClient.cancel`)."""
 
 
 @dataclass
@@ -53,10 +59,27 @@ class CompletionsClient:
         import httpx
 
         self.url = url.rstrip("/").removesuffix("/v1")
+        limits = httpx.Limits(max_connections=512, max_keepalive_connections=512, keepalive_expiry=KEEPALIVE_EXPIRY_S)
+        transport = httpx.HTTPTransport(limits=limits)
+        self._backend = tracking_backend()
+        transport._pool._network_backend = self._backend  # httpcore's pool takes no backend through httpx
         self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
-                                 limits=httpx.Limits(max_connections=512, max_keepalive_connections=512,
-                                                     keepalive_expiry=KEEPALIVE_EXPIRY_S))
+                                 transport=transport)
         self._model = model
+        self._timeout_s = timeout_s
+
+    def fork(self) -> CompletionsClient:
+        """A client of the same server with connections of its own: cancelling one leaves the other alone."""
+        return CompletionsClient(self.url, self._model, self._timeout_s)
+
+    def cancel(self) -> None:
+        """Give up every request in flight now (their threads raise :class:`Cancelled` at once) and refuse new
+        ones; the server sees the connections close and stops generating for them."""
+        self._backend.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._backend.cancelled
 
     def _sent(self, what: str, send: Callable[[], T]) -> T:
         """``send()``, once more if the server dropped it on a kept-alive connection; else EngineError.
@@ -69,13 +92,21 @@ class CompletionsClient:
         import httpx
 
         for attempt in (1, 2):
+            if self.cancelled:
+                raise Cancelled(f"{what} to {self.url} cancelled")
             try:
-                return send()
+                out = send()
             except httpx.HTTPError as exc:
+                if self.cancelled:
+                    raise Cancelled(f"{what} to {self.url} cancelled") from None
                 dropped = (isinstance(exc, httpx.RemoteProtocolError) and "without sending a response" in str(exc)
                            and self.healthy())
                 if attempt == 2 or not dropped:
                     raise EngineError(f"{what} to {self.url} failed: {type(exc).__name__}: {exc}") from None
+                continue
+            if self.cancelled:  # a shut socket can read as the normal end of a response: not an answer
+                raise Cancelled(f"{what} to {self.url} cancelled")
+            return out
         raise AssertionError("unreachable: the second attempt returns or raises")
 
     def close(self) -> None:
@@ -118,28 +149,35 @@ class CompletionsClient:
             body["seed"] = seed
         return body
 
-    def complete(self, prompt: str | list[int], max_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
-                 seed: int | None = None, **extra: Any) -> Completion:
-        """One completion; raises :class:`EngineError` naming the server when it fails."""
-        body = self.body(prompt, max_tokens, temperature, top_p, seed, **extra)
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The completions API's answer to ``body``; raises :class:`EngineError` naming the server when it fails."""
         r = self._sent("request", lambda: self.http.post("/v1/completions", json=body))
         if r.status_code != 200:
             raise EngineError(f"{self.url}/v1/completions answered HTTP {r.status_code}: {r.text[:300]}")
-        data = r.json()
+        return r.json()
+
+    def complete(self, prompt: str | list[int], max_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
+                 seed: int | None = None, **extra: Any) -> Completion:
+        """One completion; raises :class:`EngineError` naming the server when it fails."""
+        data = self.post(self.body(prompt, max_tokens, temperature, top_p, seed, **extra))
         return Completion(data["choices"][0]["text"], int(data["usage"]["completion_tokens"]))
 
-    def stream(self, prompt: str | list[int], max_tokens: int, **extra: Any) -> tuple[float, list[float], int]:
-        """A streamed greedy completion: (start, arrival time of each chunk, completion tokens)."""
+    def stream(self, prompt: str | list[int], max_tokens: int, into: Streamed | None = None,
+               **extra: Any) -> tuple[float, list[float], int]:
+        """A streamed greedy completion: (start, arrival time of each chunk, completion tokens).
+
+        ``into`` sees the arrivals as they come, so a caller still has them when the stream is cancelled."""
         import json
         import time
 
         body = self.body(prompt, max_tokens, 0.0, 1.0, None, stream=True,
                          stream_options={"include_usage": True}, **extra)
+        seen = into if into is not None else Streamed()
 
         def send() -> tuple[float, list[float], int]:  # timed from its own start: a resend is timed afresh
-            times: list[float] = []
-            tokens = 0
-            start = time.perf_counter()
+            seen.times.clear()
+            seen.done = False
+            seen.start = time.perf_counter()
             with self.http.stream("POST", "/v1/completions", json=body) as r:
                 if r.status_code != 200:
                     raise EngineError(f"{self.url}/v1/completions (stream) answered HTTP {r.status_code}")
@@ -149,10 +187,11 @@ class CompletionsClient:
                     chunk = json.loads(line[6:])
                     now = time.perf_counter()
                     if chunk.get("choices"):  # one chunk per decode step (its text may be empty: a partial character)
-                        times.append(now)
+                        seen.times.append(now)
                     if chunk.get("usage"):
-                        tokens = int(chunk["usage"]["completion_tokens"])
-            return start, times, tokens or len(times)
+                        seen.tokens = int(chunk["usage"]["completion_tokens"])
+            seen.done = not self.cancelled  # a shut socket can read as the end of the response
+            return seen.start, list(seen.times), seen.tokens or len(seen.times)
 
         return self._sent("streamed request", send)
 
@@ -161,8 +200,10 @@ class ServerSession(Session):
     """Generation and profiling through :class:`CompletionsClient`; ``server`` is set when we started it."""
 
     def __init__(self, engine: str, client: CompletionsClient, model_dir: Path | None, options: OpenAIOptions,
-                 server=None, version: str | None = None, log_path: Path | None = None, device: str | None = None):
+                 server=None, version: str | None = None, log_path: Path | None = None, device: str | None = None,
+                 console: Any = None):
         self.engine = engine
+        self.console = console  #: where progress lines go (the run's stderr console)
         self.device = device  #: where the server computes, as the run resolved it (None: not known)
         self.client = client
         self.model_dir = Path(model_dir) if model_dir else None
@@ -223,10 +264,14 @@ class ServerSession(Session):
                 for f in done:
                     f.result()
                 flush(False)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)  # never wait for requests in flight (Ctrl-C)
+        except BaseException as exc:
+            stopped = isinstance(exc, KeyboardInterrupt)  # Ctrl-C, SIGTERM, SIGHUP: a stop, at once
+            if stopped:
+                self.client.cancel()  # the requests in flight end now, and the interpreter's exit never waits
+            pool.shutdown(wait=False, cancel_futures=True)
             flush(True)
-            self._explain_failure()
+            if not stopped:
+                self._explain_failure()
             raise
         pool.shutdown()
         flush(True)
@@ -262,10 +307,16 @@ class ServerSession(Session):
         device = self.device or (config.device if config.device != "auto" else None)
         return profile_server(self, prompts, config, settings, timings, eval_stats, quant or {}, device)
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float | None = None) -> None:
+        self.client.cancel()  # whatever is still in flight (a stop mid-request): the server sees it go
         self.client.close()
         if self.server is not None:
-            self.server.stop()
+            self.server.stop(grace_s)
+
+    def __exit__(self, exc_type, *exc: object) -> None:
+        """A stop (Ctrl-C, SIGTERM) gives a server we started a short grace: the harness ends within seconds."""
+        interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+        self.stop(INTERRUPT_GRACE_S if interrupted else None)
 
 
 class OpenAIEngine(Engine):
@@ -303,7 +354,8 @@ class OpenAIEngine(Engine):
             version = r.json().get("version") if r.status_code == 200 else None
         except Exception:
             version = None
-        return ServerSession(self.name, client, model_dir, options, version=version, device=settings.device)
+        return ServerSession(self.name, client, model_dir, options, version=version, device=settings.device,
+                             console=settings.console)
 
 
 @hookimpl

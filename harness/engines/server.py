@@ -14,6 +14,10 @@ Three ways a harness can end, three guards:
 - kill of the harness's process group (Ctrl-C in a terminal, ``kill -- -PGID``):
   the server stays in the harness's process group, so the same signal reaches it.
 
+Requests never outlive a stop either: the client's connections are tracked
+(:func:`tracking_backend`), so a stop shuts them and every thread waiting on
+an answer returns at once, whether we started the server or not.
+
 The port is chosen free on the loopback interface just before start; the
 server binds it with SO_REUSEADDR, so a stopped server leaves it reusable.
 """
@@ -27,16 +31,23 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.base.errors import UserError
+from harness.base.progress import interval
 
 #: seconds a server may take to become healthy unless HARNESS_ENGINE_START_TIMEOUT says otherwise
 #: (vLLM's CPU build: ~25 s for tiny-arith on 2 quiet cores, minutes when they are shared)
 DEFAULT_START_TIMEOUT = 600.0
 STOP_GRACE_S = 10.0
+#: seconds a server gets to exit when the harness itself is stopped (Ctrl-C, SIGTERM), before it is killed
+INTERRUPT_GRACE_S = 2.0
 LOG_TAIL_LINES = 20
 
 _LIVE: set[ServerProcess] = set()
@@ -47,6 +58,29 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@dataclass
+class Streamed:
+    """A streamed completion as it arrives: when it was sent, each chunk's arrival, the tokens it reported, and
+    whether it ended (a cancelled one keeps what arrived)."""
+
+    start: float = 0.0
+    times: list[float] = field(default_factory=list)
+    tokens: int = 0
+    done: bool = False
+
+
+def id_list(ids) -> str:
+    """``[0, 1, 2, 5]`` as ``0-2,5``: the core-list form vLLM's and the kernel's CPU lists use."""
+    ids = sorted(set(ids))
+    runs: list[list[int]] = []
+    for i in ids:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -70,7 +104,7 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         timeout_s: float | None = None,
         say: Callable[[str], None] = lambda s: None,
-        progress_every_s: float = 10.0,
+        progress_every_s: float | None = None,
     ):
         self.command = list(command)
         self.name = name
@@ -80,7 +114,8 @@ class ServerProcess:
         self.timeout_s = timeout_s if timeout_s is not None else float(
             os.environ.get("HARNESS_ENGINE_START_TIMEOUT", DEFAULT_START_TIMEOUT))
         self.say = say
-        self.progress_every_s = progress_every_s
+        # a line at least every 10 s while it starts (sooner when HARNESS_PROGRESS_INTERVAL says so)
+        self.progress_every_s = progress_every_s if progress_every_s is not None else min(10.0, interval())
         self.proc: subprocess.Popen | None = None
         self.started_s: float | None = None
 
@@ -105,8 +140,8 @@ class ServerProcess:
         _LIVE.add(self)
         try:
             self._wait_healthy(t0)
-        except BaseException:
-            self.stop()
+        except BaseException as exc:
+            self.stop(INTERRUPT_GRACE_S if isinstance(exc, KeyboardInterrupt) else None)
             raise
         self.started_s = time.perf_counter() - t0
         return self
@@ -160,8 +195,9 @@ class ServerProcess:
                 pass
         return total
 
-    def stop(self) -> None:
-        """SIGTERM to the tree, SIGKILL after a grace period; reaps the children. Safe to call twice."""
+    def stop(self, grace_s: float | None = None) -> None:
+        """SIGTERM to the tree, SIGKILL after a grace period (``grace_s``: a shorter one than the guard's, when
+        the harness itself is being stopped); reaps the children. Safe to call twice."""
         import psutil
 
         if self.proc is None:
@@ -170,10 +206,10 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)  # the guard stops the tree: SIGTERM, then SIGKILL
         try:
-            self.proc.wait(timeout=STOP_GRACE_S + 5)
+            self.proc.wait(timeout=STOP_GRACE_S + 5 if grace_s is None else grace_s)
         except subprocess.TimeoutExpired:
             pass
-        _, alive = psutil.wait_procs(procs, timeout=1)
+        _, alive = psutil.wait_procs(procs, timeout=1 if grace_s is None else 0.1)
         for p in alive:  # what the guard could not stop
             try:
                 p.kill()
@@ -190,6 +226,47 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def tracking_backend():
+    """httpcore's network backend, keeping every socket it opens so that its ``cancel()`` can shut them
+    (what :meth:`harness.engines.openai.CompletionsClient.cancel` does).
+
+    A thread blocked reading a response (a long completion, a slow stream) is woken only by a shutdown of
+    its socket: closing the socket or the client from another thread leaves it blocked until the server
+    answers, and the interpreter's exit waits for it."""
+    import httpcore
+
+    class Tracking(httpcore.SyncBackend):
+        def __init__(self) -> None:
+            self.sockets: weakref.WeakSet = weakref.WeakSet()
+            self.lock = threading.Lock()
+            self.cancelled = False
+
+        def connect_tcp(self, *args: Any, **kwargs: Any):
+            stream = super().connect_tcp(*args, **kwargs)
+            sock = stream.get_extra_info("socket")
+            with self.lock:
+                self.sockets.add(sock)
+                if self.cancelled:
+                    _shut(sock)
+            return stream
+
+        def cancel(self) -> None:
+            with self.lock:
+                self.cancelled = True
+                socks = list(self.sockets)
+            for sock in socks:
+                _shut(sock)
+
+    return Tracking()
+
+
+def _shut(sock) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # closed already
+        pass
 
 
 @atexit.register

@@ -7,19 +7,27 @@ and a vllm row time the same work: batch size 1 is one request at a time;
 the batched phase sends as many concurrent requests as the evaluation's batch
 size. Token times are the arrival times of streamed chunks, as a user of the
 server sees them (network and detokenization included, on loopback).
+
+A profile takes minutes, not hours: each phase prints a progress line at the
+steady interval, and the batched phase keeps to a time budget (fewer timed
+rounds, then fewer tokens per request, as its warm-up round predicts; the round
+in flight stopped at the budget), recording what it cut. A stop (Ctrl-C,
+SIGTERM) cancels the requests in flight instead of waiting for them.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import statistics
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
+from harness.engines.server import Streamed
 from harness.toolkit.profiling import (
     GEN_LENGTH,
     PhaseStats,
@@ -115,30 +123,62 @@ class ServerWatch:
         self.stats.wall_s = time.perf_counter() - self._start
 
 
-def _phase(session, ids: list[list[int]], gen_length: int, requests: int, warmup: int) -> dict[str, float | None]:
-    """``requests`` rounds of ``len(ids)`` concurrent streamed requests (after ``warmup`` rounds)."""
-    extra = {"ignore_eos": True, "min_tokens": gen_length}
-    rows = len(ids)
+#: seconds the concurrent phase may take (warm-up included) unless HARNESS_PROFILE_BATCH_BUDGET_S says otherwise
+BATCH_BUDGET_S = 120.0
+#: the fewest tokens per request a budget cuts the concurrent phase to (a decode rate needs a few steps)
+MIN_BATCH_TOKENS = 8
+
+
+def batch_budget_s() -> float:
+    try:
+        return max(1.0, float(os.environ.get("HARNESS_PROFILE_BATCH_BUDGET_S") or BATCH_BUDGET_S))
+    except ValueError:
+        return BATCH_BUDGET_S
+
+
+def _round(client, ids: list[list[int]], gen_length: int, deadline: float | None) -> tuple[list[Streamed], float]:
+    """``len(ids)`` concurrent streamed requests: each stream as it arrived and when the round ended.
+
+    At ``deadline`` the requests still running are cancelled (``client`` is given up: a phase's own) and the
+    round ends with what arrived; a stop (Ctrl-C, SIGTERM) cancels them the same way, then goes on up."""
+    seen = [Streamed() for _ in ids]
+    pool = ThreadPoolExecutor(max_workers=len(ids), thread_name_prefix="profile-request")
+    try:
+        futures = [pool.submit(client.stream, p, gen_length, s, ignore_eos=True, min_tokens=gen_length)
+                   for p, s in zip(ids, seen)]
+        _, pending = wait(futures, timeout=None if deadline is None else max(0.0, deadline - time.perf_counter()))
+        end = time.perf_counter()
+        if pending:
+            client.cancel()
+        for f in futures:
+            if not (client.cancelled and f.exception() is not None):  # a cancelled request raises: not a failure
+                f.result()
+    except BaseException:
+        client.cancel()  # nothing waits for the requests in flight
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return seen, end
+
+
+def _figures(rounds: list[tuple[float, list[Streamed], float]]) -> dict[str, float | None]:
+    """TTFT, inter-token latency, decode rate, throughput and latency of timed rounds (start, streams, end).
+
+    The decode rate and the inter-token latency come from the same arrivals: a round's tokens after each
+    stream's first over the time from its first arrival to its last, so at batch size 1 it is 1000 / the mean
+    inter-token latency (the median gap, ``itl_p50``, ignores the few steps that stall)."""
     ttft, itl, latency, decode, throughput = [], [], [], [], []
-    with ThreadPoolExecutor(max_workers=rows) as pool:
-        for r in range(warmup + requests):
-            t0 = time.perf_counter()
-            streams = list(pool.map(lambda p: session.client.stream(p, gen_length, **extra), ids))
-            end = time.perf_counter()
-            if r < warmup:
-                continue
-            tokens = sum(n for _, _, n in streams)
-            firsts = []
-            for start, times, _ in streams:
-                if not times:
-                    continue
-                ttft.append(times[0] - start)
-                latency.append(times[-1] - start)
-                itl.extend(b - a for a, b in itertools.pairwise(times))
-                firsts.append(times[0])
-            if firsts and end > max(firsts):
-                decode.append((tokens - rows) / (end - min(firsts)))
-            throughput.append(tokens / (end - t0))
+    for t0, streams, end in rounds:
+        arrived = [s for s in streams if s.times]
+        ttft += [s.times[0] - s.start for s in arrived]
+        latency += [s.times[-1] - s.start for s in arrived if s.done]  # a stream cut at the budget: no latency
+        for s in arrived:
+            itl.extend(b - a for a, b in itertools.pairwise(s.times))
+        steps = sum(len(s.times) - 1 for s in arrived)
+        if steps:
+            decode.append(steps / (max(s.times[-1] for s in arrived) - min(s.times[0] for s in arrived)))
+        if end > t0:
+            throughput.append(sum(s.tokens or len(s.times) for s in streams) / (end - t0))
 
     def ms(xs: Sequence[float], q: float) -> float | None:
         return 1000 * _percentile(xs, q) if xs else None
@@ -153,9 +193,79 @@ def _phase(session, ids: list[list[int]], gen_length: int, requests: int, warmup
     }
 
 
+def _plan(warm: list[Streamed], warm_s: float, left_s: float, requests: int, gen: int) -> tuple[int, int]:
+    """Timed rounds and tokens per request that fit ``left_s``, estimated from a warm-up round: the time until
+    every stream's first token, then its slowest stream's seconds per token for the rest."""
+    arrived = [s for s in warm if len(s.times) > 1]
+    if len(arrived) < len(warm):  # some stream never got past its first token: a round is all we know
+        first, step = warm_s, warm_s
+    else:
+        first = max(s.times[0] - s.start for s in arrived)
+        step = max((s.times[-1] - s.times[0]) / (len(s.times) - 1) for s in arrived)
+    step = max(step, 1e-6)
+    one = first + (gen - 1) * step
+    rounds = max(1, min(requests, int(left_s // one) if one > 0 else requests))
+    if rounds * one > left_s:
+        gen = max(MIN_BATCH_TOKENS, min(gen, 1 + int(max(0.0, left_s - first) // step)))
+    return rounds, gen
+
+
+def _batch_phase(session, ids, gen_length: int, requests: int, warmup: int, progress, budget_s: float):
+    """The concurrent phase inside ``budget_s``: fewer timed rounds, then fewer tokens per request, when the
+    warm-up says the full phase would not fit, and the round in flight stopped at the budget whatever the
+    estimate said; (figures, timed rounds, tokens per request, what was cut or None)."""
+    task = progress.add_task(f"{len(ids)} concurrent requests", total=warmup + requests)
+    start = time.perf_counter()
+    warm: list[Streamed] = []
+    for _ in range(warmup):  # untimed; one stopped at its share of the budget has still warmed the server
+        client = session.client.fork()
+        try:
+            warm, _ = _round(client, ids, gen_length, time.perf_counter() + budget_s / (1 + requests))
+        finally:
+            client.close()
+        progress.advance(task)
+    rounds, gen = requests, gen_length
+    if warm:
+        rounds, gen = _plan(warm, time.perf_counter() - start, start + budget_s - time.perf_counter(), requests,
+                            gen_length)
+    timed: list[tuple[float, list[Streamed], float]] = []
+    client = session.client.fork()
+    try:
+        while len(timed) < rounds and not client.cancelled:
+            t0 = time.perf_counter()
+            streams, end = _round(client, ids, gen, start + budget_s)
+            timed.append((t0, streams, end))
+            progress.advance(task)
+    finally:
+        client.close()
+    cut = None
+    if client.cancelled or (rounds, gen) != (requests, gen_length):
+        cut = (f"budget {budget_s:.0f} s: {len(timed)} of {requests} timed rounds, {gen} of {gen_length} tokens "
+               f"per request{'; the last round stopped at the budget' if client.cancelled else ''}")
+    return _figures(timed), len(timed), gen, cut
+
+
+def _bs1_phase(session, ids, gen_length: int, requests: int, warmup: int, progress) -> dict[str, float | None]:
+    client = session.client.fork()
+    task = progress.add_task("batch size 1", total=warmup + requests)
+    timed = []
+    try:
+        for r in range(warmup + requests):
+            t0 = time.perf_counter()
+            streams, end = _round(client, ids, gen_length, None)
+            if r >= warmup:
+                timed.append((t0, streams, end))
+            progress.advance(task)
+    finally:
+        client.close()
+    return _figures(timed)
+
+
 def profile_server(session, prompts: Sequence[str], config, settings, timings: dict, eval_stats, quant: dict,
                    device: str | None = None) -> dict[str, Any]:
-    """The profile of a served model (keys: :data:`harness.toolkit.profiling.PROFILE_KEYS`)."""
+    """The profile of a served model (keys: :data:`harness.toolkit.profiling.PROFILE_KEYS`), with a progress line
+    at the steady interval in each phase."""
+    from harness.base.progress import stage_progress
     from harness.toolkit.profiling import latency_inputs
 
     start = time.perf_counter()
@@ -169,9 +279,16 @@ def profile_server(session, prompts: Sequence[str], config, settings, timings: d
     out.update(eval_forward_s=None, eval_forward_share=None)  # a server's forward is not visible from here
     out.update(latency_prompt_tokens=len(ids[0]), latency_gen_tokens=gen_length, batch_size=batch)
     kv_peak = getattr(eval_stats, "kv_usage_peak", None) if eval_stats is not None else None
-    for tag, rows, requests in (("bs1", 1, settings.requests_bs1), ("batch", batch, settings.requests_batch)):
-        with ServerWatch(session) as w:
-            figures = _phase(session, ids[:rows], gen_length, requests, settings.warmup)
+    budget = batch_budget_s()
+    console = getattr(session, "console", None)
+    for tag in ("bs1", "batch"):  # each phase its own progress line, at the steady interval however long it takes
+        with ServerWatch(session) as w, stage_progress("profile", console, unit="rounds") as progress:
+            if tag == "bs1":
+                figures = _bs1_phase(session, ids[:1], gen_length, settings.requests_bs1, settings.warmup, progress)
+            else:
+                figures, rounds, gen, cut = _batch_phase(session, ids, gen_length, settings.requests_batch,
+                                                         settings.warmup, progress, budget)
+                out.update(batch_rounds=rounds, batch_gen_tokens=gen, batch_budget_s=budget, batch_cut=cut)
         out.update({f"{tag}_{k}": v for k, v in figures.items()})
         out[f"{tag}_peak_rss_bytes"] = w.stats.peak_rss_bytes
         out[f"{tag}_peak_gpu_bytes"] = None
@@ -222,7 +339,8 @@ def _server_figures(session, quant: dict) -> dict[str, Any]:
     from harness.api import quant_method
 
     log = session.log_path.read_text(errors="replace") if session.log_path and session.log_path.exists() else ""
-    threads = re.findall(r"core ids=\[([\d, ]*)\]", log)
+    bound = re.findall(r"core ids=\[([\d, ]*)\]", log)  # vLLM's CPU worker: one OpenMP thread per listed core
+    threads = len(bound[-1].split(",")) if bound and bound[-1].strip() else None
     return {
         "engine": session.engine,
         "engine_version": session.version,
@@ -230,5 +348,41 @@ def _server_figures(session, quant: dict) -> dict[str, Any]:
         "kernels": kernels_from_log(log),
         "server_rss_bytes": session.server.rss_bytes() if session.server is not None else None,
         "server_start_s": session.server.started_s if session.server is not None else None,
-        "cpu_threads": len(threads[-1].split(",")) if threads and threads[-1].strip() else None,
+        "cpu_threads": threads,
+        "engine_threads": threads,
+        "engine_cpu_binding": compute_cores(session.server),
     }
+
+
+def compute_cores(server) -> str | None:
+    """The cores the server's compute threads may run on (``0-3``), read from the kernel: every thread of vLLM's
+    worker processes when there are any (``VLLM::Worker``; it pins each OpenMP thread to one core, so the
+    process's own affinity, its main thread's, names one core), else of every process of the server; None when
+    the harness did not start the server."""
+    import psutil
+
+    from harness.engines.server import id_list
+
+    if server is None:
+        return None
+    procs = server.tree()
+    workers = [p for p in procs if "Worker" in _name(p)] or procs
+    cores: set[int] = set()
+    for p in workers:
+        try:
+            tids = [t.id for t in p.threads()]
+        except psutil.Error:
+            continue
+        for tid in tids:
+            try:
+                cores.update(os.sched_getaffinity(tid))
+            except (OSError, AttributeError):  # gone, or no affinity on this platform
+                pass
+    return id_list(cores) if cores else None
+
+
+def _name(proc) -> str:
+    try:
+        return proc.name()
+    except Exception:
+        return ""

@@ -9,6 +9,12 @@ with a progress line), talks to it through the ``openai`` engine's client and
 always stops it (see :mod:`harness.engines.server`). The module form is used
 because the ``vllm`` console script of the CPU build is broken.
 
+On CPU the worker computes on every core the harness may use
+(:func:`cpu_binding`; vLLM's own default keeps one back). It scores text
+(the divergence stage) through ``prompt_logprobs``: the top
+:data:`SCORE_TOP_K` log-probabilities per position, from which the KL is
+approximated (:func:`harness.toolkit.divergence.topk_token_figures`).
+
 Formats: vLLM runs plain weights and compressed-tensors W4A16/W8A16 (on CPU:
 ``CPUWNA16LinearKernel``) and W8A8 (``CPUInt8ScaledMMLinearKernel``). It
 refuses bitsandbytes on CPU, and an integer KV cache (it quantizes the KV
@@ -21,19 +27,24 @@ from __future__ import annotations
 import os
 import shlex
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from harness import hookimpl
-from harness.api import ArtifactFormat, Engine, EngineSettings
+from harness.api import ArtifactFormat, Engine, EngineSettings, TokenScores
 from harness.base.errors import UserError
-from harness.engines.openai import CompletionsClient, OpenAIOptions, ServerSession
+from harness.engines.openai import CompletionsClient, EngineError, OpenAIOptions, ServerSession
 
 ENV_PYTHON = "HARNESS_VLLM_PYTHON"
 #: GiB of KV cache the CPU build reserves (VLLM_CPU_KVCACHE_SPACE) unless the environment sets it
 DEFAULT_KV_GIB = "1"
+#: the CPU worker's OpenMP binding (a list like ``0-3,6``) and the cores vLLM's ``auto`` binding keeps back
+BIND_VAR, RESERVED_VAR = "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU"
+#: log-probabilities per position a score asks for: vLLM's default --max-logprobs, so no server flag is needed
+SCORE_TOP_K = 20
 
 
 @dataclass
@@ -114,6 +125,34 @@ def max_model_len(options: VLLMOptions, model_dir: Path) -> int:
     return min(int(cfg.get("max_position_embeddings") or 4096), 4096)
 
 
+def harness_cores() -> list[int]:
+    """The cores the harness may compute on: its CPU affinity, cut to a cgroup CPU quota (a container's
+    ``--cpus 2`` on a 64-core host means two cores, not 64 threads fighting over two)."""
+    from harness.base.threads import usable_cores
+
+    try:
+        cores = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = list(range(os.cpu_count() or 1))
+    return cores[: usable_cores()]
+
+
+def cpu_binding(env: dict[str, str]) -> dict[str, str]:
+    """The CPU worker's thread binding: every core the harness may use, unless ``env`` (the user's) configures
+    vLLM's binding itself (either variable).
+
+    vLLM's own default (``auto``) keeps a core back for its engine process (VLLM_CPU_NUM_OF_RESERVED_CPU), so on
+    two cores it computes on one; an explicit core list binds one OpenMP thread to each listed core and keeps
+    nothing back (the reserve applies to ``auto`` only, so it is left unset: vLLM would warn that 0 is below
+    its minimum).
+    """
+    from harness.engines.server import id_list
+
+    if BIND_VAR in env or RESERVED_VAR in env:
+        return {}
+    return {BIND_VAR: id_list(harness_cores())}
+
+
 def served_version(client: CompletionsClient) -> str | None:
     """``vllm 0.32.0``: what the running server reports at ``/version``."""
     try:
@@ -144,12 +183,59 @@ def cpu_wna16_reason() -> str | None:
             "only and this x86 CPU has AVX2 only")
 
 
+def prompt_scores(entries: list | None, start: int, targets: list[int], k: int) -> TokenScores:
+    """The continuation's positions of a ``prompt_logprobs`` answer: at each, the top ``k`` (by the server's
+    rank) and the target's own log-probability (listed beside the top k when it ranks lower)."""
+    if not entries or len(entries) < start + len(targets):
+        raise EngineError("the server answered without prompt_logprobs for every prompt token: it cannot score "
+                          "text (vLLM's prompt_logprobs extension is needed)")
+    top, target_logprobs = [], []
+    for entry, target in zip(entries[start:start + len(targets)], targets):
+        listed = {int(token): v for token, v in entry.items()}
+        top.append({t: v["logprob"] for t, v in listed.items() if v.get("rank") is None or v["rank"] <= k})
+        target_logprobs.append(listed[target]["logprob"])
+    return TokenScores(list(targets), target_logprobs, top=top)
+
+
+class VLLMSession(ServerSession):
+    """A session on a vLLM server the harness started: generation and profile as any server's, and scoring
+    through vLLM's ``prompt_logprobs`` (its top :data:`SCORE_TOP_K` per position)."""
+
+    score_top_k = SCORE_TOP_K
+
+    def score(self, pairs: Sequence[tuple[str, str]], batch_size: int = 8) -> Iterator[TokenScores]:
+        """Teacher-forced top-k log-probabilities from the server's ``prompt_logprobs`` (a vLLM extension of the
+        completions API): prompt and continuation tokenized apart and sent as one prompt of token ids, one token
+        generated; ``batch_size`` requests in flight, results in order."""
+        k = self.score_top_k
+
+        def one(pair: tuple[str, str]) -> TokenScores:
+            prompt, continuation = (self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in pair)
+            if not prompt or not continuation:
+                return TokenScores([], [], top=[])
+            data = self.client.post(self.client.body(prompt + continuation, 1, 0.0, 1.0, None, prompt_logprobs=k))
+            return prompt_scores(data["choices"][0].get("prompt_logprobs"), len(prompt), continuation, k)
+
+        pool = ThreadPoolExecutor(max_workers=max(1, batch_size), thread_name_prefix=f"{self.engine}-score")
+        futures = [pool.submit(one, pair) for pair in pairs]
+        try:
+            for f in futures:
+                yield f.result()
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                self.client.cancel()
+            raise
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
 class VLLMEngine(Engine):
     name = "vllm"
     description = "vLLM's OpenAI-compatible server, started from its own environment (--vllm-python)"
     formats = ("transformers", "compressed-tensors", "compressed-tensors-w8a8")
     devices = ("cpu", "cuda")
     options_class = VLLMOptions
+    can_score = True  #: top-k log-probabilities (VLLMSession.score): divergence within a measured tolerance
 
     def check(self, artifact_format: str, device: str, others: Sequence[Engine] = (),
               settings: EngineSettings | None = None, known_formats: Iterable[ArtifactFormat] = ()) -> None:
@@ -186,6 +272,8 @@ class VLLMEngine(Engine):
         env["PATH"] = f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}"
         if device.startswith("cuda:"):
             env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
+        if not device.startswith("cuda"):
+            env.update(cpu_binding(env))
         return env
 
     def start(self, model_dir: Path, settings: EngineSettings) -> ServerSession:
@@ -210,9 +298,9 @@ class VLLMEngine(Engine):
             client.close()
             raise
         settings.say(f"[bold]vllm[/bold] healthy after {server.started_s:.0f} s")
-        session = ServerSession(self.name, client, model_dir, OpenAIOptions(send_token_ids=True, model_name="harness"),
-                                server=server, version=served_version(client), log_path=log_path,
-                                device=settings.device)
+        session = VLLMSession(self.name, client, model_dir, OpenAIOptions(send_token_ids=True, model_name="harness"),
+                              server=server, version=served_version(client), log_path=log_path,
+                              device=settings.device, console=settings.console)
         session.dtype = command[command.index("--dtype") + 1]
         return session
 

@@ -1,0 +1,164 @@
+"""The vllm engine's CPU binding and its scoring, against the real vLLM server (slow: three server starts, ~60 s
+each on 2 cores).
+
+Runs wherever a vLLM environment is found (``HARNESS_VLLM_PYTHON``, or ``.venv-vllm`` beside the checkout),
+skips with the reason otherwise.
+
+Scoring: vLLM gives each position's top k log-probabilities (``prompt_logprobs``), the hf engine the whole
+vocabulary, so the divergence a vllm run reports is :func:`topk_token_figures`' approximation of hf's exact
+KL. Checked on the tiny model's own greedy completions, between the full-precision checkpoint and the
+smoothquant W8A8 one (the quantized format vLLM's CPU build runs on an AVX2 machine).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+N_TEXTS = 30
+#: the mean top-k KL from vLLM against hf's exact mean KL, relative. The gap is two things: the top-k bucket's
+#: approximation (tiny: KL_TOPK_OF_EXACT below) and the two engines' own W8A8 arithmetic (vLLM's int8 GEMM with
+#: per-token scales, hf's fake-quantized fp32), which moves the quantized model itself
+KL_GAP = 0.35
+#: hf's own distributions cut to their top k: how far the approximation alone moves the mean KL, relative
+KL_TOPK_OF_EXACT = 0.02
+
+
+@pytest.fixture(scope="module")
+def vllm_python() -> str:
+    from harness.engines.vllm import candidates, find_python
+
+    python = find_python(None)
+    if python is None:
+        pytest.skip("no vLLM environment: set HARNESS_VLLM_PYTHON or build .venv-vllm (looked at "
+                    + "; ".join(p for _, p in candidates(None)) + ")")
+    return python
+
+
+def _plan(strategy, bits, act_bits, engine="hf", python=None):
+    from harness.core.config import RunConfig
+    from harness.core.plugin_manager import get_registry
+    from harness.runs.planning import plan
+
+    return plan(RunConfig(strategy=strategy, bits=bits, act_bits=act_bits, device="cpu", limit=N_TEXTS,
+                          engine=engine, engine_python=python), get_registry())
+
+
+def _settings(plan, log_dir: Path):
+    from harness.runs.evaluate import engine_settings
+
+    settings = engine_settings(plan)
+    settings.extra["log_dir"] = str(log_dir)
+    return settings
+
+
+def _thread_cores(proc) -> set[int]:
+    cores: set[int] = set()
+    for thread in proc.threads():
+        try:
+            cores |= os.sched_getaffinity(thread.id)
+        except OSError:  # the thread ended
+            pass
+    return cores
+
+
+def test_the_vllm_worker_computes_on_every_core_the_harness_may_use(vllm_python, tmp_path, monkeypatch):
+    """vLLM's own default binds its worker to all cores but one (one on two cores); the engine binds it to all."""
+    from harness.core.config import RunConfig
+    from harness.engines.server import id_list
+    from harness.engines.vllm import BIND_VAR, RESERVED_VAR, VLLMEngine, harness_cores
+    from harness.toolkit.profiling import LatencySettings
+
+    monkeypatch.delenv(BIND_VAR, raising=False)  # the user's binding would win
+    monkeypatch.delenv(RESERVED_VAR, raising=False)
+    plan = _plan("none", None, 16, engine="vllm", python=vllm_python)
+    model_dir = Path(plan.model.source)
+    with VLLMEngine().start(model_dir, _settings(plan, tmp_path)) as session:
+        workers = [p for p in session.server.tree() if "Worker" in p.name()]
+        assert workers, [p.name() for p in session.server.tree()]
+        # each OpenMP thread is pinned to one core: the worker's threads together cover the binding
+        covered = set().union(*(_thread_cores(p) for p in workers))
+        prof = session.profile(["What is 1 + 2?", "What is 3 + 4?"], RunConfig(), LatencySettings(
+            gen_length=4, batch_size=2, requests_bs1=1, requests_batch=1, warmup=0), {})
+    assert set(harness_cores()) <= covered, f"the worker computes on {sorted(covered)} of {harness_cores()}"
+    assert prof["engine_cpu_binding"] == id_list(harness_cores())
+    assert prof["engine_threads"] == prof["cpu_threads"] == len(harness_cores())
+
+
+def _texts(model_dir: Path) -> list[tuple[str, str]]:
+    """(prompt, the full-precision model's greedy completion) of the first arith problems."""
+    from harness.base.model import load_tokenizer
+    from harness.core.config import Sampling
+    from harness.core.plugin_manager import get_registry
+    from harness.core.prompts import get_template
+    from harness.engines.hf import HFEngine
+
+    problems = get_registry().benchmarks.get("arith").load("test")[:N_TEXTS]
+    tok = load_tokenizer(model_dir)
+    prompts = [get_template("boxed").render(q.problem, tok) for q in problems]
+    plan = _plan("none", None, 16)
+    from harness.runs.evaluate import engine_settings
+
+    with HFEngine().start(model_dir, engine_settings(plan)) as hf:
+        outs = hf.generate(prompts, Sampling(), batch_size=N_TEXTS)
+    return [(p, o[0].text) for p, o in zip(prompts, outs)]
+
+
+def _mean_kl(per_text) -> float:
+    """Problems are the unit, as in the stored figures: the mean over texts of each text's mean KL."""
+    return statistics.mean(statistics.mean(f.kl) for f in per_text if len(f))
+
+
+def test_vllm_topk_divergence_comes_close_to_hf_exact(vllm_python, tmp_path):
+    import torch
+
+    from harness.engines.hf import HFEngine
+    from harness.engines.vllm import VLLMEngine
+    from harness.runs.cache import ArtifactCache
+    from harness.runs.pipeline import Runner
+    from harness.runs.store import Store
+    from harness.toolkit.divergence import exact_token_figures, topk_token_figures
+
+    runner = Runner(Store(tmp_path / "build.db"), ArtifactCache(tmp_path / "cache"))
+    dirs, plans = {}, {}
+    for case in (("none", None, 16), ("smoothquant", 8, 8)):
+        plans[case] = _plan(*case)
+        dirs[case] = runner.materialize(plans[case], plans[case].config.run_id)[0]
+    ref, run = ("none", None, 16), ("smoothquant", 8, 8)
+    texts = _texts(dirs[ref])
+
+    hf = {}
+    for case in (ref, run):
+        with HFEngine().start(dirs[case], _settings(plans[case], tmp_path)) as session:
+            hf[case] = list(session.score(texts))
+    served = {}
+    for case in (ref, run):
+        vplan = _plan(*case, engine="vllm", python=vllm_python)
+        with VLLMEngine().start(dirs[case], _settings(vplan, tmp_path)) as session:
+            assert session.score_top_k == 20
+            served[case] = list(session.score(texts, batch_size=8))
+
+    exact = [exact_token_figures(a.full, b.full, torch.tensor(a.targets)) for a, b in zip(hf[ref], hf[run])]
+    topk = [topk_token_figures(a.top, b.top, a.target_logprobs, b.target_logprobs)
+            for a, b in zip(served[ref], served[run])]
+
+    def cut(scores, k=20):
+        return [dict(zip(*(t.tolist() for t in torch.topk(row, k)))) for row in scores.full]
+
+    hf_topk = [topk_token_figures(cut(a), cut(b), a.target_logprobs, b.target_logprobs)
+               for a, b in zip(hf[ref], hf[run])]
+    kl_exact, kl_vllm, kl_hf_topk = _mean_kl(exact), _mean_kl(topk), _mean_kl(hf_topk)
+    ref_gap = max(abs(x - y) for a, b in zip(hf[ref], served[ref]) for x, y in zip(a.target_logprobs,
+                                                                                    b.target_logprobs))
+    print({"kl_exact_hf": kl_exact, "kl_topk_vllm": kl_vllm, "kl_topk_of_hf": kl_hf_topk,
+           "tokens": sum(len(f) for f in exact), "reference_logprob_gap": ref_gap})
+    assert [s.targets for s in served[ref]] == [s.targets for s in hf[ref]]  # one tokenization, both engines
+    assert ref_gap < 1e-2  # the full-precision model: the same fp32 numbers from both engines
+    assert kl_exact > 0
+    assert abs(kl_hf_topk - kl_exact) <= KL_TOPK_OF_EXACT * kl_exact
+    assert abs(kl_vllm - kl_exact) <= KL_GAP * kl_exact
