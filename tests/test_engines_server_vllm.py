@@ -5,9 +5,13 @@ Runs wherever a vLLM environment is found (``HARNESS_VLLM_PYTHON``, or ``.venv-v
 skips with the reason otherwise.
 
 Scoring: vLLM gives each position's top k log-probabilities (``prompt_logprobs``), the hf engine the whole
-vocabulary, so the divergence a vllm run reports is :func:`topk_token_figures`' approximation of hf's exact
-KL. Checked on the tiny model's own greedy completions, between the full-precision checkpoint and the
-smoothquant W8A8 one (the quantized format vLLM's CPU build runs on an AVX2 machine).
+vocabulary, so the divergence a vllm run reports is :func:`topk_token_figures`' approximation of hf's exact KL.
+It is checked where both engines compute the same two models: the tiny model in fp32 (the reference) and in
+bf16. A quantized checkpoint is no such pair: vLLM's W8A8 runs a true int8 GEMM with per-token activation scales
+where hf fake-quantizes in fp32, and the two W8A8 models differ from each other more than either differs from
+fp32 (smoothquant W8A8 on 30 arith completions: hf exact KL 2.1e-5, vLLM top-20 1.9e-4, hf-W8A8 to vLLM-W8A8
+2.1e-4, while hf's own distributions cut to their top 20 give 2.14e-5): a vllm run's divergence describes the
+model as vLLM serves it.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import pytest
 pytestmark = pytest.mark.slow
 
 N_TEXTS = 30
-#: the mean top-k KL from vLLM against hf's exact mean KL, relative. The gap is two things: the top-k bucket's
-#: approximation (tiny: KL_TOPK_OF_EXACT below) and the two engines' own W8A8 arithmetic (vLLM's int8 GEMM with
-#: per-token scales, hf's fake-quantized fp32), which moves the quantized model itself
-KL_GAP = 0.35
+#: vLLM's top-k mean KL against hf's exact mean KL, relative, on the fp32 / bf16 pair. The gap is the two
+#: engines' own bf16 kernels (hf's and vLLM's bf16 log-probabilities of the same tokens differ by ~1e-3 on
+#: average); measured: exact 1.41e-5, vLLM top-20 1.65e-5 (+17%)
+KL_GAP = 0.5
 #: hf's own distributions cut to their top k: how far the approximation alone moves the mean KL, relative
+#: (measured: -0.6% on the fp32 / bf16 pair)
 KL_TOPK_OF_EXACT = 0.02
 
 
@@ -115,50 +120,45 @@ def _mean_kl(per_text) -> float:
 
 
 def test_vllm_topk_divergence_comes_close_to_hf_exact(vllm_python, tmp_path):
+    """The fp32 model against itself in bf16: vLLM's top-20 KL within KL_GAP of hf's exact KL."""
     import torch
+    from transformers import AutoModelForCausalLM
 
-    from harness.engines.hf import HFEngine
-    from harness.engines.vllm import VLLMEngine
-    from harness.runs.cache import ArtifactCache
-    from harness.runs.pipeline import Runner
-    from harness.runs.store import Store
+    from harness.base.model import load_tokenizer
+    from harness.engines.hf import HFSession
+    from harness.engines.vllm import VLLMEngine, VLLMOptions
     from harness.toolkit.divergence import exact_token_figures, topk_token_figures
 
-    runner = Runner(Store(tmp_path / "build.db"), ArtifactCache(tmp_path / "cache"))
-    dirs, plans = {}, {}
-    for case in (("none", None, 16), ("smoothquant", 8, 8)):
-        plans[case] = _plan(*case)
-        dirs[case] = runner.materialize(plans[case], plans[case].config.run_id)[0]
-    ref, run = ("none", None, 16), ("smoothquant", 8, 8)
-    texts = _texts(dirs[ref])
-
+    plan = _plan("none", None, 16, engine="vllm", python=vllm_python)
+    model_dir = Path(plan.model.source)
+    texts = _texts(model_dir)
     hf = {}
-    for case in (ref, run):
-        with HFEngine().start(dirs[case], _settings(plans[case], tmp_path)) as session:
-            hf[case] = list(session.score(texts))
+    for dtype in (torch.float32, torch.bfloat16):
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
+        hf[dtype] = list(HFSession(model, load_tokenizer(model_dir), "cpu", model_dir).score(texts))
     served = {}
-    for case in (ref, run):
-        vplan = _plan(*case, engine="vllm", python=vllm_python)
-        with VLLMEngine().start(dirs[case], _settings(vplan, tmp_path)) as session:
-            assert session.score_top_k == 20
-            served[case] = list(session.score(texts, batch_size=8))
-
-    exact = [exact_token_figures(a.full, b.full, torch.tensor(a.targets)) for a, b in zip(hf[ref], hf[run])]
-    topk = [topk_token_figures(a.top, b.top, a.target_logprobs, b.target_logprobs)
-            for a, b in zip(served[ref], served[run])]
+    for dtype in ("float32", "bfloat16"):
+        settings = _settings(plan, tmp_path)
+        settings.options = VLLMOptions(dtype=dtype)
+        with VLLMEngine().start(model_dir, settings) as session:
+            assert session.score_top_k == 20 and session.dtype == dtype
+            served[dtype] = list(session.score(texts, batch_size=8))
 
     def cut(scores, k=20):
-        return [dict(zip(*(t.tolist() for t in torch.topk(row, k)))) for row in scores.full]
+        return [dict(zip(idx.tolist(), val.tolist())) for val, idx in (torch.topk(row, k) for row in scores.full)]
 
-    hf_topk = [topk_token_figures(cut(a), cut(b), a.target_logprobs, b.target_logprobs)
-               for a, b in zip(hf[ref], hf[run])]
+    ref, run = hf[torch.float32], hf[torch.bfloat16]
+    exact = [exact_token_figures(a.full, b.full, torch.tensor(a.targets)) for a, b in zip(ref, run)]
+    hf_topk = [topk_token_figures(cut(a), cut(b), a.target_logprobs, b.target_logprobs) for a, b in zip(ref, run)]
+    topk = [topk_token_figures(a.top, b.top, a.target_logprobs, b.target_logprobs)
+            for a, b in zip(served["float32"], served["bfloat16"])]
     kl_exact, kl_vllm, kl_hf_topk = _mean_kl(exact), _mean_kl(topk), _mean_kl(hf_topk)
-    ref_gap = max(abs(x - y) for a, b in zip(hf[ref], served[ref]) for x, y in zip(a.target_logprobs,
-                                                                                    b.target_logprobs))
+    ref_gap = max(abs(x - y) for a, b in zip(ref, served["float32"]) for x, y in zip(a.target_logprobs,
+                                                                                      b.target_logprobs))
     print({"kl_exact_hf": kl_exact, "kl_topk_vllm": kl_vllm, "kl_topk_of_hf": kl_hf_topk,
            "tokens": sum(len(f) for f in exact), "reference_logprob_gap": ref_gap})
-    assert [s.targets for s in served[ref]] == [s.targets for s in hf[ref]]  # one tokenization, both engines
-    assert ref_gap < 1e-2  # the full-precision model: the same fp32 numbers from both engines
+    assert [s.targets for s in served["float32"]] == [s.targets for s in ref]  # one tokenization, both engines
+    assert ref_gap < 1e-3  # fp32: the same numbers from both engines
     assert kl_exact > 0
     assert abs(kl_hf_topk - kl_exact) <= KL_TOPK_OF_EXACT * kl_exact
     assert abs(kl_vllm - kl_exact) <= KL_GAP * kl_exact
