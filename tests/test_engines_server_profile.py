@@ -72,17 +72,21 @@ def test_the_profile_names_the_cores_the_server_computes_on(tmp_path):
     assert prof["engine_threads"] is None  # no vLLM binding report in the stand-in's log
 
 
-def test_vllm_binds_its_worker_to_every_core_unless_the_user_binds():
+def test_vllm_binds_its_worker_to_every_core_unless_the_user_binds(monkeypatch):
     from harness.engines.server import id_list
     from harness.engines.vllm import BIND_VAR, RESERVED_VAR, VLLMEngine, cpu_binding, harness_cores
 
+    monkeypatch.delenv(BIND_VAR, raising=False)
+    monkeypatch.delenv(RESERVED_VAR, raising=False)
     assert id_list([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8" and id_list([3]) == "3"
-    assert cpu_binding({}) == {BIND_VAR: id_list(harness_cores())}
     assert set(harness_cores()) <= os.sched_getaffinity(0)
+    assert cpu_binding({}) == {BIND_VAR: id_list(harness_cores())}
+    assert VLLMEngine().environment(sys.executable, "cpu")[BIND_VAR] == id_list(harness_cores())
+    assert BIND_VAR not in VLLMEngine().environment(sys.executable, "cuda:0")
+    # the user's binding wins, whichever of vLLM's two variables they set
     assert cpu_binding({BIND_VAR: "auto"}) == {} and cpu_binding({RESERVED_VAR: "1"}) == {}
-    env = VLLMEngine().environment(sys.executable, "cpu")
-    assert env[BIND_VAR] == os.environ.get(BIND_VAR, id_list(harness_cores()))
-    assert BIND_VAR not in VLLMEngine().environment(sys.executable, "cuda:0") or BIND_VAR in os.environ
+    monkeypatch.setenv(BIND_VAR, "auto")
+    assert VLLMEngine().environment(sys.executable, "cpu")[BIND_VAR] == "auto"
 
 
 def test_prompt_logprobs_become_token_scores():

@@ -97,7 +97,7 @@ def test_sigterm_in_the_concurrent_phase_of_a_vllm_profile_stops_within_seconds(
     assert alive == [] and servers(marker) == [], "a server outlived the harness"
 
 
-def test_sigterm_in_the_concurrent_phase_of_an_openai_profile_cancels_the_requests(tmp_path):
+def test_sigterm_in_the_concurrent_phase_of_an_openai_profile_cancels_the_requests(tmp_path, monkeypatch):
     """A server the harness did not start stays up, and its streams end: the harness closed them."""
     from harness.engines.openai import CompletionsClient
     from harness.engines.server import ServerProcess, free_port
@@ -105,29 +105,25 @@ def test_sigterm_in_the_concurrent_phase_of_an_openai_profile_cancels_the_reques
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     client = CompletionsClient(url)
-    env = {**SLOW_UNDER_LOAD, "FAKE_CONCURRENT_TOKEN_S": "1"}
-    os.environ.update(env)  # the server's pace (ServerProcess passes this environment on)
-    try:
-        with ServerProcess([sys.executable, str(HERE / "fake_openai_server.py"), "--port", str(port)],
-                           name="fake server", log_path=tmp_path / "fake.log", health=client.healthy) as server:
-            proc = harness(tmp_path, "profile", "--engine", "openai", "--engine-url", url, "--gen-length", "32",
-                           "--requests", "1", "--batch-size", "4")
-            try:
-                wait_until(lambda: inflight(url) >= 2, proc, "the concurrent phase")
-                took = sigterm(proc, tmp_path)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-            assert took < STOP_WITHIN_S, f"exited {took:.1f} s after SIGTERM"
-            deadline = time.time() + 5  # the stand-in notices a closed stream at its next token (1 s)
-            while inflight(url) and time.time() < deadline:
-                time.sleep(0.2)
-            assert inflight(url) == 0, "the harness left its streams open on the server"
-            assert server.alive()
-    finally:
-        for key in env:
-            os.environ.pop(key, None)
-        client.close()
+    for key, value in {**SLOW_UNDER_LOAD, "FAKE_CONCURRENT_TOKEN_S": "1"}.items():
+        monkeypatch.setenv(key, value)  # the server's pace (ServerProcess passes this environment on)
+    with ServerProcess([sys.executable, str(HERE / "fake_openai_server.py"), "--port", str(port)],
+                       name="fake server", log_path=tmp_path / "fake.log", health=client.healthy) as server:
+        proc = harness(tmp_path, "profile", "--engine", "openai", "--engine-url", url, "--gen-length", "32",
+                       "--requests", "1", "--batch-size", "4")
+        try:
+            wait_until(lambda: inflight(url) >= 2, proc, "the concurrent phase")
+            took = sigterm(proc, tmp_path)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert took < STOP_WITHIN_S, f"exited {took:.1f} s after SIGTERM"
+        deadline = time.time() + 5  # the stand-in notices a closed stream at its next token (1 s)
+        while inflight(url) and time.time() < deadline:
+            time.sleep(0.2)
+        assert inflight(url) == 0, "the harness left its streams open on the server"
+        assert server.alive()
+    client.close()
 
 
 def stored(tmp_path) -> int:
