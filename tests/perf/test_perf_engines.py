@@ -81,12 +81,27 @@ def _hf_figures(model_dir: Path, ids: list[list[int]]) -> dict:
     return out
 
 
-def _vllm_figures(session, ids) -> dict:
-    from harness.engines.serving_profile import _phase
+class _Silent:
+    """A progress display that shows nothing: the benchmark times the rounds, not the display."""
 
+    def add_task(self, *args, **kwargs) -> int:
+        return 0
+
+    def advance(self, *args, **kwargs) -> None:
+        pass
+
+
+def _rounds(session, rows, requests: int, warmup: int) -> dict:
+    """``requests`` timed rounds of ``len(rows)`` concurrent streamed requests, as the profile times them."""
+    from harness.engines.serving_profile import _bs1_phase
+
+    return _bs1_phase(session, rows, GEN, requests, warmup, _Silent())
+
+
+def _vllm_figures(session, ids) -> dict:
     out = {}
     for tag, rows in (("bs1", ids[:1]), ("batch", ids)):
-        out.update({f"vllm_{tag}_{k}": v for k, v in _phase(session, rows, GEN, requests=2, warmup=1).items()})
+        out.update({f"vllm_{tag}_{k}": v for k, v in _rounds(session, rows, requests=2, warmup=1).items()})
     return out
 
 
@@ -104,14 +119,13 @@ def _start(model_dir: Path, python: str, tmp: Path, dtype: str = "auto"):
 def test_hf_vs_vllm_throughput(benchmark, model, vllm_python, real_shaped, tmp_path):
     """Decode tokens/s, TTFT and request latency at batch 1 and at 16 concurrent, EOS ignored, greedy."""
     from harness.base.model import resolve_model
-    from harness.engines.serving_profile import _phase
 
     model_dir = Path(resolve_model("tiny-arith").source) if model == "tiny-arith" else real_shaped
     ids = _prompt_ids(model_dir)
     hf = _hf_figures(model_dir, ids)
     with _start(model_dir, vllm_python, tmp_path, dtype="float32") as session:  # hf computes in fp32 on CPU
         served = _vllm_figures(session, ids)
-        benchmark(_phase, session, ids, GEN, 1, 0)
+        benchmark(_rounds, session, ids, 1, 0)
         served["vllm_server_rss_bytes"] = session.server.rss_bytes()
         served["vllm_dtype"] = session.dtype
     benchmark.extra_info.update(model=model, gen_tokens=GEN, batch=BATCH, **hf, **served)
