@@ -80,7 +80,10 @@ def test_vllm_binds_its_worker_to_every_core_unless_the_user_binds(monkeypatch):
     monkeypatch.delenv(RESERVED_VAR, raising=False)
     assert id_list([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8" and id_list([3]) == "3"
     assert set(harness_cores()) <= os.sched_getaffinity(0)
-    assert cpu_binding({}) == {BIND_VAR: id_list(harness_cores())}
+    assert cpu_binding({}) == {BIND_VAR: id_list(harness_cores()), "OMP_NUM_THREADS": str(len(harness_cores()))}
+    # the harness's own thread choice in the environment (its CLI sets it) never shrinks the server's threads
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert VLLMEngine().environment(sys.executable, "cpu")["OMP_NUM_THREADS"] == str(len(harness_cores()))
     assert VLLMEngine().environment(sys.executable, "cpu")[BIND_VAR] == id_list(harness_cores())
     assert BIND_VAR not in VLLMEngine().environment(sys.executable, "cuda:0")
     # the user's binding wins, whichever of vLLM's two variables they set

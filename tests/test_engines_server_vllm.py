@@ -81,6 +81,7 @@ def test_the_vllm_worker_computes_on_every_core_the_harness_may_use(vllm_python,
 
     monkeypatch.delenv(BIND_VAR, raising=False)  # the user's binding would win
     monkeypatch.delenv(RESERVED_VAR, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what the CLI leaves for its children on a busy machine
     plan = _plan("none", None, 16, engine="vllm", python=vllm_python)
     model_dir = Path(plan.model.source)
     with VLLMEngine().start(model_dir, _settings(plan, tmp_path)) as session:

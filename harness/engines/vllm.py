@@ -150,7 +150,10 @@ def cpu_binding(env: dict[str, str]) -> dict[str, str]:
 
     if BIND_VAR in env or RESERVED_VAR in env:
         return {}
-    return {BIND_VAR: id_list(harness_cores())}
+    cores = harness_cores()
+    # one OpenMP thread per bound core: the harness's own thread choice (OMP_NUM_THREADS, which its CLI puts in
+    # the environment for the processes it starts) must not leave the server's bound cores idle
+    return {BIND_VAR: id_list(cores), "OMP_NUM_THREADS": str(len(cores))}
 
 
 def served_version(client: CompletionsClient) -> str | None:
