@@ -15,7 +15,7 @@ with a vLLM reference.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 from harness.base.errors import UserError
 from harness.base.model import load_tokenizer
 from harness.base.progress import stage_progress
-from harness.core.engine import Session, TokenScores
+from harness.core.engine import TokenScores
 from harness.core.plan import Plan
 from harness.runs.evaluate import engine_settings
 from harness.runs.store import Store
@@ -61,9 +61,10 @@ def measure_divergence(plan: Plan, model_dir: Path, reference: Reference, store:
     ``run_id`` when ``keep`` (a comparison with another run than the reference is not kept)."""
     check_same_vocabulary(model_dir, reference.model_dir)
     pairs: dict[str, list[tuple[str, str, str]]] = {}
+    reference_rows = {bench: store.samples(reference.run_id, bench) for bench in plan.problems}
     for bench, problems in plan.problems.items():
         wanted = {p.id for p in problems}
-        rows = [r for r in store.samples(reference.run_id, bench) if r["problem_id"] in wanted and r["sample"] == 0]
+        rows = [r for r in reference_rows[bench] if r["problem_id"] in wanted and r["sample"] == 0]
         if not rows:
             raise UserError(f"the reference run {reference.run_id} stored no completions on {bench}: "
                             "nothing to compare with")
@@ -75,7 +76,7 @@ def measure_divergence(plan: Plan, model_dir: Path, reference: Reference, store:
     out = {}
     for bench, per_problem in figures.items():
         result = summarize(per_problem, seed=plan.config.seed)
-        result["flips"] = flips(first_sample_correct(store.samples(reference.run_id, bench)),
+        result["flips"] = flips(first_sample_correct(reference_rows[bench]),
                                 first_sample_correct(store.samples(run_id, bench)))
         result["reference_run"] = reference.run_id
         result["engine"] = plan.engine.name
@@ -99,23 +100,19 @@ def _score(plan: Plan, model_dir: Path, reference: Reference, pairs: dict[str, l
     if plan.engine.in_process:  # both models at once, the whole vocabulary: exact
         with reference.plan.engine.start(reference.model_dir, ref_settings) as ref_session, \
                 plan.engine.start(model_dir, run_settings) as run_session:
-            for (bench, pid), ref, run in zip(keys, _scores(ref_session, texts), _scores(run_session, texts)):
+            for (bench, pid), ref, run in zip(keys, ref_session.score(texts), run_session.score(texts)):
                 figures[bench][pid] = _figures(ref, run)
                 advance()
         return figures, ref_session.score_top_k
     # a server at a time: the reference's top k first, then the run's
     with reference.plan.engine.start(reference.model_dir, ref_settings) as ref_session:
-        ref_scores = list(_scores(ref_session, texts))
+        ref_scores = list(ref_session.score(texts))
     with plan.engine.start(model_dir, run_settings) as run_session:
-        for (bench, pid), ref, run in zip(keys, ref_scores, _scores(run_session, texts)):
+        for (bench, pid), ref, run in zip(keys, ref_scores, run_session.score(texts)):
             figures[bench][pid] = _figures(ref, run)
             advance()
         top_k = run_session.score_top_k
     return figures, top_k
-
-
-def _scores(session: Session, texts: Sequence[tuple[str, str]]) -> Iterator[TokenScores]:
-    yield from session.score(texts)
 
 
 def _figures(ref: TokenScores, run: TokenScores) -> TokenFigures:

@@ -238,11 +238,8 @@ class Runner:
             self.store.start_run(run_id, cfg.label, cfg.to_dict(), versions(plan), git_commit())
             self.store.add_artifacts(run_id, artifacts)
             self.store.finish_run(run_id, RunStatus.PROFILED)
-        else:
-            old = self.store.profile(run_id) or {}
-            result = {**result, **{k: v for k, v in old.items() if k.startswith("eval_") and v is not None}}
-        self.store.set_profile(run_id, result)
-        return result
+        # the store keeps a stored evaluation's own figures (throughput, forward share) this profile lacks
+        return self.store.profile(run_id) if self.store.set_profile(run_id, result) else result
 
     def result(self, run_id: str) -> dict:
         from harness.runs.results import run_result
