@@ -33,6 +33,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 COUNT = 0
+#: completions asked for so far, counted on arrival (COUNT counts them answered): FAKE_DELAY_AFTER=N answers exactly
+#: N fast however many arrive at once
+ARRIVED = 0
 DROPPED = 0
 INFLIGHT = 0
 STARTED = time.monotonic()
@@ -98,11 +101,17 @@ class Handler(BaseHTTPRequestHandler):
             self.send(404, {"error": "not found"})
 
     def do_POST(self):
-        global COUNT
+        global COUNT, ARRIVED
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.dropped_as_reused():
             return
-        slow = COUNT >= int(os.environ.get("FAKE_DELAY_AFTER") or 0)
+        fast_ones = int(os.environ.get("FAKE_DELAY_AFTER") or 0)
+        with LOCK:  # streams (the profile's) are not counted, as COUNT does not count them
+            if body.get("stream"):
+                slow = ARRIVED >= fast_ones
+            else:
+                ARRIVED += 1
+                slow = ARRIVED > fast_ones
         time.sleep(env_float("FAKE_DELAY_S", 0.02) if slow else 0.02)
         text = answer(body["prompt"])
         words = text.split(" ")[: body.get("max_tokens", 64)]

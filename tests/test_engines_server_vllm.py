@@ -62,19 +62,27 @@ def _settings(plan, log_dir: Path):
     return settings
 
 
-def _thread_cores(proc) -> set[int]:
-    cores: set[int] = set()
-    for thread in proc.threads():
-        try:
-            cores |= os.sched_getaffinity(thread.id)
-        except OSError:  # the thread ended
-            pass
-    return cores
+def _cpu_by_thread(procs) -> dict[int, tuple[float, frozenset[int]]]:
+    """Each thread of ``procs``: (its CPU seconds so far, the cores it may run on)."""
+    out = {}
+    for proc in procs:
+        for thread in proc.threads():
+            try:
+                out[thread.id] = (thread.user_time + thread.system_time, frozenset(os.sched_getaffinity(thread.id)))
+            except OSError:  # the thread ended
+                pass
+    return out
 
 
 def test_the_vllm_worker_computes_on_every_core_the_harness_may_use(vllm_python, tmp_path, monkeypatch):
-    """vLLM's own default binds its worker to all cores but one (one on two cores); the engine binds it to all."""
-    from harness.core.config import RunConfig
+    """vLLM's own default binds its worker to all cores but one (one on two cores); the engine binds it to all.
+
+    Measured as work done, not as threads that exist: under a batch large enough that every GEMM is split
+    across OpenMP threads (a few tokens of the tiny model are not: the BLAS runs them on one thread, and the
+    pool's other threads may never start), each core the harness may use has a worker thread bound to it
+    alone that computed for a while.
+    """
+    from harness.core.config import RunConfig, Sampling
     from harness.engines.server import id_list
     from harness.engines.vllm import BIND_VAR, RESERVED_VAR, VLLMEngine, harness_cores
     from harness.toolkit.profiling import LatencySettings
@@ -84,15 +92,20 @@ def test_the_vllm_worker_computes_on_every_core_the_harness_may_use(vllm_python,
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what the CLI leaves for its children on a busy machine
     plan = _plan("none", None, 16, engine="vllm", python=vllm_python)
     model_dir = Path(plan.model.source)
+    prompts = [f"What is {i} + {7 * i}? Think it through, step by step. " * 16 for i in range(48)]
     with VLLMEngine().start(model_dir, _settings(plan, tmp_path)) as session:
         workers = [p for p in session.server.tree() if "Worker" in p.name()]
         assert workers, [p.name() for p in session.server.tree()]
+        before = _cpu_by_thread(workers)
+        session.generate(prompts, Sampling(max_new_tokens=32), batch_size=len(prompts))
+        after = _cpu_by_thread(workers)
         prof = session.profile(["What is 1 + 2?", "What is 3 + 4?"], RunConfig(), LatencySettings(
             gen_length=4, batch_size=2, requests_bs1=1, requests_batch=1, warmup=0), {})
-        # each OpenMP thread is pinned to one core: the worker's threads together cover the binding (read
-        # after it has computed, so a loaded machine that is slow to start the thread pool cannot hide one)
-        covered = set().union(*(_thread_cores(p) for p in workers))
-    assert set(harness_cores()) <= covered, f"the worker computes on {sorted(covered)} of {harness_cores()}"
+    worked = {tid: (cpu - before.get(tid, (0.0,))[0], cores) for tid, (cpu, cores) in after.items()}
+    busy = {next(iter(cores)) for cpu, cores in worked.values() if cpu > 0.2 and len(cores) == 1}
+    assert set(harness_cores()) <= busy, (
+        f"the worker computed on {sorted(busy)} of {harness_cores()}: "
+        + str(sorted((round(cpu, 2), sorted(cores)) for cpu, cores in worked.values() if cpu > 0.01)))
     assert prof["engine_cpu_binding"] == id_list(harness_cores())
     assert prof["engine_threads"] == prof["cpu_threads"] == len(harness_cores())
 
