@@ -9,7 +9,9 @@ completion budget matter (a cap near the median solution length cuts the long
 levels off) and makes errors compound, which is what a low-bit model shows
 first. Each step adds or subtracts 2-19 or multiplies by 2-3, and carried
 values stay in 0..MAX_VALUE, so each step is two- or three-digit arithmetic.
-The train split never contains a test problem.
+The train split never contains a test problem. The validation split (100 a level, interleaved as the
+test split is) is drawn from the same generator as both, and holds no problem of either (by problem
+text, as train excludes test): every choice of a recipe is made on it, so the test split is read once.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from harness.toolkit.synthetic import SyntheticBenchmark, split_problems
 LEVELS = (1, 2, 3, 4, 5)
 TEST_PER_LEVEL = 100
 TRAIN_SIZE = 60_000
+VALIDATION_PER_LEVEL = 100
 #: carried values never leave 0..MAX_VALUE (an operation that would is not drawn)
 MAX_VALUE = 199
 _WORDS = {"+": "add {a}", "-": "subtract {a}", "*": "multiply by {a}"}
@@ -68,14 +71,36 @@ def _problem(rng: random.Random, level: int, idx: str) -> Problem:
 
 @cache
 def generate(split: str, seed: int = 0) -> tuple[Problem, ...]:
-    """The deterministic problems of a split (test: 100 a level, interleaved; train: 60k, levels mixed)."""
+    """The deterministic problems of a split (test and validation: 100 a level, interleaved; train: 60k,
+    levels mixed)."""
+    if split == "validation":
+        return _validation(seed)
     return split_problems("chain", split, seed, _problem, LEVELS, TEST_PER_LEVEL, TRAIN_SIZE)
+
+
+def _validation(seed: int) -> tuple[Problem, ...]:
+    """Problems of the training distribution (the same generator, its own seeded stream) that are
+    neither test nor train problems, nor repeated: the split a recipe is chosen on. Interleaved by
+    level like the test split, so ``--limit N`` keeps the level mix and each level has a figure."""
+    held_out = {p.problem for split in ("test", "train") for p in generate(split, seed)}
+    rng = random.Random(f"chain-validation-{seed}")
+    by_level: dict[int, list[Problem]] = {}
+    for level in LEVELS:
+        found: list[Problem] = []
+        while len(found) < VALIDATION_PER_LEVEL:
+            p = _problem(rng, level, f"V{level}-{len(found):03d}")
+            if p.problem not in held_out:
+                held_out.add(p.problem)
+                found.append(p)
+        by_level[level] = found
+    return tuple(by_level[level][i] for i in range(VALIDATION_PER_LEVEL) for level in LEVELS)
 
 
 class Chain(SyntheticBenchmark):
     name = "chain"
     description = "synthetic chained operations on a carried value, 5 levels (1-5 steps) x 100; tiny-reason's home"
     version = "1"
+    splits = ("test", "train", "validation")
     generate = staticmethod(generate)
 
 
