@@ -68,3 +68,41 @@ def tiny_dir() -> Path:
     from harness.base.model import resolve_model
 
     return Path(resolve_model("tiny-arith").source)
+
+
+@pytest.fixture(scope="session")
+def vllm_python() -> str:
+    """The vLLM environment's interpreter (``HARNESS_VLLM_PYTHON``, or ``.venv-vllm`` beside the checkout); the
+    tests that need it skip, saying where they looked, without one."""
+    from harness.engines.vllm import candidates, find_python
+
+    python = find_python(None)
+    if python is None:
+        pytest.skip("no vLLM environment: set HARNESS_VLLM_PYTHON or build .venv-vllm (looked at "
+                    + "; ".join(p for _, p in candidates(None)) + ")")
+    return python
+
+
+@pytest.fixture(scope="session")
+def tiny_vllm(vllm_python, tmp_path_factory):
+    """One vLLM server for tiny-arith in full precision, as a harness run with ``--engine vllm`` starts it, shared
+    by every test that needs no other (a start costs ~40 s on two cores, most of it three processes importing
+    vLLM). Started with ``OMP_NUM_THREADS=1`` (what the CLI leaves for its children on a busy machine) and no
+    binding of the user's, so the tests see the engine's own choice of cores. An idle server uses no CPU."""
+    from harness.core.config import RunConfig
+    from harness.core.plugin_manager import get_registry
+    from harness.engines.vllm import BIND_VAR, RESERVED_VAR, VLLMEngine
+    from harness.runs.evaluate import engine_settings
+    from harness.runs.planning import plan
+
+    run_plan = plan(RunConfig(strategy="none", device="cpu", engine="vllm", engine_python=vllm_python),
+                    get_registry())
+    settings = engine_settings(run_plan)
+    settings.extra["log_dir"] = str(tmp_path_factory.mktemp("tiny-vllm"))
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv(BIND_VAR, raising=False)
+        env.delenv(RESERVED_VAR, raising=False)
+        env.setenv("OMP_NUM_THREADS", "1")
+        session = VLLMEngine().start(Path(run_plan.model.source), settings)
+    with session:
+        yield session

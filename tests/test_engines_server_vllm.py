@@ -1,5 +1,5 @@
-"""The vllm engine's CPU binding and its scoring, against the real vLLM server (slow: three server starts, ~60 s
-each on 2 cores).
+"""The vllm engine's CPU binding and its scoring, against the real vLLM server (slow: one server start of its own,
+~40 s on 2 cores, beside the full-precision server the suite shares: ``tiny_vllm`` in conftest.py).
 
 Runs wherever a vLLM environment is found (``HARNESS_VLLM_PYTHON``, or ``.venv-vllm`` beside the checkout),
 skips with the reason otherwise.
@@ -34,17 +34,6 @@ KL_GAP = 0.5
 KL_TOPK_OF_EXACT = 0.02
 
 
-@pytest.fixture(scope="module")
-def vllm_python() -> str:
-    from harness.engines.vllm import candidates, find_python
-
-    python = find_python(None)
-    if python is None:
-        pytest.skip("no vLLM environment: set HARNESS_VLLM_PYTHON or build .venv-vllm (looked at "
-                    + "; ".join(p for _, p in candidates(None)) + ")")
-    return python
-
-
 def _plan(strategy, bits, act_bits, engine="hf", python=None):
     from harness.core.config import RunConfig
     from harness.core.plugin_manager import get_registry
@@ -74,8 +63,9 @@ def _cpu_by_thread(procs) -> dict[int, tuple[float, frozenset[int]]]:
     return out
 
 
-def test_the_vllm_worker_computes_on_every_core_the_harness_may_use(vllm_python, tmp_path, monkeypatch):
-    """vLLM's own default binds its worker to all cores but one (one on two cores); the engine binds it to all.
+def test_the_vllm_worker_computes_on_every_core_the_harness_may_use(tiny_vllm):
+    """vLLM's own default binds its worker to all cores but one (one on two cores); the engine binds it to all
+    (the shared server was started with ``OMP_NUM_THREADS=1`` and no binding of the user's).
 
     Measured as work done, not as threads that exist: under a batch large enough that every GEMM is split
     across OpenMP threads (a few tokens of the tiny model are not: the BLAS runs them on one thread, and the
@@ -84,23 +74,18 @@ def test_the_vllm_worker_computes_on_every_core_the_harness_may_use(vllm_python,
     """
     from harness.core.config import RunConfig, Sampling
     from harness.engines.server import id_list
-    from harness.engines.vllm import BIND_VAR, RESERVED_VAR, VLLMEngine, harness_cores
+    from harness.engines.vllm import harness_cores
     from harness.toolkit.profiling import LatencySettings
 
-    monkeypatch.delenv(BIND_VAR, raising=False)  # the user's binding would win
-    monkeypatch.delenv(RESERVED_VAR, raising=False)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what the CLI leaves for its children on a busy machine
-    plan = _plan("none", None, 16, engine="vllm", python=vllm_python)
-    model_dir = Path(plan.model.source)
+    session = tiny_vllm
+    workers = [p for p in session.server.tree() if "Worker" in p.name()]
+    assert workers, [p.name() for p in session.server.tree()]
     prompts = [f"What is {i} + {7 * i}? Think it through, step by step. " * 16 for i in range(48)]
-    with VLLMEngine().start(model_dir, _settings(plan, tmp_path)) as session:
-        workers = [p for p in session.server.tree() if "Worker" in p.name()]
-        assert workers, [p.name() for p in session.server.tree()]
-        before = _cpu_by_thread(workers)
-        session.generate(prompts, Sampling(max_new_tokens=32), batch_size=len(prompts))
-        after = _cpu_by_thread(workers)
-        prof = session.profile(["What is 1 + 2?", "What is 3 + 4?"], RunConfig(), LatencySettings(
-            gen_length=4, batch_size=2, requests_bs1=1, requests_batch=1, warmup=0), {})
+    before = _cpu_by_thread(workers)
+    session.generate(prompts, Sampling(max_new_tokens=32), batch_size=len(prompts))
+    after = _cpu_by_thread(workers)
+    prof = session.profile(["What is 1 + 2?", "What is 3 + 4?"], RunConfig(), LatencySettings(
+        gen_length=4, batch_size=2, requests_bs1=1, requests_batch=1, warmup=0), {})
     worked = {tid: (cpu - before.get(tid, (0.0,))[0], cores) for tid, (cpu, cores) in after.items()}
     busy = {next(iter(cores)) for cpu, cores in worked.values() if cpu > 0.2 and len(cores) == 1}
     assert set(harness_cores()) <= busy, (
@@ -134,8 +119,9 @@ def _mean_kl(per_text) -> float:
     return statistics.mean(statistics.mean(f.kl) for f in per_text if len(f))
 
 
-def test_vllm_topk_divergence_comes_close_to_hf_exact(vllm_python, tmp_path):
-    """The fp32 model against itself in bf16: vLLM's top-20 KL within KL_GAP of hf's exact KL."""
+def test_vllm_topk_divergence_comes_close_to_hf_exact(vllm_python, tiny_vllm, tmp_path):
+    """The fp32 model against itself in bf16: vLLM's top-20 KL within KL_GAP of hf's exact KL (the fp32 side on
+    the shared server)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -151,13 +137,13 @@ def test_vllm_topk_divergence_comes_close_to_hf_exact(vllm_python, tmp_path):
     for dtype in (torch.float32, torch.bfloat16):
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
         hf[dtype] = list(HFSession(model, load_tokenizer(model_dir), "cpu", model_dir).score(texts))
-    served = {}
-    for dtype in ("float32", "bfloat16"):
-        settings = _settings(plan, tmp_path)
-        settings.options = VLLMOptions(dtype=dtype)
-        with VLLMEngine().start(model_dir, settings) as session:
-            assert session.score_top_k == 20 and session.dtype == dtype
-            served[dtype] = list(session.score(texts, batch_size=8))
+    assert tiny_vllm.model_dir == model_dir and tiny_vllm.score_top_k == 20 and tiny_vllm.dtype == "float32"
+    served = {"float32": list(tiny_vllm.score(texts, batch_size=8))}
+    settings = _settings(plan, tmp_path)
+    settings.options = VLLMOptions(dtype="bfloat16")
+    with VLLMEngine().start(model_dir, settings) as session:
+        assert session.score_top_k == 20 and session.dtype == "bfloat16"
+        served["bfloat16"] = list(session.score(texts, batch_size=8))
 
     def cut(scores, k=20):
         return [dict(zip(idx.tolist(), val.tolist())) for val, idx in (torch.topk(row, k) for row in scores.full)]

@@ -2,9 +2,10 @@
 processes each importing vLLM for ~20 s).
 
 Runs wherever a vLLM environment is found (``HARNESS_VLLM_PYTHON``, or ``.venv-vllm`` beside the
-checkout: CI builds one), skips with the reason otherwise. One server per checkpoint, and one more for the
+checkout: CI builds one), skips with the reason otherwise. One server per quantized checkpoint (the
+full-precision model is served by the suite's shared server, ``tiny_vllm`` in conftest.py), and one more for the
 kill-and-resume test's rerun: the smoothquant W8A8 agreement case is checked on the server of the run that
-test kills (the same checkpoint, started with the same options), so four starts on an AVX2 machine, seven
+test kills (the same checkpoint, started with the same options), so three starts on an AVX2 machine, six
 with AVX-512.
 
 Agreement: for every strategy vllm accepts, greedy completions of 100 arith problems are compared
@@ -44,17 +45,6 @@ AGREEMENT = {("rtn", 8, 8): 0.90, ("smoothquant", 8, 8): 0.90}
 #: run's server before the kill, so its agreement costs no server start of its own
 ON_KILLED_SERVER = ("smoothquant", 8, 8)
 ALONE = [case for case in ACCEPTED if case != ON_KILLED_SERVER]
-
-
-@pytest.fixture(scope="module")
-def vllm_python() -> str:
-    from harness.engines.vllm import candidates, find_python
-
-    python = find_python(None)
-    if python is None:
-        pytest.skip("no vLLM environment: set HARNESS_VLLM_PYTHON or build .venv-vllm (looked at "
-                    + "; ".join(p for _, p in candidates(None)) + ")")
-    return python
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +95,10 @@ def _completions(session, prompts):
     return [c[0] for c in session.generate(prompts, Sampling(), batch_size=64)]
 
 
-def _reference(strategy, bits, act_bits, vllm_python, artifacts, problems, workdir):
-    """The hf engine's greedy completions of a case: (model_dir, prompts, the vllm engine's settings,
-    completions); skips a case the vllm engine refuses on this CPU."""
+def _reference(strategy, bits, act_bits, vllm_python, artifacts, problems, workdir, model_dir=None):
+    """The hf engine's greedy completions of a case (of ``model_dir`` when given, else of the case's checkpoint
+    as the pipeline builds it): (model_dir, prompts, the vllm engine's settings, completions); skips a case the
+    vllm engine refuses on this CPU."""
     from harness.base.model import load_tokenizer
     from harness.core.prompts import get_template
     from harness.engines.hf import HFEngine
@@ -117,7 +108,7 @@ def _reference(strategy, bits, act_bits, vllm_python, artifacts, problems, workd
     if act_bits == 16 and bits is not None and cpu_wna16_reason():
         pytest.skip(f"the vllm engine refuses W{bits}A16 on this CPU: {cpu_wna16_reason()}")
     p = _plan(strategy, bits, act_bits, engine="vllm", python=vllm_python)  # accepted: plan does not refuse
-    model_dir = artifacts(strategy, bits, act_bits)
+    model_dir = model_dir or artifacts(strategy, bits, act_bits)
     tok = load_tokenizer(model_dir)
     prompts = [get_template("boxed").render(q.problem, tok) for q in problems]
     settings = engine_settings(p)
@@ -154,15 +145,24 @@ def _check_agreement(strategy, bits, act_bits, problems, workdir, ref, got, log)
 
 
 @pytest.mark.parametrize("strategy, bits, act_bits", ALONE, ids=[f"{s}-W{b or 16}A{a}" for s, b, a in ALONE])
-def test_greedy_outputs_agree_with_hf(strategy, bits, act_bits, vllm_python, artifacts, problems, workdir):
-    """Each case on a server of its own; smoothquant W8A8's (ON_KILLED_SERVER) is checked in the kill test."""
+def test_greedy_outputs_agree_with_hf(strategy, bits, act_bits, vllm_python, artifacts, problems, workdir, request):
+    """Each quantized case on a server of its own, the full-precision model on the suite's shared server
+    (``tiny_vllm``); smoothquant W8A8's (ON_KILLED_SERVER) is checked in the kill test."""
     from harness.engines.vllm import VLLMEngine
 
+    # the full-precision case: the shared server serves the shipped model itself, which the pipeline's "none"
+    # stage only re-saves
+    shared = request.getfixturevalue("tiny_vllm") if bits is None else None
     model_dir, prompts, settings, ref = _reference(strategy, bits, act_bits, vllm_python, artifacts, problems,
-                                                   workdir)
-    with VLLMEngine().start(model_dir, settings) as served:
+                                                   workdir, model_dir=shared and shared.model_dir)
+    if shared is not None:
+        served = shared
         got = _completions(served, prompts)
         log = served.log_path.read_text(errors="replace")
+    else:
+        with VLLMEngine().start(model_dir, settings) as served:
+            got = _completions(served, prompts)
+            log = served.log_path.read_text(errors="replace")
     _check_agreement(strategy, bits, act_bits, problems, workdir, ref, got, log)
 
 
