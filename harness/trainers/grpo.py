@@ -19,6 +19,13 @@ On tiny-arith the effect of GRPO shows under the seed study's raw prompt
 (``--prompt raw --trainer-opt levels=1,2``): its SFT saw that format less, and
 RL carries over what it learned under the boxed chat prompt. Under the boxed
 prompt the tiny model is already near what a few hundred RL prompts can teach.
+
+Quantized rollouts. ``rollout_quant`` samples the completions from a quantized copy of the
+policy (re-quantized from the policy's weights before each optimizer step's first generation),
+while the loss and the ``old`` log-probabilities stay the full-precision policy's;
+``rollout_correction`` weights the loss by TRL's own importance-sampling correction of that
+mismatch (its ``vllm_importance_sampling_*`` modes, reached through :mod:`harness.compat.trl`).
+With ``hf`` on a CPU the quantization is simulated (:mod:`harness.toolkit.rollout_correction`).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from harness import hookimpl
 from harness.core.trainer import TrainContext, Trainer, TrainReport
+from harness.toolkit.rollout_correction import TRL_CLIP_MAX, RolloutCorrection, RolloutQuant
 
 if TYPE_CHECKING:
     from harness.core.benchmark import Problem
@@ -122,6 +130,24 @@ class GRPOOptions:
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "trade compute for memory (TRL turns it on by default; off in the paper)"}
     )
+    rollout_quant: Literal["none", "int8", "fp8", "w4"] = field(
+        default="none",
+        metadata={"help": "sample rollouts from a quantized copy of the policy, re-quantized every step: int8 "
+                  "(W8A8: per-channel weights, dynamic per-token activations), fp8 (FP8_DYNAMIC), w4 (4-bit "
+                  "weights, group 128); the loss stays full precision. Simulated (fake quantization) on hf"},
+    )
+    rollout_correction: Literal["none", "token_truncate", "token_mask", "sequence_truncate", "sequence_mask"] = field(
+        default="none",
+        metadata={"help": "TRL's importance-sampling correction of the rollout/train mismatch "
+                  "(vllm_importance_sampling_mode): *_truncate clips the ratio to [clip_min, clip_max], *_mask "
+                  "zeroes what leaves the band; none measures the mismatch without weighting the loss"},
+    )
+    rollout_clip_max: float = field(
+        default=TRL_CLIP_MAX, metadata={"help": "upper bound of the importance ratio (TRL's default 3.0); >= 1"}
+    )
+    rollout_clip_min: float | None = field(
+        default=None, metadata={"help": "lower bound of the importance ratio (None: none, TRL's default); in [0, 1]"}
+    )
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -148,6 +174,31 @@ class GRPOOptions:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.max_completion_length < 1:
             raise ValueError(f"max_completion_length must be >= 1, got {self.max_completion_length}")
+        self._check_rollout()
+
+    def _check_rollout(self) -> None:
+        quants, corrections = [q.value for q in RolloutQuant], [c.value for c in RolloutCorrection]
+        if self.rollout_quant not in quants:
+            raise ValueError(f"rollout_quant {self.rollout_quant!r} is unknown; choose one of {', '.join(quants)}")
+        if self.rollout_correction not in corrections:
+            raise ValueError(f"rollout_correction {self.rollout_correction!r} is unknown; choose one of "
+                             f"{', '.join(corrections)}")
+        if not self.rollout_clip_max >= 1:
+            raise ValueError(f"rollout_clip_max must be >= 1 (1 is no mismatch), got {self.rollout_clip_max}")
+        if self.rollout_clip_min is not None and not 0 <= self.rollout_clip_min <= 1:
+            raise ValueError(f"rollout_clip_min must lie in [0, 1] (or be None), got {self.rollout_clip_min}")
+        if self.rollout_clip_min is not None and self.rollout_clip_min >= self.rollout_clip_max:
+            raise ValueError(f"rollout_clip_min ({self.rollout_clip_min}) must be below rollout_clip_max "
+                             f"({self.rollout_clip_max})")
+        if self.rollout_correction != "none" and self.top_p < 1:
+            raise ValueError(f"rollout_correction={self.rollout_correction} with top_p={self.top_p}: nucleus "
+                             "truncation biases the importance ratio (the trained policy is not truncated); "
+                             "use top_p=1 or rollout_correction=none")
+
+    @property
+    def rollouts_separate(self) -> bool:
+        """Whether rollouts go through the harness's own sampler (a quantized copy, or a correction measured)."""
+        return self.rollout_quant != "none" or self.rollout_correction != "none"
 
     @property
     def prompts_per_step(self) -> int:
@@ -168,6 +219,12 @@ class DrGRPOOptions(GRPOOptions):
     )
 
 
+#: the rollout options at their defaults: left out of a checkpoint's key, so checkpoints trained before
+#: they existed (which sampled from the policy itself, as the defaults do) keep their keys
+ROLLOUT_DEFAULTS = {"rollout_quant": "none", "rollout_correction": "none", "rollout_clip_max": TRL_CLIP_MAX,
+                    "rollout_clip_min": None}
+
+
 class GRPO(Trainer):
     name = "grpo"
     description = "GRPO through TRL's GRPOTrainer (reward: 1 correct + 0.1 boxed)"
@@ -181,6 +238,10 @@ class GRPO(Trainer):
 
     def train(self, model, peft_config, ctx: TrainContext) -> TrainReport:
         return run_grpo(model, peft_config, ctx, ctx.config)
+
+    def describe_config(self, config: Any) -> dict:
+        described = super().describe_config(config)
+        return {k: v for k, v in described.items() if k not in ROLLOUT_DEFAULTS or v != ROLLOUT_DEFAULTS[k]}
 
 
 class DrGRPO(GRPO):
@@ -244,7 +305,19 @@ def grpo_config(ctx: TrainContext, opts: GRPOOptions, output_dir: Path, lr: floa
         scale_rewards=opts.scale_rewards,
         num_iterations=opts.num_iterations,
         gradient_checkpointing=opts.gradient_checkpointing,
+        **(correction_args(opts) if opts.rollouts_separate else {}),
     )
+
+
+def correction_args(opts: GRPOOptions) -> dict[str, Any]:
+    """TRL's importance-sampling fields for this run's rollouts. Without a correction TRL still computes
+    (and logs) the raw ratio: token level, never clipped; the trainer then leaves it out of the loss."""
+    if opts.rollout_correction == RolloutCorrection.NONE.value:
+        return dict(vllm_importance_sampling_correction=True, vllm_importance_sampling_mode="token_truncate",
+                    vllm_importance_sampling_clip_min=None, vllm_importance_sampling_clip_max=float("inf"))
+    return dict(vllm_importance_sampling_correction=True, vllm_importance_sampling_mode=opts.rollout_correction,
+                vllm_importance_sampling_clip_min=opts.rollout_clip_min,
+                vllm_importance_sampling_clip_max=opts.rollout_clip_max)
 
 
 def run_grpo(model, peft_config, ctx: TrainContext, opts: GRPOOptions) -> TrainReport:
@@ -265,7 +338,8 @@ def run_grpo(model, peft_config, ctx: TrainContext, opts: GRPOOptions) -> TrainR
     checkpoints = trl_support.checkpoint_folder(ctx)
     args = grpo_config(ctx, opts, checkpoints, lr)
     curve: list[dict] = []
-    trainer = GRPOTrainer(
+    rollout = rollout_setup(model, peft_config, opts)
+    trainer = (rollout.trainer_class() if rollout else GRPOTrainer)(
         model=model,
         reward_funcs=list(REWARD_FUNCS),
         args=args,
@@ -273,7 +347,9 @@ def run_grpo(model, peft_config, ctx: TrainContext, opts: GRPOOptions) -> TrainR
         processing_class=tokenizer,
         peft_config=peft_config,
         # the in-training strategy's callbacks first: what they add to a step's logs reaches the curve
-        callbacks=[*ctx.callbacks, *trl_support.callbacks(ctx, "GRPO", opts.max_steps, curve, _describe)],
+        callbacks=[*ctx.callbacks, *trl_support.callbacks(ctx, rollout.label if rollout else "GRPO", opts.max_steps,
+                                                            curve, _describe)],
+        **(rollout.trainer_kwargs() if rollout else {}),
     )
     trl_support.quiet(trainer)
     if ctx.device == "cpu":
@@ -290,9 +366,108 @@ def run_grpo(model, peft_config, ctx: TrainContext, opts: GRPOOptions) -> TrainR
             "resumed_from": run["resumed_from"],
             "train_problems": len(problems),
             "seconds_per_step": run["seconds_per_step"],
-            "trl_config": {k: getattr(args, k) for k in _RECORDED},
+            "trl_config": {k: getattr(args, k) for k in _RECORDED + (_RECORDED_IS if rollout else ())},
+            **({"rollout": rollout.record()} if rollout else {}),
         },
     )
+
+
+class RolloutSetup:
+    """This run's rollouts when they leave TRL's own sampler: from a quantized copy of the policy (or
+    the policy itself, with ``rollout_quant=none``), through TRL's ``rollout_func``, corrected by TRL's
+    importance sampling (harness.compat.trl.rollout_corrected_trainer)."""
+
+    def __init__(self, model, opts: GRPOOptions) -> None:
+        from harness.toolkit.rollout_correction import QuantizedRollout
+
+        self.opts = opts
+        self.quant = RolloutQuant(opts.rollout_quant)
+        self.correction = RolloutCorrection(opts.rollout_correction)
+        # built now, so a model the scheme cannot quantize is refused before anything trains
+        self.copy = QuantizedRollout(model, self.quant) if self.quant is not RolloutQuant.NONE else None
+
+    @property
+    def label(self) -> str:
+        """The progress line's name: says the rollouts' precision, and that it is simulated."""
+        if self.quant is RolloutQuant.NONE:
+            return f"GRPO (full-precision rollouts, {self.correction.value})"
+        return f"GRPO ({self.quant.value} rollouts, simulated; {self.correction.value})"
+
+    @staticmethod
+    def trainer_class():
+        from harness.compat.trl import rollout_corrected_trainer
+
+        return rollout_corrected_trainer()
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        return dict(rollout_func=self.rollout_func, on_sync=self.sync,
+                    apply_correction=self.correction is not RolloutCorrection.NONE, on_batch=self.figures)
+
+    def sync(self, policy) -> None:
+        if self.copy is not None:
+            self.copy.sync(policy)
+
+    def rollout_func(self, prompts: list, trainer) -> dict[str, list]:
+        """TRL's ``rollout_func``: the prompts' ids, one sampled completion each, and its tokens'
+        log-probabilities under the distribution sampled (temperature applied)."""
+        from harness.toolkit.rollout_correction import sample_with_logprobs
+
+        if not all(isinstance(p, str) for p in prompts):
+            raise TypeError("rollout_quant samples from rendered text prompts; got a conversational prompt")
+        tokenizer = trainer.processing_class
+        prompt_ids = tokenizer(text=prompts)["input_ids"]  # as TRL tokenizes a text prompt
+        model = self.copy.model if self.copy is not None else trainer.accelerator.unwrap_model(trainer.model)
+        completion_ids, logprobs = sample_with_logprobs(model, prompt_ids, trainer.generation_config,
+                                                        tokenizer.pad_token_id)
+        return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
+
+    def figures(self, train_logps, rollout_logps, mask, weights) -> dict[str, float]:
+        from harness.toolkit.rollout_correction import mismatch_metrics
+
+        return mismatch_metrics(train_logps, rollout_logps, mask, weights, self.correction,
+                                self.opts.rollout_clip_min, self.opts.rollout_clip_max)
+
+    def record(self) -> dict[str, Any]:
+        """What the run stores about its rollouts, saying the quantization was simulated."""
+        simulated = self.quant is not RolloutQuant.NONE
+        return {
+            "quant": self.quant.value,
+            "correction": self.correction.value,
+            "clip_min": self.opts.rollout_clip_min,
+            "clip_max": self.opts.rollout_clip_max,
+            "simulated": simulated,
+            "note": (f"rollouts sampled from a fake-quantized ({self.quant.value}) copy of the policy, re-quantized "
+                     "every optimizer step: simulated quantization (compressed-tensors' quantizer in the compute "
+                     "dtype), slower than full precision on this engine, not faster" if simulated else
+                     "rollouts sampled from the policy itself: the measured mismatch is the forward passes' noise"),
+            "syncs": self.copy.syncs if self.copy is not None else 0,
+        }
+
+
+def rollout_setup(model, peft_config, opts: GRPOOptions) -> RolloutSetup | None:
+    """The run's :class:`RolloutSetup`, None when TRL samples as usual; refuses (UserError) what it
+    cannot quantize before anything trains, and warns that a correction of unquantized rollouts
+    corrects only noise."""
+    import logging
+
+    from harness.base.errors import UserError
+
+    if not opts.rollouts_separate:
+        return None
+    if opts.rollout_quant != RolloutQuant.NONE.value and (peft_config is not None or _parametrized(model)):
+        raise UserError(f"rollout_quant={opts.rollout_quant} needs a full-precision policy; this run's in-training "
+                        "strategy already changes how its layers compute (train without one, or rollout_quant=none)")
+    if opts.rollout_quant == RolloutQuant.NONE.value:
+        logging.getLogger(__name__).warning(
+            "rollout_correction=%s with rollout_quant=none: rollouts come from the policy itself, so the ratio is 1 "
+            "up to the forward passes' precision; the correction changes (almost) nothing", opts.rollout_correction)
+    return RolloutSetup(model, opts)
+
+
+def _parametrized(model) -> bool:
+    from torch.nn.utils import parametrize
+
+    return any(parametrize.is_parametrized(m) for m in model.modules())
 
 
 def _describe(logs: dict) -> str | None:
@@ -306,6 +481,9 @@ _RECORDED = (
     "max_steps", "num_train_epochs", "lr_scheduler_type", "warmup_steps", "max_grad_norm", "num_iterations",
     "bf16", "seed",
 )
+#: recorded too when the rollouts are the harness's own (what TRL's correction ran with)
+_RECORDED_IS = ("vllm_importance_sampling_correction", "vllm_importance_sampling_mode",
+                "vllm_importance_sampling_clip_min", "vllm_importance_sampling_clip_max")
 
 
 @hookimpl
@@ -314,4 +492,4 @@ def register_trainers(register):
     register(DrGRPO())
 
 
-__all__ = ["GRPO", "DrGRPO", "GRPOOptions", "DrGRPOOptions", "PRESETS"]
+__all__ = ["GRPO", "DrGRPO", "GRPOOptions", "DrGRPOOptions", "PRESETS", "RolloutSetup"]
