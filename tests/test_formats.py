@@ -129,8 +129,8 @@ def test_a_higher_priority_format_refines_a_builtin_one(tmp_path):
     """As vLLM's ``override_quantization_method``: a plugin claims a subset of a built-in's checkpoints."""
 
     class FP8(ArtifactFormat):
-        name = "compressed-tensors-fp8"
-        description = "compressed-tensors float8 weights"
+        name = "vendor-fp8"
+        description = "a vendor's reading of compressed-tensors float8 weights"
         priority = 1
 
         def recognises(self, model_dir, config):
@@ -145,9 +145,9 @@ def test_a_higher_priority_format_refines_a_builtin_one(tmp_path):
     registry = registry_with(Plugin())
     fp8 = checkpoint(tmp_path / "fp8", ct({"num_bits": 8, "type": "float", "strategy": "channel"}))
     int4 = checkpoint(tmp_path / "int4", ct(W4G))
-    assert artifact_format(fp8, registry.formats) == "compressed-tensors-fp8"
+    assert artifact_format(fp8, registry.formats) == "vendor-fp8"
     assert artifact_format(int4, registry.formats) == "compressed-tensors"
-    assert artifact_format(fp8) == "compressed-tensors"  # the process registry does not have the plugin
+    assert artifact_format(fp8) == "compressed-tensors-fp8"  # the process registry: the built-in FP8 format
 
 
 def test_a_plugin_claiming_a_builtin_format_name_fails_whole():

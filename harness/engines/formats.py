@@ -5,8 +5,8 @@ names no format: a third party adds one (and an engine that runs it) with a
 plugin of its own. The compressed-tensors family is split by what not every
 engine runs (vLLM has no scheme for group-wise W8A8, and applies neither an
 integer KV cache nor a transform config as written); the names match what
-:func:`harness.toolkit.compress.compressed_format` says a strategy will write,
-so a checkpoint read back is refused or accepted as its plan was.
+:func:`harness.toolkit.compress.compressed_format` (and the floating-point strategies,
+``harness.strategies.fp``) say a strategy will write, so a checkpoint read back is refused or accepted as its plan was.
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ def compressed_variant(q: dict[str, Any]) -> str:
     for group in (q.get("config_groups") or {}).values():
         weights = group.get("weights") or {}
         acts = group.get("input_activations") or {}
+        if weights.get("type") == "float":
+            return float_variant(weights, acts)
         if acts and acts.get("num_bits", 16) < 8:
             return "compressed-tensors-int4-activations"
         bits = weights.get("num_bits", 16)
@@ -68,6 +70,22 @@ def compressed_variant(q: dict[str, Any]) -> str:
             grouped = weights.get("strategy") == "group"
             return "compressed-tensors-w8a8-grouped" if grouped else "compressed-tensors-w8a8"
     return "compressed-tensors"
+
+
+def float_variant(weights: dict[str, Any], acts: dict[str, Any] | None = None) -> str:
+    """Which floating-point compressed-tensors format weights of ``type: float`` are (the ``fp8``, ``nvfp4`` and
+    ``mxfp4`` strategies' presets). FP8 in 128x128 blocks and FP8 with static activation scales are formats
+    of their own beside FP8 per channel or tensor with dynamic (or no) activation quantization, since engines
+    differ on them (vLLM's CPU build runs only the last); at 4 bits, NVFP4's groups of 16 under a global
+    scale (``tensor_group``), or MX's groups of 32."""
+    if weights.get("num_bits") == 8:
+        if weights.get("strategy") == "block":
+            return "compressed-tensors-fp8-block"
+        static = bool(acts) and acts.get("dynamic") is False
+        return "compressed-tensors-fp8-static" if static else "compressed-tensors-fp8"
+    if weights.get("strategy") == "tensor_group":
+        return "compressed-tensors-nvfp4"
+    return "compressed-tensors-mxfp4" if weights.get("num_bits") == 4 else "compressed-tensors-float"
 
 
 class CompressedTensors(ArtifactFormat):
@@ -96,6 +114,14 @@ BUILTIN: tuple[ArtifactFormat, ...] = (
     CompressedTensors("compressed-tensors-int-kv", "compressed-tensors with an integer-quantized KV cache (KV8, KV4)"),
     CompressedTensors("compressed-tensors-transforms",
                       "compressed-tensors plus a transform config (QuaRot/SpinQuant rotations)"),
+    CompressedTensors("compressed-tensors-fp8", "compressed-tensors FP8 E4M3 weights per channel or tensor, "
+                                                "activations dynamic FP8 or 16-bit (FP8_DYNAMIC)"),
+    CompressedTensors("compressed-tensors-fp8-static", "compressed-tensors FP8 weights and static per-tensor FP8 "
+                                                       "activations (FP8)"),
+    CompressedTensors("compressed-tensors-fp8-block", "compressed-tensors FP8 weights in 128x128 blocks (FP8_BLOCK)"),
+    CompressedTensors("compressed-tensors-nvfp4", "compressed-tensors NVFP4 weights (NVFP4A16), or W4A4 (NVFP4)"),
+    CompressedTensors("compressed-tensors-mxfp4", "compressed-tensors MXFP4 weights (MXFP4A16), or W4A4 (MXFP4)"),
+    CompressedTensors("compressed-tensors-float", "compressed-tensors float weights of another width (MXFP8, ...)"),
 )
 
 
