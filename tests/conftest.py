@@ -87,8 +87,10 @@ def vllm_python() -> str:
 def tiny_vllm(vllm_python, tmp_path_factory):
     """One vLLM server for tiny-arith in full precision, as a harness run with ``--engine vllm`` starts it, shared
     by every test that needs no other (a start costs ~40 s on two cores, most of it three processes importing
-    vLLM). Started with ``OMP_NUM_THREADS=1`` (what the CLI leaves for its children on a busy machine) and no
-    binding of the user's, so the tests see the engine's own choice of cores. An idle server uses no CPU."""
+    vLLM). Started with the thread choice the harness's default leaves in the environment on a busy machine (one
+    thread: OMP_NUM_THREADS=MKL_NUM_THREADS=1, no HARNESS_THREADS: not the user's --threads) and no binding of the user's, so the tests see the engine's own choice of
+    cores. An idle server uses no CPU."""
+    from harness.base.threads import ThreadChoice
     from harness.core.config import RunConfig
     from harness.core.plugin_manager import get_registry
     from harness.engines.vllm import BIND_VAR, RESERVED_VAR, VLLMEngine
@@ -102,7 +104,8 @@ def tiny_vllm(vllm_python, tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         env.delenv(BIND_VAR, raising=False)
         env.delenv(RESERVED_VAR, raising=False)
-        env.setenv("OMP_NUM_THREADS", "1")
+        for var, value in ThreadChoice(1, None, "usable cores", adaptive=True).environment().items():
+            env.setenv(var, value)
         session = VLLMEngine().start(Path(run_plan.model.source), settings)
     with session:
         yield session

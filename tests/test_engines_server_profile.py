@@ -81,15 +81,19 @@ def test_vllm_binds_its_worker_to_every_core_unless_the_user_binds(monkeypatch):
     monkeypatch.delenv("HARNESS_THREADS", raising=False)
     assert id_list([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8" and id_list([3]) == "3"
     assert set(harness_cores()) <= os.sched_getaffinity(0)
-    assert cpu_binding({}) == {BIND_VAR: id_list(harness_cores()), "OMP_NUM_THREADS": str(len(harness_cores()))}
-    # the harness's own thread choice in the environment (its CLI sets it) never shrinks the server's threads
+    every = str(len(harness_cores()))
+    assert cpu_binding({}) == {BIND_VAR: id_list(harness_cores()), "OMP_NUM_THREADS": every, "MKL_NUM_THREADS": every}
+    # the harness's own thread choice in the environment (its CLI sets it, 1 on a busy machine) never shrinks the
+    # server's threads: MKL_NUM_THREADS=1 alone would run every GEMM of vLLM's worker on one core
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert VLLMEngine().environment(sys.executable, "cpu")["OMP_NUM_THREADS"] == str(len(harness_cores()))
+    monkeypatch.setenv("MKL_NUM_THREADS", "1")
+    assert VLLMEngine().environment(sys.executable, "cpu")["OMP_NUM_THREADS"] == every
+    assert VLLMEngine().environment(sys.executable, "cpu")["MKL_NUM_THREADS"] == every
     assert VLLMEngine().environment(sys.executable, "cpu")[BIND_VAR] == id_list(harness_cores())
     assert BIND_VAR not in VLLMEngine().environment(sys.executable, "cuda:0")
     # an explicit --threads N (the CLI writes HARNESS_THREADS only then) binds the server to N of the cores
     one = cpu_binding({"HARNESS_THREADS": "1"})
-    assert one == {BIND_VAR: id_list(harness_cores()[:1]), "OMP_NUM_THREADS": "1"}
+    assert one == {BIND_VAR: id_list(harness_cores()[:1]), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     assert cpu_binding({"HARNESS_THREADS": "999"}) == cpu_binding({})
     # the user's binding wins, whichever of vLLM's two variables they set
     assert cpu_binding({BIND_VAR: "auto"}) == {} and cpu_binding({RESERVED_VAR: "1"}) == {}

@@ -50,6 +50,7 @@ from typing import Literal
 from harness import hookimpl
 from harness.api import ArtifactFormat, Engine, EngineSettings, TokenScores
 from harness.base.errors import UserError
+from harness.base.threads import THREAD_VARS
 from harness.engines.openai import CompletionsClient, EngineError, OpenAIOptions, ServerSession
 
 ENV_PYTHON = "HARNESS_VLLM_PYTHON"
@@ -168,9 +169,10 @@ def cpu_binding(env: dict[str, str]) -> dict[str, str]:
     asked = env.get("HARNESS_THREADS", "")  # set only by an explicit --threads N / HARNESS_THREADS, never by default
     if asked.isdigit() and 0 < int(asked) < len(cores):
         cores = cores[: int(asked)]  # the server computes on as many cores as the user gave the harness
-    # one OpenMP thread per bound core: the harness's own thread choice (OMP_NUM_THREADS, which its CLI puts in
-    # the environment for the processes it starts) must not leave the server's bound cores idle
-    return {BIND_VAR: id_list(cores), "OMP_NUM_THREADS": str(len(cores))}
+    # one OpenMP thread per bound core: the harness's own thread choice (OMP_NUM_THREADS and MKL_NUM_THREADS, which
+    # it puts in the environment for the processes it starts, 1 on a busy machine) must not leave the server's bound
+    # cores idle: MKL_NUM_THREADS=1 alone runs every GEMM of the worker on one thread while the other cores wait
+    return {BIND_VAR: id_list(cores), **{var: str(len(cores)) for var in THREAD_VARS}}
 
 
 def served_version(client: CompletionsClient) -> str | None:
