@@ -56,7 +56,8 @@ class FP8Options:
         metadata={"help": "weight scales: channel (one per output channel, FP8_DYNAMIC), block (128x128, "
                           "FP8_BLOCK), tensor (one per tensor, FP8; its activations are static and calibrated)"},
     )
-    num_samples: int = field(default=128, metadata={"help": "calibration texts (static activation scales only)"})
+    num_samples: int = field(default=32, metadata={"help": "calibration texts (static activation scales only: a "
+                                                           "min-max over their tokens, no Hessian)"})
     max_length: int = field(default=512, metadata={"help": "calibration texts are truncated to this many tokens"})
 
     def __post_init__(self) -> None:
@@ -66,7 +67,8 @@ class FP8Options:
 
 @dataclass
 class FP4Options:
-    num_samples: int = field(default=128, metadata={"help": "calibration texts (NVFP4 activations' global scale)"})
+    num_samples: int = field(default=32, metadata={"help": "calibration texts (NVFP4 activations' global scale: a "
+                                                           "min-max over their tokens, no Hessian)"})
     max_length: int = field(default=512, metadata={"help": "calibration texts are truncated to this many tokens"})
 
     def __post_init__(self) -> None:
