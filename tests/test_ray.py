@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -188,17 +189,23 @@ def test_auto_cells_take_the_clusters_device_in_their_run_ids(tiny, tmp_path, mo
 @pytest.mark.slow
 @pytest.mark.timeout(300)  # a head that never says it started must not hang the suite
 def test_auto_device_asks_the_cluster_at_the_address(tmp_path, monkeypatch):
-    """A real head node with one (declared) GPU and Ray's default token authentication: without the token
+    """A real head node with one (declared) GPU and Ray's token authentication: without the token
     the driver is told what to set; with it, ``auto`` cells are planned as the CUDA runs they are there."""
     from harness.engines.server import free_port
 
     port = free_port()
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    # a home of its own: Ray keeps the token at ~/.ray/auth_token, and whether a head started without
+    # RAY_AUTH_MODE asks for one depends on that file (one left there by any earlier Ray process turns it on); the
+    # head is told to ask, explicitly, with a token of this home's
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / ".ray").mkdir(parents=True)
+    (tmp_path / "home" / ".ray" / "auth_token").write_text(secrets.token_hex(32))  # as `ray get-auth-token --generate`
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
     head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
                              f"--port={port}", "--num-cpus=1", "--num-gpus=1", "--include-dashboard=false",
                              f"--temp-dir={temp}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, env={**os.environ, "RAY_AUTH_MODE": "token"})
     try:
         said = []
         for line in head.stdout:  # the head is up once it says so
