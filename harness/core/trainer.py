@@ -84,6 +84,12 @@ class Trainer:
 
         return build_options(self.config_class, opts, owner=f"trainer {self.name!r}")
 
+    def run_options(self, config: Any) -> dict[str, str]:
+        """Option values this trainer takes from the run's own settings (``config``, the RunConfig)
+        unless ``--trainer-opt`` sets them, e.g. a teacher's completion budget that follows
+        ``--max-new-tokens``. Planning resolves them, so they are part of the checkpoint's key."""
+        return {}
+
     def train(self, model: Any, peft_config: Any, ctx: TrainContext) -> TrainReport:
         """Train ``model`` (wrapped with ``peft_config`` when given, as an adapter trainer does) and
         return it in the report's ``model``; add ``ctx.callbacks`` to the training loop."""

@@ -120,6 +120,7 @@ def plan_training(config: RunConfig, registry: Registry) -> tuple[TrainStep, ...
     per_trainer = chain_options(trainers, dict(config.trainer_opts))
     steps = []
     for trainer, opts in zip(trainers, per_trainer):
+        opts = {**trainer.run_options(config), **opts}  # what --trainer-opt leaves unset follows the run
         if config.max_steps is not None:
             opts["max_steps"] = str(config.max_steps)
         reason = trainer.unavailable_reason()

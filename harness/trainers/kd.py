@@ -62,7 +62,11 @@ class KDOptions:
     warmup_steps: int = field(default=10, metadata={"help": "linear warm-up steps"})
     batch_size: int = field(default=16, metadata={"help": "sequences per optimizer step"})
     max_length: int = field(default=192, metadata={"help": "tokens per training sequence (prompt + completion)"})
-    max_new_tokens: int = field(default=64, metadata={"help": "tokens per teacher completion"})
+    max_new_tokens: int = field(
+        default=64,
+        metadata={"help": "tokens per teacher completion; in a run, unless set, the run's --max-new-tokens (the "
+                  "budget its evaluation gives), so the student learns completions as long as it will write"},
+    )
     temperature: float = field(
         default=1.0, metadata={"help": "teacher sampling temperature for its completions; 0 = greedy"}
     )
@@ -95,6 +99,11 @@ class KD(Trainer):
         import importlib.util
 
         return None if importlib.util.find_spec("trl") else "TRL is not installed (pip install trl)"
+
+    def run_options(self, config) -> dict[str, str]:
+        """The teacher writes completions at the run's budget: a level-5 chain cut at a shorter one
+        teaches the student nothing about its end (issue 29)."""
+        return {"max_new_tokens": str(config.sampling.max_new_tokens)}
 
     def train(self, model, peft_config, ctx: TrainContext) -> TrainReport:
         return run_kd(model, peft_config, ctx, ctx.config)
