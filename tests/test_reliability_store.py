@@ -127,11 +127,13 @@ def test_runs_and_show_print_a_dead_run_as_interrupted(tmp_path):
 
 
 def test_a_profile_without_throughput_is_never_stored(tmp_path, capsys):
+    from harness.runs.profile_keeping import keep_profile
+
     store = Store(tmp_path / "r.db")
     store.start_run("r", "l", {}, {}, None)
-    assert not store.set_profile("r", {"weight_bytes": 10, "eval_tokens_per_s": None, "bs1_decode_tokens_per_s": 0})
+    assert not keep_profile(store, "r", {"weight_bytes": 10, "eval_tokens_per_s": None, "bs1_decode_tokens_per_s": 0})
     assert store.profile("r") is None and "measured no throughput" in capsys.readouterr().err
-    store.set_profile("r", {"eval_tokens_per_s": 900.0, "bs1_decode_tokens_per_s": 50.0})
+    assert keep_profile(store, "r", {"eval_tokens_per_s": 900.0, "bs1_decode_tokens_per_s": 50.0})
     # a resumed run that had nothing left to generate keeps the evaluation figures measured before
     store.set_profile("r", {"eval_tokens_per_s": None, "bs1_decode_tokens_per_s": 60.0})
     assert store.profile("r") == {"eval_tokens_per_s": 900.0, "bs1_decode_tokens_per_s": 60.0}

@@ -40,6 +40,7 @@ from harness.core.prompts import get_template
 from harness.core.strategy import Strategy
 from harness.runs.evaluation import compute_metrics, evaluate
 from harness.runs.planning import plan as plan_run
+from harness.runs.profile_keeping import keep_profile
 from harness.runs.store import Store
 from harness.toolkit.profiling import LatencySettings
 
@@ -130,7 +131,7 @@ def serve(plan: Plan, model_dir: Path, artifacts: dict, dest: Destination, what:
                     dest.store.set_metrics(dest.run_id, name, metrics)
             prompts = [prompt_for(p) for probs in plan.problems.values() for p in probs]
             profile = session.profile(prompts, cfg, what.latency, timings, eval_watch.stats, quant=quant)
-            dest.store.set_profile(dest.run_id, profile)
+            keep_profile(dest.store, dest.run_id, profile)
         else:
             prompts = [prompt_for(p) for probs in plan.problems.values() for p in probs[: what.profile_prompts]]
             profile = session.profile(prompts, cfg, what.latency, {}, None, quant=quant)

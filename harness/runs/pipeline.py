@@ -24,6 +24,7 @@ from harness.runs.calibration import calibrate
 from harness.runs.divergence import Reference, measure_divergence
 from harness.runs.evaluate import Destination, Serving, evaluate_and_profile, serve
 from harness.runs.planning import plan as plan_run
+from harness.runs.profile_keeping import keep_profile
 from harness.runs.provenance import git_commit, versions
 from harness.runs.store import Store
 from harness.toolkit.profiling import LatencySettings
@@ -239,7 +240,7 @@ class Runner:
             self.store.add_artifacts(run_id, artifacts)
             self.store.finish_run(run_id, RunStatus.PROFILED)
         # the store keeps a stored evaluation's own figures (throughput, forward share) this profile lacks
-        return self.store.profile(run_id) if self.store.set_profile(run_id, result) else result
+        return self.store.profile(run_id) if keep_profile(self.store, run_id, result) else result
 
     def result(self, run_id: str) -> dict:
         from harness.runs.results import run_result

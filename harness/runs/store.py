@@ -13,14 +13,14 @@ import json
 import os
 import random
 import sqlite3
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from harness.base.errors import StoreError
-from harness.base.run_owner import owner_alive, this_process
+from harness.base.run_owner import this_process
 from harness.core.status import RunStatus
+from harness.runs.run_liveness import as_seen
 from harness.runs.store_schema import MIGRATIONS
 
 #: seconds a process waits for another one that holds the store's write lock (creating, migrating, writing)
@@ -251,24 +251,15 @@ class Store:
             out.setdefault(r["benchmark"], {})[r["metric"]] = {"value": r["value"], "lo": r["lo"], "hi": r["hi"]}
         return out
 
-    def set_profile(self, run_id: str, profile: dict) -> bool:
-        """Store a run's profile, unless it measured no throughput at all (never shown as 0 tok/s).
-
-        A profile without throughput is left out with a warning (the run's
-        accuracy is still stored; ``harness profile`` measures it again) and False
-        is returned. Evaluation figures the new profile lacks (a resumed run that
-        had nothing left to generate measured none) keep the values stored before.
-        """
-        if not has_throughput(profile):
-            print(f"warning: the profile of run {run_id} measured no throughput (no *{THROUGHPUT_SUFFIX} "
-                  "figure); it is not stored: run `harness profile` to measure it", file=sys.stderr)
-            return False
+    def set_profile(self, run_id: str, profile: dict) -> None:
+        """Store a run's profile. Evaluation figures the new profile lacks (a resumed run that had nothing left to
+        generate measured none) keep the values stored before. Whether a profile is worth storing at all is the
+        caller's rule (:func:`harness.runs.profile_keeping.keep_profile`)."""
         with self.transaction():
             row = self.db.execute("SELECT profile FROM profiles WHERE run_id = ?", (run_id,)).fetchone()
             old = json.loads(row[0]) if row else {}
             kept = {k: v for k, v in old.items() if k.startswith("eval_") and v is not None and profile.get(k) is None}
             self.db.execute("INSERT OR REPLACE INTO profiles VALUES (?, ?)", (run_id, json.dumps({**profile, **kept})))
-        return True
 
     def profile(self, run_id: str) -> dict | None:
         row = self.db.execute("SELECT profile FROM profiles WHERE run_id = ?", (run_id,)).fetchone()
@@ -308,28 +299,15 @@ SAMPLE_COLUMNS = ("run_id", "benchmark", "problem_id", "sample", "level", "promp
 #: the column list and named placeholders every sample insert uses
 INSERT_SAMPLE = f"({', '.join(SAMPLE_COLUMNS)}) VALUES ({', '.join(':' + c for c in SAMPLE_COLUMNS)})"
 
-#: profile figures named ``*tokens_per_s`` (evaluation, decode, serving): a stored profile has one above 0
-THROUGHPUT_SUFFIX = "tokens_per_s"
-
-
-def has_throughput(profile: dict) -> bool:
-    """Whether ``profile`` measured any throughput (every engine's figures end in ``tokens_per_s``)."""
-    return any(k.endswith(THROUGHPUT_SUFFIX) and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-               for k, v in profile.items())
-
-
 def _is_busy(exc: sqlite3.DatabaseError) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
 
 
 def _run_dict(row: sqlite3.Row) -> dict:
-    """A stored run; one stored as running whose process is gone reads as ``interrupted``."""
+    """A stored run, decoded, as a reader should see it (:func:`~harness.runs.run_liveness.as_seen`)."""
     d = dict(row)
     for key in ("config", "versions", "artifacts"):
         d[key] = json.loads(d[key]) if d.get(key) else {}
     owner = (d.pop("owner_pid", None), d.pop("owner_host", None), d.pop("owner_started", None))
     d["owner"] = {"pid": owner[0], "host": owner[1], "started": owner[2]} if owner[0] is not None else None
-    if d["status"] == RunStatus.RUNNING and owner_alive(*owner) is False:
-        d["status"] = RunStatus.INTERRUPTED.value
-        d["error"] = d.get("error") or f"its process (pid {owner[0]} on {owner[1]}) ended without finishing it"
-    return d
+    return as_seen(d)
