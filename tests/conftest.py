@@ -88,8 +88,8 @@ def tiny_vllm(vllm_python, tmp_path_factory):
     """One vLLM server for tiny-arith in full precision, as a harness run with ``--engine vllm`` starts it, shared
     by every test that needs no other (a start costs ~40 s on two cores, most of it three processes importing
     vLLM). Started with the thread choice the harness's default leaves in the environment on a busy machine (one
-    thread: OMP_NUM_THREADS=MKL_NUM_THREADS=1, no HARNESS_THREADS: not the user's --threads) and no binding of the user's, so the tests see the engine's own choice of
-    cores. An idle server uses no CPU."""
+    thread: OMP_NUM_THREADS=MKL_NUM_THREADS=1, no HARNESS_THREADS: not the user's --threads) and no binding of
+    the user's, so the tests see the engine's own choice of cores. An idle server uses no CPU."""
     from harness.base.threads import ThreadChoice
     from harness.core.config import RunConfig
     from harness.core.plugin_manager import get_registry

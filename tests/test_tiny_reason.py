@@ -22,7 +22,7 @@ def test_chain_is_registered_as_a_generated_benchmark():
     from harness.core.plugin_manager import get_registry
 
     bench = get_registry().benchmarks.get("chain")
-    assert bench.generated and bench.version == "1" and bench.splits == ("test", "train")
+    assert bench.generated and bench.version == "1" and set(bench.splits) == {"test", "train", "validation"}
     assert len(bench.load("test")) == 5 * chain.TEST_PER_LEVEL
 
 

@@ -11,7 +11,7 @@ stage, kd-qat's prepare, the kd trainer, finalize) one at a time, and measures b
 (d) greedy accuracy per level on the validation split: teacher, student before, student after
     (fake-quantized), finalized checkpoint.
 
-Usage: python leaderboard/published/studies/reasoning_qat_diagnosis_probe.py --bits 2 --lr 2e-4
+Usage: python scripts/reasoning_qat_diagnosis_probe.py --bits 2 --lr 2e-4
        [--steps 150] [--limit 500] [--opt KEY=VALUE ...] [--out DIR] [--json FILE]
 """
 
