@@ -24,8 +24,12 @@ def _isolated_home(tmp_path, monkeypatch):
     from harness.core.plugin_manager import reset_registry
 
     reset_registry()
+    saved = dict(os.environ)
     yield
     reset_registry()
+    if os.environ != saved:  # an in-process CLI call sets the thread choice (--threads) for its children: undone
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @pytest.fixture
@@ -104,6 +108,7 @@ def tiny_vllm(vllm_python, tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         env.delenv(BIND_VAR, raising=False)
         env.delenv(RESERVED_VAR, raising=False)
+        env.delenv("HARNESS_THREADS", raising=False)  # an explicit --threads N binds N cores: not the default
         for var, value in ThreadChoice(1, None, "usable cores", adaptive=True).environment().items():
             env.setenv(var, value)
         session = VLLMEngine().start(Path(run_plan.model.source), settings)

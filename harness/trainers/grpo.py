@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from harness import hookimpl
 from harness.core.trainer import TrainContext, Trainer, TrainReport
+from harness.trainers import rollouts
 from harness.toolkit.rollout_correction import TRL_CLIP_MAX, RolloutCorrection, RolloutQuant
 
 if TYPE_CHECKING:
@@ -305,19 +306,8 @@ def grpo_config(ctx: TrainContext, opts: GRPOOptions, output_dir: Path, lr: floa
         scale_rewards=opts.scale_rewards,
         num_iterations=opts.num_iterations,
         gradient_checkpointing=opts.gradient_checkpointing,
-        **(correction_args(opts) if opts.rollouts_separate else {}),
+        **(rollouts.correction_args(opts) if opts.rollouts_separate else {}),
     )
-
-
-def correction_args(opts: GRPOOptions) -> dict[str, Any]:
-    """TRL's importance-sampling fields for this run's rollouts. Without a correction TRL still computes
-    (and logs) the raw ratio: token level, never clipped; the trainer then leaves it out of the loss."""
-    if opts.rollout_correction == RolloutCorrection.NONE.value:
-        return dict(vllm_importance_sampling_correction=True, vllm_importance_sampling_mode="token_truncate",
-                    vllm_importance_sampling_clip_min=None, vllm_importance_sampling_clip_max=float("inf"))
-    return dict(vllm_importance_sampling_correction=True, vllm_importance_sampling_mode=opts.rollout_correction,
-                vllm_importance_sampling_clip_min=opts.rollout_clip_min,
-                vllm_importance_sampling_clip_max=opts.rollout_clip_max)
 
 
 def run_grpo(model, peft_config, ctx: TrainContext, opts: GRPOOptions) -> TrainReport:
@@ -338,7 +328,7 @@ def run_grpo(model, peft_config, ctx: TrainContext, opts: GRPOOptions) -> TrainR
     checkpoints = trl_support.checkpoint_folder(ctx)
     args = grpo_config(ctx, opts, checkpoints, lr)
     curve: list[dict] = []
-    rollout = rollout_setup(model, peft_config, opts)
+    rollout = rollouts.rollout_setup(model, peft_config, opts)
     trainer = (rollout.trainer_class() if rollout else GRPOTrainer)(
         model=model,
         reward_funcs=list(REWARD_FUNCS),
@@ -366,108 +356,10 @@ def run_grpo(model, peft_config, ctx: TrainContext, opts: GRPOOptions) -> TrainR
             "resumed_from": run["resumed_from"],
             "train_problems": len(problems),
             "seconds_per_step": run["seconds_per_step"],
-            "trl_config": {k: getattr(args, k) for k in _RECORDED + (_RECORDED_IS if rollout else ())},
+            "trl_config": {k: getattr(args, k) for k in _RECORDED + (rollouts.RECORDED_CORRECTION if rollout else ())},
             **({"rollout": rollout.record()} if rollout else {}),
         },
     )
-
-
-class RolloutSetup:
-    """This run's rollouts when they leave TRL's own sampler: from a quantized copy of the policy (or
-    the policy itself, with ``rollout_quant=none``), through TRL's ``rollout_func``, corrected by TRL's
-    importance sampling (harness.compat.trl.rollout_corrected_trainer)."""
-
-    def __init__(self, model, opts: GRPOOptions) -> None:
-        from harness.toolkit.rollout_correction import QuantizedRollout
-
-        self.opts = opts
-        self.quant = RolloutQuant(opts.rollout_quant)
-        self.correction = RolloutCorrection(opts.rollout_correction)
-        # built now, so a model the scheme cannot quantize is refused before anything trains
-        self.copy = QuantizedRollout(model, self.quant) if self.quant is not RolloutQuant.NONE else None
-
-    @property
-    def label(self) -> str:
-        """The progress line's name: says the rollouts' precision, and that it is simulated."""
-        if self.quant is RolloutQuant.NONE:
-            return f"GRPO (full-precision rollouts, {self.correction.value})"
-        return f"GRPO ({self.quant.value} rollouts, simulated; {self.correction.value})"
-
-    @staticmethod
-    def trainer_class():
-        from harness.compat.trl import rollout_corrected_trainer
-
-        return rollout_corrected_trainer()
-
-    def trainer_kwargs(self) -> dict[str, Any]:
-        return dict(rollout_func=self.rollout_func, on_sync=self.sync,
-                    apply_correction=self.correction is not RolloutCorrection.NONE, on_batch=self.figures)
-
-    def sync(self, policy) -> None:
-        if self.copy is not None:
-            self.copy.sync(policy)
-
-    def rollout_func(self, prompts: list, trainer) -> dict[str, list]:
-        """TRL's ``rollout_func``: the prompts' ids, one sampled completion each, and its tokens'
-        log-probabilities under the distribution sampled (temperature applied)."""
-        from harness.toolkit.rollout_correction import sample_with_logprobs
-
-        if not all(isinstance(p, str) for p in prompts):
-            raise TypeError("rollout_quant samples from rendered text prompts; got a conversational prompt")
-        tokenizer = trainer.processing_class
-        prompt_ids = tokenizer(text=prompts)["input_ids"]  # as TRL tokenizes a text prompt
-        model = self.copy.model if self.copy is not None else trainer.accelerator.unwrap_model(trainer.model)
-        completion_ids, logprobs = sample_with_logprobs(model, prompt_ids, trainer.generation_config,
-                                                        tokenizer.pad_token_id)
-        return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
-
-    def figures(self, train_logps, rollout_logps, mask, weights) -> dict[str, float]:
-        from harness.toolkit.rollout_correction import mismatch_metrics
-
-        return mismatch_metrics(train_logps, rollout_logps, mask, weights, self.correction,
-                                self.opts.rollout_clip_min, self.opts.rollout_clip_max)
-
-    def record(self) -> dict[str, Any]:
-        """What the run stores about its rollouts, saying the quantization was simulated."""
-        simulated = self.quant is not RolloutQuant.NONE
-        return {
-            "quant": self.quant.value,
-            "correction": self.correction.value,
-            "clip_min": self.opts.rollout_clip_min,
-            "clip_max": self.opts.rollout_clip_max,
-            "simulated": simulated,
-            "note": (f"rollouts sampled from a fake-quantized ({self.quant.value}) copy of the policy, re-quantized "
-                     "every optimizer step: simulated quantization (compressed-tensors' quantizer in the compute "
-                     "dtype), slower than full precision on this engine, not faster" if simulated else
-                     "rollouts sampled from the policy itself: the measured mismatch is the forward passes' noise"),
-            "syncs": self.copy.syncs if self.copy is not None else 0,
-        }
-
-
-def rollout_setup(model, peft_config, opts: GRPOOptions) -> RolloutSetup | None:
-    """The run's :class:`RolloutSetup`, None when TRL samples as usual; refuses (UserError) what it
-    cannot quantize before anything trains, and warns that a correction of unquantized rollouts
-    corrects only noise."""
-    import logging
-
-    from harness.base.errors import UserError
-
-    if not opts.rollouts_separate:
-        return None
-    if opts.rollout_quant != RolloutQuant.NONE.value and (peft_config is not None or _parametrized(model)):
-        raise UserError(f"rollout_quant={opts.rollout_quant} needs a full-precision policy; this run's in-training "
-                        "strategy already changes how its layers compute (train without one, or rollout_quant=none)")
-    if opts.rollout_quant == RolloutQuant.NONE.value:
-        logging.getLogger(__name__).warning(
-            "rollout_correction=%s with rollout_quant=none: rollouts come from the policy itself, so the ratio is 1 "
-            "up to the forward passes' precision; the correction changes (almost) nothing", opts.rollout_correction)
-    return RolloutSetup(model, opts)
-
-
-def _parametrized(model) -> bool:
-    from torch.nn.utils import parametrize
-
-    return any(parametrize.is_parametrized(m) for m in model.modules())
 
 
 def _describe(logs: dict) -> str | None:
@@ -481,15 +373,10 @@ _RECORDED = (
     "max_steps", "num_train_epochs", "lr_scheduler_type", "warmup_steps", "max_grad_norm", "num_iterations",
     "bf16", "seed",
 )
-#: recorded too when the rollouts are the harness's own (what TRL's correction ran with)
-_RECORDED_IS = ("vllm_importance_sampling_correction", "vllm_importance_sampling_mode",
-                "vllm_importance_sampling_clip_min", "vllm_importance_sampling_clip_max")
-
-
 @hookimpl
 def register_trainers(register):
     register(GRPO())
     register(DrGRPO())
 
 
-__all__ = ["GRPO", "DrGRPO", "GRPOOptions", "DrGRPOOptions", "PRESETS", "RolloutSetup"]
+__all__ = ["GRPO", "DrGRPO", "GRPOOptions", "DrGRPOOptions", "PRESETS"]
