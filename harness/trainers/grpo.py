@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from harness import hookimpl
 from harness.core.trainer import TrainContext, Trainer, TrainReport
-from harness.trainers import rollouts
 from harness.toolkit.rollout_correction import TRL_CLIP_MAX, RolloutCorrection, RolloutQuant
+from harness.trainers import rollouts
 
 if TYPE_CHECKING:
     from harness.core.benchmark import Problem
