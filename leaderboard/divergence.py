@@ -72,16 +72,9 @@ def run_figures(per_bench: Mapping[str, Mapping]) -> dict | None:
         for end, sign in (("lo", -1), ("hi", 1)):
             spread = [w * abs(_end(f["kl_mean"], end) - f["kl_mean"]["value"]) for w, f in zip(weights, values)]
             kl[end] = max(0.0, value + sign * math.sqrt(sum(s * s for s in spread)))
-    lost = sum((f.get("flips") or {}).get("lost") or 0 for f in values)
-    gained = sum((f.get("flips") or {}).get("gained") or 0 for f in values)
-    flipped = sum((f.get("flips") or {}).get("problems") or 0 for f in values)
-    p99 = [f["kl_p99"] for f in values if f.get("kl_p99") is not None]
+    flips = {k: sum((f.get("flips") or {}).get(k) or 0 for f in values) for k in ("lost", "gained", "problems")}
     return {
-        "kl_mean": kl, "kl_p99": max(p99) if p99 else None,
-        "top1_agree": _token_mean(values, "top1_agree"), "nll_delta": _token_mean(values, "nll_delta"),
-        "flips": {"lost": lost, "gained": gained, "problems": flipped,
-                  "lost_rate": lost / flipped if flipped else None,
-                  "gained_rate": gained / flipped if flipped else None},
+        **_token_figures(kl, values, flips),
         "top_ks": [f.get("top_k") for f in values], "problems": problems,
         "tokens": sum(int(f.get("tokens") or 0) for f in values),
         "reference_runs": sorted({str(f["reference_run"]) for f in values if f.get("reference_run")}),
@@ -110,20 +103,28 @@ def pool_seeds(per_seed: Sequence[tuple[int, dict | None]]) -> dict | None:
     kl.update(top_k=top_k, method=label, seeds=[s for s, _ in measured],
               per_seed=[{"seed": s, "value": v} for (s, _), v in zip(measured, values)])
     n = len(figs)
-    lost = sum(f["flips"]["lost"] for f in figs) / n
-    gained = sum(f["flips"]["gained"] for f in figs) / n
-    problems = sum(f["flips"]["problems"] for f in figs) / n
-    p99 = [f["kl_p99"] for f in figs if f.get("kl_p99") is not None]
+    flips = {k: sum(f["flips"][k] for f in figs) / n for k in ("lost", "gained", "problems")}
+    figures = _token_figures(kl, figs, flips)
+    figures["flips"]["seeds"] = n
     return {
-        "kl_mean": kl, "kl_p99": max(p99) if p99 else None,
-        "top1_agree": _token_mean(figs, "top1_agree"), "nll_delta": _token_mean(figs, "nll_delta"),
-        "flips": {"lost": lost, "gained": gained, "problems": problems,
-                  "lost_rate": lost / problems if problems else None,
-                  "gained_rate": gained / problems if problems else None, "seeds": n},
+        **figures,
         "top_k": top_k, "method": label,
         "problems": max(f["problems"] for f in figs), "tokens": sum(f["tokens"] for f in figs),
         "reference_runs": sorted({r for f in figs for r in f["reference_runs"]}),
         "engine": "/".join(dict.fromkeys(f["engine"] for f in figs if f["engine"])) or None,
+    }
+
+
+def _token_figures(kl: dict, parts: Sequence[Mapping], flips: dict) -> dict:
+    """The figures every level of pooling shares: the KL given, the worst 99th percentile, the
+    token-weighted means, and the flips summed (or averaged) by the caller with their rates."""
+    p99 = [f["kl_p99"] for f in parts if f.get("kl_p99") is not None]
+    flipped = flips["problems"]
+    return {
+        "kl_mean": kl, "kl_p99": max(p99) if p99 else None,
+        "top1_agree": _token_mean(parts, "top1_agree"), "nll_delta": _token_mean(parts, "nll_delta"),
+        "flips": {**flips, "lost_rate": flips["lost"] / flipped if flipped else None,
+                  "gained_rate": flips["gained"] / flipped if flipped else None},
     }
 
 

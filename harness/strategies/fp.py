@@ -233,17 +233,23 @@ class FP8(FloatFormat):
         return 128 if options.granularity == "block" else 0  # 128x128 weight blocks, 128-wide activation groups
 
 
-class NVFP4(FloatFormat):
-    name = "nvfp4"
-    description = ("NVFP4: E2M1 weights in groups of 16 with E4M3 scales (NVFP4A16), activations with --act-bits 4 "
-                   "(NVFP4); native on Blackwell")
+class FP4Format(FloatFormat):
+    """What the two 4-bit float formats share: E2M1 values, weights alone or with 4-bit activations, and a
+    CPU evaluation in bfloat16 (their checkpoints do not compute in float32 there)."""
+
     bits = (4,)
     act_bits = (FULL, 4)
-    family = "nvfp4"
-    group = 16
     cpu_dtype = "bfloat16"
     cpu_dtype_reason = FP4_DTYPE_REASON
     options_class = FP4Options
+
+
+class NVFP4(FP4Format):
+    name = "nvfp4"
+    description = ("NVFP4: E2M1 weights in groups of 16 with E4M3 scales (NVFP4A16), activations with --act-bits 4 "
+                   "(NVFP4); native on Blackwell")
+    family = "nvfp4"
+    group = 16
 
     def preset(self, act_bits: int, options: Any) -> str:
         return "NVFP4A16" if act_bits == FULL else "NVFP4"
@@ -252,18 +258,13 @@ class NVFP4(FloatFormat):
         return act_bits != FULL  # the activations' global scale is static
 
 
-class MXFP4(FloatFormat):
+class MXFP4(FP4Format):
     name = "mxfp4"
     description = ("MXFP4: E2M1 weights in groups of 32 sharing a power-of-two scale (MXFP4A16), dynamic MX "
                    "activations with --act-bits 4 (MXFP4)")
-    bits = (4,)
-    act_bits = (FULL, 4)
     family = "mxfp4"
     group = 32
     needs_calibration = False
-    cpu_dtype = "bfloat16"
-    cpu_dtype_reason = FP4_DTYPE_REASON
-    options_class = FP4Options
 
     def preset(self, act_bits: int, options: Any) -> str:
         return "MXFP4A16" if act_bits == FULL else "MXFP4"

@@ -38,13 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from harness import hookimpl
 from harness.base.errors import UserError
-from harness.core.strategy import (
-    Phase,
-    QuantContext,
-    QuantReport,
-    Strategy,
-    Timer,
-)
+from harness.core.strategy import Phase, QuantContext, QuantReport, Strategy, Timer
 from harness.toolkit.compress import LIBRARIES
 from harness.toolkit.group_fake_quant import dequantize, integers, parametrization_class
 

@@ -32,13 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from harness import hookimpl
-from harness.core.strategy import (
-    Phase,
-    QuantContext,
-    QuantReport,
-    Strategy,
-    Timer,
-)
+from harness.core.strategy import Phase, QuantContext, QuantReport, Strategy, Timer
 from harness.toolkit.compress import LIBRARIES
 
 if TYPE_CHECKING:
