@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from harness.core.config import RunConfig, field_default, stable_hash
 
 #: config fields that say how a row was evaluated; rows compared by a filter share them
-EVAL_FIELDS = ("model", "prompt", "sampling", "preset", "limit", "benchmarks")
+EVAL_FIELDS = ("model", "prompt", "sampling", "preset", "split", "limit", "benchmarks")
 VARIANT_RANK = {"": 0, "corrected": 0, "faithful": 1}
 #: KV-cache tokens counted in a row's memory figure (``--context-tokens``): one long reasoning trace,
 #: long enough that a 4-bit KV cache saves about as much as 4-bit weights do on a small model
@@ -361,7 +361,8 @@ class Row:
 def eval_key(row: Row) -> str:
     """Rows with the same key were evaluated the same way (their accuracies compare): same settings, same engine."""
     hashed = hashed_config(row.config)
-    fields = {k: hashed.get(k) for k in EVAL_FIELDS if k != "model"}
-    if "engine" in hashed:  # not hf
-        fields["engine"] = hashed["engine"]
+    fields = {k: hashed.get(k) for k in EVAL_FIELDS if k not in ("model", "split")}
+    for k in ("engine", "split"):  # present only when not the default (hf, test): keys of other rows unchanged
+        if k in hashed:
+            fields[k] = hashed[k]
     return stable_hash(fields)

@@ -111,6 +111,10 @@ def eval_options(f):
     for opt in reversed([
         click.option("--benchmarks", default=None, help="comma-separated benchmark names (default: the embedded "
                      "model's own benchmark: arith for tiny-arith, chain for tiny-reason; else arith)"),
+        click.option("--split", default=None,
+                     help="the split evaluated: test (default; every reported row) or another the benchmarks "
+                          "have, e.g. validation to choose settings without reading the test split "
+                          "(`harness benchmarks` lists each one's splits)"),
         click.option("--limit", type=int, default=None, help="first N problems of each benchmark"),
         click.option("--preset", type=click.Choice(sorted(PRESETS)), default=field_default("preset"), show_default=True,
                      help="evaluation settings: default (greedy, boxed prompt) or rlquant (the seed study's)"),

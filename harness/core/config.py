@@ -27,7 +27,7 @@ STRATEGY_FIELDS = ("strategy", "bits", "act_bits", "kv_bits", "strategy_opts", "
 #: earlier run implicitly had, so the ids of stored and published runs stay what they were
 #: (a field added later goes here with that value; never remove an entry)
 HASHED_UNLESS: dict[str, object] = {
-    "engine": "hf", "engine_opts": {}, "extraction": "strict", "data": {}, "compute": "cpu:float32",
+    "engine": "hf", "engine_opts": {}, "extraction": "strict", "data": {}, "compute": "cpu:float32", "split": "test",
 }
 
 
@@ -92,6 +92,10 @@ class RunConfig:
     strategy_opts: tuple[tuple[str, str], ...] = ()
     calib: str | None = None
     benchmarks: tuple[str, ...] = ("arith",)
+    #: the split every benchmark is evaluated on: ``test`` for every reported row; ``validation`` (where a
+    #: benchmark has one) to choose a recipe without reading the test split. Hashed unless ``test``, so
+    #: runs stored before the field existed keep their ids
+    split: str = "test"
     limit: int | None = None
     prompt: str = "boxed"
     sampling: Sampling = field(default_factory=Sampling)
@@ -178,6 +182,8 @@ class RunConfig:
         parts = [self.model, self.trainer if self.trainer != NO_TRAINER else "base", self.strategy, spec]
         if self.engine != field_default("engine"):
             parts.append(f"({self.engine})")
+        if self.split != field_default("split"):
+            parts.append(f"[{self.split}]")  # never mistaken for a reported (test) row
         return " ".join(parts)
 
 

@@ -56,7 +56,8 @@ def plan(config: RunConfig, registry: Registry, check_device: bool = True) -> Pl
     data_dir = Path(config.data_dir) if config.data_dir else None
     problems = {}
     for name, bench in benches.items():
-        items = bench.load("test", data_dir)
+        bench.check_split(config.split)
+        items = bench.load(config.split, data_dir)
         problems[name] = items[: config.limit] if config.limit else items
     if trainer is not None:
         registry.benchmarks.get(config.train_data).check_split("train")
