@@ -97,7 +97,8 @@ def expand(spec: SweepSpec, overrides: Overrides = Overrides()) -> list[dict]:
     """Cell dicts (row name, variant, the cell and its twin as config dicts), in file order.
 
     Order of precedence, lowest first: ``[defaults]``, per-plugin options,
-    the grid point or ``[[cell]]``, ``[faithful]`` (with ``--faithful``), the
+    ``[models.NAME]`` of the cell's model (with ``--model``, that one), the
+    grid point or ``[[cell]]``, ``[faithful]`` (with ``--faithful``), the
     command line.
     """
     points: list[dict] = []
@@ -109,8 +110,12 @@ def expand(spec: SweepSpec, overrides: Overrides = Overrides()) -> list[dict]:
     sets = _parse_sets(overrides.sets)
     out = []
     for order, point in enumerate(points):
-        cell = {**spec.defaults, **point}
-        cell = _with_plugin_opts(cell, spec)
+        model = overrides.model or str({**spec.defaults, **point}.get("model", field_default("model")))
+        per_model = spec.models.get(model, {})
+        plain_for_model = {k: v for k, v in per_model.items() if k not in ("trainer_opts", "strategy_opts")}
+        cell = {**spec.defaults, **plain_for_model, **point}
+        cell = _add_tables(cell, per_model, underneath=True)  # the model's plugin options under the cell's own
+        cell = _with_plugin_opts(cell, spec)  # and the sweep's under both
         seeds = _seeds(cell, overrides)
         row = str(cell.pop("row", "") or "")
         for seed in seeds:

@@ -21,7 +21,7 @@ from harness.core.resolve import SAMPLING_KEYS
 from harness.sweeps.checks import check_cell_types
 
 #: sweep file tables
-TOP_KEYS = ("name", "description", "defaults", "grid", "cell", "trainer_opts", "strategy_opts", "faithful")
+TOP_KEYS = ("name", "description", "defaults", "grid", "cell", "trainer_opts", "strategy_opts", "faithful", "models")
 #: cell keys that are not RunConfig fields
 CELL_EXTRA = ("row", "seeds", "sampling", *SAMPLING_KEYS)
 #: RunConfig fields a cell may set (``data`` and ``compute`` are the plan's: its benchmarks' data, its device)
@@ -52,6 +52,10 @@ class SweepSpec:
     trainer_opts: dict[str, dict] = field(default_factory=dict)
     strategy_opts: dict[str, dict] = field(default_factory=dict)
     faithful: dict | None = None
+    #: ``[models.NAME]``: what one model's cells set differently (plain keys and plugin option tables, as
+    #: ``[faithful]``), over ``[defaults]`` and the sweep's plugin tables, under each cell's own values: a
+    #: setting chosen for one model never reaches another's rows
+    models: dict[str, dict] = field(default_factory=dict)
     source: str = ""
 
 
@@ -104,6 +108,11 @@ def load_sweep(path: Path | str) -> SweepSpec:
     faithful = data.get("faithful")
     if faithful is not None:
         _check_overrides(_table(data, "faithful", path), f"{path} [faithful]")
+    models = _table(data, "models", path)
+    for model, table in models.items():
+        if not isinstance(table, dict):
+            raise UserError(f"{path}: per-model settings are written as [models.\"{model}\"] tables")
+        _check_overrides(table, f"{path} [models.{model}]")
     if not grid and not cells:
         raise UserError(f"{path}: no cells: add a [grid] or [[cell]] tables")
     return SweepSpec(
@@ -115,6 +124,7 @@ def load_sweep(path: Path | str) -> SweepSpec:
         trainer_opts=_named_opts(data, "trainer_opts", path),
         strategy_opts=_named_opts(data, "strategy_opts", path),
         faithful=faithful,
+        models=models,
         source=str(path),
     )
 
@@ -156,9 +166,15 @@ def _check_overrides(table: dict, where: str) -> None:
     check_cell_types(plain, where)
     for key in ("trainer_opts", "strategy_opts"):
         if not isinstance(table.get(key, {}), dict):
-            raise UserError(f"{where}: write [faithful.{key}.NAME] tables of options, got {key} = {table[key]!r}")
+            raise UserError(f"{where}: write [{where_key(where)}.{key}.NAME] tables of options, got {key} = "
+                            f"{table[key]!r}")
         for name, opts in table.get(key, {}).items():
             if not isinstance(opts, dict):
-                raise UserError(f"{where}: write [faithful.{key}.{name}] as a table of options")
+                raise UserError(f"{where}: write [{where_key(where)}.{key}.{name}] as a table of options")
+
+
+def where_key(where: str) -> str:
+    """The table a message's ``where`` (``FILE [faithful]``) names, for the fix it suggests."""
+    return where.rsplit("[", 1)[-1].rstrip("]")
 
 
