@@ -12,7 +12,7 @@ stage, kd-qat's prepare, the kd trainer, finalize) one at a time, and measures b
     (fake-quantized), finalized checkpoint.
 
 Usage: python scripts/reasoning_qat_diagnosis_probe.py --bits 2 --lr 2e-4
-       [--steps 150] [--limit 500] [--opt KEY=VALUE ...] [--out DIR] [--json FILE]
+       [--steps 150] [--limit 500] [--opt KEY=VALUE ...] [--strategy-opt KEY=VALUE ...] [--out DIR] [--json FILE]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--opt", action="append", default=[], help="more kd trainer options, key=value")
+    ap.add_argument("--strategy-opt", action="append", default=[], help="kd-qat options, key=value")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -63,7 +64,8 @@ def probe(args, out: Path) -> dict:
     config = RunConfig(model="tiny-reason", strategy="kd-qat", bits=args.bits, benchmarks=("chain",),
                        train_data="chain", seed=args.seed, sampling=Sampling(max_new_tokens=args.max_new_tokens),
                        trainer_opts=(("learning_rate", str(args.lr)), ("max_steps", str(args.steps)),
-                                     *(tuple(o.split("=", 1)) for o in args.opt)))
+                                     *(tuple(o.split("=", 1)) for o in args.opt)),
+                       strategy_opts=tuple(tuple(o.split("=", 1)) for o in args.strategy_opt))
     p = plan(config, registry)
     model_dir = Path(p.model.source)
     tokenizer = load_tokenizer(model_dir)
