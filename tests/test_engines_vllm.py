@@ -232,7 +232,11 @@ def test_sigkill_of_the_harness_leaves_no_vllm_process_and_rerun_resumes(vllm_py
            # not this test's subject (nor part of the run's id): should the vllm engine ever score text, it would
            # cost three more vLLM starts here (the reference's evaluation, then each model's scoring)
            "--no-divergence"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # the harness's own default on a busy machine (one torch thread, adapting), not a user's OMP_NUM_THREADS=1,
+    # which would bind the server to one core (as --threads 1 does) and not be the server the test starts
+    from harness.base.threads import ThreadChoice
+
+    env = {**os.environ, **ThreadChoice(1, None, "usable cores", adaptive=True).environment()}
 
     def stored() -> int:
         try:
