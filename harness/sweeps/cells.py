@@ -110,8 +110,8 @@ def expand(spec: SweepSpec, overrides: Overrides = Overrides()) -> list[dict]:
     sets = _parse_sets(overrides.sets)
     out = []
     for order, point in enumerate(points):
-        model = overrides.model or str({**spec.defaults, **point}.get("model", field_default("model")))
-        per_model = spec.models.get(model, {})
+        given = {**spec.defaults, **point}
+        per_model = spec.models.get(overrides.model or str(given.get("model", field_default("model"))), {})
         plain_for_model = {k: v for k, v in per_model.items() if k not in ("trainer_opts", "strategy_opts")}
         cell = {**spec.defaults, **plain_for_model, **point}
         cell = _add_tables(cell, per_model, underneath=True)  # the model's plugin options under the cell's own

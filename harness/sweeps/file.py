@@ -107,12 +107,12 @@ def load_sweep(path: Path | str) -> SweepSpec:
         check_cell_types(table, f"{path} [{where}]", grid=where == "grid")
     faithful = data.get("faithful")
     if faithful is not None:
-        _check_overrides(_table(data, "faithful", path), f"{path} [faithful]")
+        _check_overrides(_table(data, "faithful", path), path, "faithful")
     models = _table(data, "models", path)
     for model, table in models.items():
         if not isinstance(table, dict):
             raise UserError(f"{path}: per-model settings are written as [models.\"{model}\"] tables")
-        _check_overrides(table, f"{path} [models.{model}]")
+        _check_overrides(table, path, f"models.{model}")
     if not grid and not cells:
         raise UserError(f"{path}: no cells: add a [grid] or [[cell]] tables")
     return SweepSpec(
@@ -160,21 +160,17 @@ def _refuse_unknown(table: dict, allowed: Iterable[str], where: str) -> None:
         raise UserError(f"{where}: unknown key {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}")
 
 
-def _check_overrides(table: dict, where: str) -> None:
+def _check_overrides(table: dict, path: Path, name: str) -> None:
+    """Check a ``[faithful]`` or ``[models.NAME]`` table (``name``): cell keys, and plugin option tables."""
+    where = f"{path} [{name}]"
     plain = {k: v for k, v in table.items() if k not in ("trainer_opts", "strategy_opts")}
     _check_cell_keys(plain, where)
     check_cell_types(plain, where)
     for key in ("trainer_opts", "strategy_opts"):
         if not isinstance(table.get(key, {}), dict):
-            raise UserError(f"{where}: write [{where_key(where)}.{key}.NAME] tables of options, got {key} = "
-                            f"{table[key]!r}")
-        for name, opts in table.get(key, {}).items():
+            raise UserError(f"{where}: write [{name}.{key}.NAME] tables of options, got {key} = {table[key]!r}")
+        for plugin, opts in table.get(key, {}).items():
             if not isinstance(opts, dict):
-                raise UserError(f"{where}: write [{where_key(where)}.{key}.{name}] as a table of options")
-
-
-def where_key(where: str) -> str:
-    """The table a message's ``where`` (``FILE [faithful]``) names, for the fix it suggests."""
-    return where.rsplit("[", 1)[-1].rstrip("]")
+                raise UserError(f"{where}: write [{name}.{key}.{plugin}] as a table of options")
 
 

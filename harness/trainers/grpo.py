@@ -373,6 +373,8 @@ _RECORDED = (
     "max_steps", "num_train_epochs", "lr_scheduler_type", "warmup_steps", "max_grad_norm", "num_iterations",
     "bf16", "seed",
 )
+
+
 @hookimpl
 def register_trainers(register):
     register(GRPO())
