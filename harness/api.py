@@ -15,6 +15,7 @@ the functions that need them.
 from __future__ import annotations
 
 from harness import hookimpl
+from harness.base.cpu_dtype import CpuClass, DtypeChoice
 from harness.base.errors import DataError, HarnessError, MissingDependencyError, UserError
 from harness.base.weights import bf16_bytes, stored_weight_bytes
 from harness.compat import Seam
@@ -41,8 +42,10 @@ __all__ = [
     "ArtifactFormat",
     "Benchmark",
     "Completion",
+    "CpuClass",
     "DataError",
     "DoneCallback",
+    "DtypeChoice",
     "Engine",
     "EngineSettings",
     "Executor",

@@ -95,6 +95,7 @@ def columns(rows: list[Row], context_tokens: int) -> list[Column]:
         Column("strategy", lambda r: r.strategy, main=False),
         Column("bits", lambda r: r.bits),
         Column("engine", lambda r: r.engine_label),
+        Column("dtype", lambda r: r.compute_dtype, main=False),
         Column("options", lambda r: r.options or "-", main=False),
         Column("preset", lambda r: r.preset, main=False),
         Column("seeds", lambda r: seeds(r.seeds), lambda r: len(r.seeds)),

@@ -52,9 +52,11 @@ _LEGEND = (
     "TTFT: time to first token at batch size 1 (median). "
     "ms/token: time per generated token at batch size 1 (median decode), the latency plot's axis. "
     "Engine: what generated the row's samples (hf: eager transformers; vllm: a vLLM server the harness "
-    "started; openai: an OpenAI-compatible server), with its version. Peak memory, tok/s, TTFT and ms/token "
-    "name in brackets the engine that measured them: figures of different engines are not comparable, and each "
-    "engine has its own latency front. Kernels: the quantization method and kernels the engine reported loading."
+    "started; openai: an OpenAI-compatible server), with its version. dtype: what the engine computed in (on "
+    "CPU each engine's default is the faster of float32 and bfloat16 as measured on that CPU class). Peak "
+    "memory, tok/s, TTFT and ms/token name in brackets the engine that measured them: figures of different "
+    "engines are not comparable, and each engine and dtype has its own latency front. Kernels: the "
+    "quantization method and kernels the engine reported loading."
 )
 
 #: one sentence per divergence column (figures of :mod:`harness.toolkit.divergence`)

@@ -94,6 +94,12 @@ class Run:
         """The engine that took this run's latency figures (profiles before engines: the run's own)."""
         return str(self.profile.get("engine") or engine_of(self.config))
 
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the engine computed in: the profile's, else the run's identity (``cpu:float32``; profiles
+        before the dtype was recorded computed in that one)."""
+        return str(self.profile.get("compute_dtype") or str(self.config.get("compute") or "cpu:float32").split(":")[-1])
+
     def overall(self) -> dict:
         """This seed's pooled accuracy and reward (no interval: the row carries that)."""
         scores = [s for problems in self.scores.values() for s in problems.values()]
@@ -220,6 +226,11 @@ class Row:
         """The engine that measured the latency and throughput figures (``hf+vllm`` if seeds differ)."""
         return "+".join(dict.fromkeys(r.latency_engine for r in self.runs))
 
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the latency figures were computed in (``float32/bfloat16`` if seeds differ)."""
+        return "/".join(dict.fromkeys(r.compute_dtype for r in self.runs))
+
     def _profile_text(self, key: str) -> str | None:
         values = [str(r.profile[key]) for r in self.runs if r.profile.get(key)]
         return "/".join(dict.fromkeys(values)) or None
@@ -323,7 +334,8 @@ class Row:
         keys = ("bs1_ttft_ms", "bs1_decode_tokens_per_s", "bs1_itl_p50_ms", "bs1_latency_p50_ms",
                 "bs1_latency_p95_ms", "batch_size", "batch_ttft_ms", "batch_decode_tokens_per_s",
                 "batch_latency_p50_ms", "batch_latency_p95_ms", "eval_tokens_per_s")
-        return {"engine": self.latency_engine, "device": self.device or None, "ms_per_token": self.ms_per_token,
+        return {"engine": self.latency_engine, "device": self.device or None, "compute_dtype": self.compute_dtype,
+                "ms_per_token": self.ms_per_token,
                 **{k: self.profile(k) for k in keys}}
 
     def sort_key(self) -> tuple:

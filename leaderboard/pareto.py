@@ -179,13 +179,13 @@ class LatencyAxis:
     profile's request length. Batch 1, because the batched phase runs at the
     run's batch size, which is not part of a run's identity (two runs of one
     row may have used different ones), and because one user's wait is the
-    quantity a deployment choice is made on. Fronts are drawn per engine and
-    device: latencies two engines (or two machines) measured are never
-    compared on one front.
+    quantity a deployment choice is made on. Fronts are drawn per engine,
+    device and compute dtype: latencies two engines (or two machines, or
+    fp32 and bf16 arithmetic) measured are never compared on one front.
     """
 
     missing: tuple[str, ...] = ()
-    #: several engines or devices on one board: fronts and legend name them
+    #: several engines, devices or dtypes on one board: fronts and legend name them
     mixed: bool = False
     problem_sets: str = ""
     stem: str = "accuracy_vs_latency"
@@ -200,11 +200,11 @@ class LatencyAxis:
         return accuracy(row)
 
     def group(self, row: Row) -> str:
-        return f"{eval_key(row)}|{row.problem_set}|{row.latency_engine}|{row.device}"
+        return f"{eval_key(row)}|{row.problem_set}|{row.latency_engine}|{row.device}|{row.compute_dtype}"
 
     def group_label(self, row: Row) -> str:
-        """The engine that timed the row and the device it ran on."""
-        return f"{row.latency_engine}, {row.device}" if row.device else row.latency_engine
+        """The engine that timed the row, the device it ran on and the dtype it computed in."""
+        return ", ".join(part for part in (row.latency_engine, row.device, row.compute_dtype) if part)
 
     def facets(self, row: Row) -> dict[str, str]:
         return {"timed by": self.group_label(row), "problems": problems_facet(row), "preset": f"preset {row.preset}"}
@@ -221,8 +221,8 @@ class LatencyAxis:
         """Which rows have no latency figure, and how fronts are split; "" when neither applies."""
         parts = []
         if self.mixed:
-            parts.append("Latency fronts are drawn per engine and device (named in the legend): "
-                         "latencies of different engines or machines are not compared.")
+            parts.append("Latency fronts are drawn per engine, device and compute dtype (named in the legend): "
+                         "latencies of different engines, machines or dtypes are not compared.")
         if self.missing:
             n = len(self.missing)
             parts.append(f"{n} row{'s' if n != 1 else ''} ({_names(self.missing)}) "
@@ -240,7 +240,7 @@ def latency_axis(rows: list[Row]) -> LatencyAxis:
     missing = tuple(dict.fromkeys(r.name + (" (faithful)" if r.variant == "faithful" else "")
                                   for r in scored if r.ms_per_token is None))
     timed = [r for r in scored if r.ms_per_token is not None]
-    mixed = len({(r.latency_engine, r.device) for r in timed}) > 1
+    mixed = len({(r.latency_engine, r.device, r.compute_dtype) for r in timed}) > 1
     return LatencyAxis(missing=missing, mixed=mixed, problem_sets=problem_sets_note(timed))
 
 

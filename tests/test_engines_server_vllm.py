@@ -137,12 +137,12 @@ def test_vllm_topk_divergence_comes_close_to_hf_exact(vllm_python, tiny_vllm, tm
     for dtype in (torch.float32, torch.bfloat16):
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
         hf[dtype] = list(HFSession(model, load_tokenizer(model_dir), "cpu", model_dir).score(texts))
-    assert tiny_vllm.model_dir == model_dir and tiny_vllm.score_top_k == 20 and tiny_vllm.dtype == "float32"
+    assert tiny_vllm.model_dir == model_dir and tiny_vllm.score_top_k == 20 and tiny_vllm.compute_dtype == "float32"
     served = {"float32": list(tiny_vllm.score(texts, batch_size=8))}
     settings = _settings(plan, tmp_path)
     settings.options = VLLMOptions(dtype="bfloat16")
     with VLLMEngine().start(model_dir, settings) as session:
-        assert session.score_top_k == 20 and session.dtype == "bfloat16"
+        assert session.score_top_k == 20 and session.compute_dtype == "bfloat16"
         served["bfloat16"] = list(session.score(texts, batch_size=8))
 
     def cut(scores, k=20):

@@ -142,5 +142,5 @@ def test_the_device_class_and_dtype_a_run_computes_in_are_part_of_its_id(monkeyp
     assert compute_identity("cuda:1") == compute_identity("cuda") == "cuda:bfloat16"
     cpu = _plan()
     assert cpu.config.compute == "cpu:float32" and cpu.config.run_id == RunConfig(limit=2, bits=16).run_id
-    monkeypatch.setattr(planning, "compute_identity", lambda device: "cuda:bfloat16")
+    monkeypatch.setattr(planning, "compute_identity", lambda device, dtype=None: "cuda:bfloat16")
     assert _plan().config.run_id != cpu.config.run_id

@@ -90,7 +90,7 @@ def test_markdown_names_engines(board):
         "compressed-tensors: CPUWNA16LinearKernel"
     assert "## Pareto front (accuracy against time per generated token at batch size 1)" in md
     assert re.search(r"- base \(tiny-arith, bf16, preset default, vllm, 60 problems\): .* at 10\.00 ms/token "
-                     r"\[vllm, cpu\]", md), "each front's rows name the front as the plot's legend does"
+                     r"\[vllm, cpu, float32\]", md), "each front's rows name the front as the plot's legend does"
     assert "![accuracy against time per generated token at batch size 1, Pareto front circled]" \
            "(accuracy_vs_latency.svg) ([PNG](accuracy_vs_latency.png))" in md
     assert "(accuracy_vs_memory.svg) ([PNG](accuracy_vs_memory.png))" in md
@@ -119,7 +119,7 @@ def test_latency_plot_written_with_a_front_per_engine(board):
     text = svg.read_text()
     assert "ms per generated token at batch size 1" in text
     # the hf front joins two rows and is drawn; vllm's holds one row (circled), so the legend names no line for it
-    assert "Pareto front (hf, cpu)" in text and "Pareto front (vllm, cpu)" not in text
+    assert "Pareto front (hf, cpu, float32)" in text and "Pareto front (vllm, cpu" not in text
     assert "base · vllm" in text and "base · hf" in text
     memory = (out / "accuracy_vs_memory.svg").read_text()
     assert "Pareto front (hf)" in memory and "Pareto front (vllm)" not in memory

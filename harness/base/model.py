@@ -91,11 +91,12 @@ def resolve_device(device: str) -> str:
 COMPUTE_DTYPE = {"cpu": "float32", "cuda": "bfloat16"}
 
 
-def compute_identity(device: str) -> str:
-    """``cpu:float32`` / ``cuda:bfloat16``: the device class and dtype a run computes in. Part of its id:
-    the same configuration on a GPU is another experiment (bf16 arithmetic), not a replay."""
+def compute_identity(device: str, dtype: str | None = None) -> str:
+    """``cpu:float32`` / ``cuda:bfloat16``: the device class and the dtype a run computes in (the engine's
+    choice, :meth:`harness.core.engine.Engine.compute_dtype`; default: what :func:`load_model` loads). Part of
+    its id: the same configuration in bf16 arithmetic is another experiment, not a replay."""
     cls = "cuda" if device.startswith("cuda") else device
-    return f"{cls}:{COMPUTE_DTYPE.get(cls, 'float32')}"
+    return f"{cls}:{dtype or COMPUTE_DTYPE.get(cls, 'float32')}"
 
 
 def load_tokenizer(source: str | Path) -> PreTrainedTokenizerBase:

@@ -85,7 +85,19 @@ def result_lines(result: dict) -> list[str]:
         latency = latency_line(prof)
         if latency:
             lines.append(f"latency at batch size 1: {latency}")
+        if (compute := compute_line(prof)):
+            lines.append(compute)
     return lines
+
+
+def compute_line(prof: dict) -> str:
+    """The dtype the engine computed in and why, with the CPU's vector extensions (empty for profiles stored
+    before these were recorded)."""
+    if not prof.get("compute_dtype"):
+        return ""
+    cpu = f"; CPU: {prof['cpu_extensions']}" if prof.get("cpu_extensions") else ""
+    why = f" ({prof['compute_dtype_reason']})" if prof.get("compute_dtype_reason") else ""
+    return f"computed in {prof['compute_dtype']}{why}{cpu}"
 
 
 def repeats_line(bench: str, m: dict) -> str:

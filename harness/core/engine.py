@@ -18,11 +18,12 @@ engine names another; the formats themselves are plugins too
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.base.cpu_dtype import CpuClass, DtypeChoice, choose
 from harness.base.errors import UserError
 
 if TYPE_CHECKING:
@@ -107,6 +108,8 @@ class Session:
     """A started engine on one model directory: generate, score, profile, stop."""
 
     engine: str = ""
+    #: the dtype the model computes in here ("float32", "bfloat16"), when the session knows it
+    compute_dtype: str | None = None
     #: how many log-probabilities per position :meth:`score` gives (None: the whole vocabulary, exact)
     score_top_k: int | None = None
 
@@ -182,6 +185,9 @@ class Engine:
     in_process: bool = False
     #: dataclass of ``--engine-opt`` options (fields that can change a result: they are the run's identity)
     options_class: type = object
+    #: the dtype it computes in on each CPU class when nothing else decides (:mod:`harness.base.cpu_dtype`:
+    #: measured per class, since whether bf16 beats fp32 depends on the CPU and the engine's kernels)
+    cpu_dtypes: Mapping[CpuClass, DtypeChoice] = {}
 
     def unavailable_reason(self, settings: EngineSettings | None = None) -> str | None:
         """Why this engine cannot start here (an environment missing, a server not answering), or None."""
@@ -218,6 +224,14 @@ class Engine:
         reason = self.unavailable_reason(settings)
         if reason:
             raise UserError(f"engine {self.name!r} is unavailable: {reason}")
+
+    def compute_dtype(self, device: str, options: Any = None, artifact_format: str = "") -> DtypeChoice:
+        """The dtype a session with ``options`` on ``device`` computes ``artifact_format`` checkpoints in, and
+        why. Part of a run's identity (``RunConfig.compute``): bf16 and fp32 arithmetic give other results.
+        The default: on a GPU bfloat16, on a CPU this engine's :attr:`cpu_dtypes` for this CPU's class."""
+        if device.startswith("cuda"):
+            return DtypeChoice("bfloat16", "the GPU default")
+        return choose(self.cpu_dtypes)
 
     def start(self, model_dir: Path, settings: EngineSettings) -> Session:
         """A started session on ``model_dir`` (use it as a context manager: it always stops)."""

@@ -211,7 +211,7 @@ class ServerSession(Session):
         self.server = server
         self.version = version
         self.log_path = log_path
-        self.dtype: str | None = None  # the server's compute dtype, when the harness chose it
+        self.compute_dtype: str | None = None  # the server's compute dtype, when the harness chose it
         self._tokenizer = None
 
     @property

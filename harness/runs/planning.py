@@ -65,7 +65,9 @@ def plan(config: RunConfig, registry: Registry, check_device: bool = True) -> Pl
     init = plan_initialisation(strategy, quant, registry, device) if strategy.phase is Phase.IN_TRAINING else None
     # planned without this machine's devices and still ``auto``: resolved where the run runs (a sweep's
     # driver first asks its executor what ``auto`` is there: Executor.auto_device)
-    compute = compute_identity(device) if device != "auto" else config.compute
+    fmt = strategy.artifact_format_for(spec, options)
+    compute = (compute_identity(device, engine.compute_dtype(device, engine_options, fmt).dtype)
+               if device != "auto" else config.compute)
     config = dataclasses.replace(config, bits=spec.bits, data=data_identity(benches, problems), compute=compute)
     reference = _reference(config, strategy, registry) if engine.can_score else None
     planned = Plan(config, registry, strategy, training, quant, model, device, problems, engine, engine_options, init,

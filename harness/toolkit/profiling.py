@@ -105,6 +105,11 @@ PROFILE_KEYS: dict[str, tuple[str, str]] = {
     "kv_cache_usage_peak": ("", "highest share of the reserved KV cache in use, sampled during evaluation and profile"),
     "omp_wait_policy": ("", "how idle OpenMP threads waited (PASSIVE: sleep; see harness/base/threads.py)"),
     "profile_seconds": ("s", "what the latency measurement itself cost"),
+    "compute_dtype": ("", "the dtype the engine computed in (its activations; float32 or bfloat16 on CPU)"),
+    "compute_dtype_reason": ("", "why the engine computed in that dtype (the measurement on this CPU class, an "
+                                 "option, a kernel's need)"),
+    "cpu_extensions": ("", "the CPU's vector extensions (avx2, avx512f, avx512_bf16, amx_bf16, ...): CPU latency "
+                           "depends on them"),
 }
 
 #: figures only a server engine reports (an in-process engine leaves them empty)

@@ -127,7 +127,7 @@ def test_hf_vs_vllm_throughput(benchmark, model, vllm_python, real_shaped, tmp_p
         served = _vllm_figures(session, ids)
         benchmark(_rounds, session, ids, 1, 0)
         served["vllm_server_rss_bytes"] = session.server.rss_bytes()
-        served["vllm_dtype"] = session.dtype
+        served["vllm_dtype"] = session.compute_dtype
     benchmark.extra_info.update(model=model, gen_tokens=GEN, batch=BATCH, **hf, **served)
     benchmark.extra_info["batch_speedup_vllm_over_hf"] = (
         served["vllm_batch_decode_tokens_per_s"] / hf["hf_batch_decode_tokens_per_s"]
