@@ -108,7 +108,7 @@ def test_unknown_engine_lists_the_names(tmp_path):
     result = invoke("run", "--engine", "vlm", "--store", str(tmp_path / "r.db"))
     assert result.exit_code == 2
     assert "unknown engine 'vlm'" in result.output and "Did you mean 'vllm'" in result.output
-    assert "hf, openai, vllm" in result.output
+    assert "hf, llamacpp, openai, vllm" in result.output
 
 
 @pytest.mark.parametrize("strategy, args, fmt", [

@@ -111,6 +111,27 @@ def usable_cores() -> int:
     return max(1, cores)
 
 
+def usable_core_ids() -> list[int]:
+    """The cores the harness may compute on: its CPU affinity, cut to a cgroup CPU quota (a container's
+    ``--cpus 2`` on a 64-core host means two cores, not 64 threads fighting over two). What a server engine
+    binds its compute threads to."""
+    try:
+        cores = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = list(range(os.cpu_count() or 1))
+    return cores[: usable_cores()]
+
+
+def server_cores() -> list[int]:
+    """The cores a server the harness starts computes on: every usable one, or the first N under an explicit
+    ``--threads N`` (``HARNESS_THREADS``, which the default choice never sets)."""
+    cores = usable_core_ids()
+    asked = os.environ.get("HARNESS_THREADS", "")
+    if asked.isdigit() and 0 < int(asked) < len(cores):
+        cores = cores[: int(asked)]
+    return cores
+
+
 def default_choice() -> ThreadChoice:
     """The built-in default, whatever the environment says."""
     return ThreadChoice(usable_cores(), None, "usable cores", adaptive=True)

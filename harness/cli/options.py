@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from harness.base.errors import UserError
 from harness.base.options import parse_kv
 from harness.core.config import PRESETS, RunConfig, field_default
 from harness.core.resolve import resolve_config
@@ -150,13 +151,17 @@ def engine_options(f):
     """The generation engine: which one, its options (part of the run's identity) and where it runs (not)."""
     for opt in reversed([
         click.option("--engine", default=field_default("engine"), show_default=True,
-                     help="what generates: hf (transformers, in process), vllm (vLLM's server), openai (--engine-url)"),
+                     help="what generates: hf (transformers, in process), vllm (vLLM's server), llamacpp (llama.cpp's "
+                          "server, GGUF files), openai (--engine-url)"),
         click.option("--engine-opt", "engine_opts", multiple=True, metavar="KEY=VALUE",
                      help="engine option (repeatable), e.g. dtype=bfloat16 or server_args='--kv-cache-dtype fp8'"),
         click.option("--engine-url", default=None, envvar="HARNESS_ENGINE_URL",
                      help="address of a running OpenAI-compatible server (engine openai; env HARNESS_ENGINE_URL)"),
         click.option("--vllm-python", "engine_python", default=None,
                      help="Python of the vLLM environment (default: $HARNESS_VLLM_PYTHON, else .venv-vllm)"),
+        click.option("--llamacpp-python", "llamacpp_python", default=None,
+                     help="Python of the llama.cpp environment (default: $HARNESS_LLAMACPP_PYTHON, else "
+                          ".venv-llamacpp)"),
     ]):
         f = opt(f)
     return f
@@ -166,6 +171,12 @@ def build_config(**kw) -> RunConfig:
     """RunConfig from CLI keywords, through the same :func:`harness.core.resolve.resolve_config` a sweep
     cell goes through: the preset first, explicit flags over it."""
     values = dict(kw)
+    llamacpp_python = values.pop("llamacpp_python", None)
+    if llamacpp_python:
+        if values.get("engine_python"):
+            raise UserError("--vllm-python and --llamacpp-python name one engine's environment each; pass the "
+                            "one of the run's engine")
+        values["engine_python"] = llamacpp_python
     for name, flag in (("trainer_opts", "--trainer-opt"), ("strategy_opts", "--strategy-opt"),
                        ("engine_opts", "--engine-opt")):
         values[name] = parse_kv(kw.get(name) or (), flag)

@@ -34,12 +34,17 @@ class Seam:
 
     def require(self) -> str:
         """The installed version; UserError when it is missing or outside :attr:`supported`."""
-        from packaging.specifiers import SpecifierSet
-        from packaging.version import Version
-
         found = self.installed()
         if found is None:
             raise UserError(f"{self.library} is not installed (needed for {self.what})")
+        return self.check(found)
+
+    def check(self, found: str) -> str:
+        """``found`` (a version installed elsewhere: another environment's); UserError when outside
+        :attr:`supported`."""
+        from packaging.specifiers import SpecifierSet
+        from packaging.version import Version
+
         if not SpecifierSet(self.supported).contains(Version(found), prereleases=True):
             raise UserError(
                 f"{self.library} {found} is not a version the harness knows: {self.what} was written against "
@@ -51,6 +56,6 @@ class Seam:
 
 def seams() -> list[Seam]:
     """Every seam, for ``harness plugins``-style reports and the tests."""
-    from harness.compat import compressed_tensors, llmcompressor, ray, tqdm, trl
+    from harness.compat import compressed_tensors, llamacpp, llmcompressor, ray, tqdm, trl
 
-    return [llmcompressor.SEAM, compressed_tensors.SEAM, ray.SEAM, trl.SEAM, tqdm.SEAM]
+    return [llmcompressor.SEAM, compressed_tensors.SEAM, ray.SEAM, trl.SEAM, tqdm.SEAM, llamacpp.SEAM]

@@ -46,6 +46,9 @@ class ArtifactFormat:
     #: that recognises a checkpoint names it: a format that claims a subset of another's checkpoints
     #: (a finer compressed-tensors scheme) sets a higher priority than the one it refines
     priority: int = 0
+    #: only engines that name it run it: one that runs "whatever the strategy loads" (``formats = ("*",)``,
+    #: transformers in process) cannot load it (a GGUF file is llama.cpp's, not transformers')
+    named_engines_only: bool = False
 
     def recognises(self, model_dir: Path, config: dict[str, Any]) -> bool:
         """Whether the checkpoint in ``model_dir`` is of this format. ``config`` is its parsed
@@ -198,12 +201,20 @@ class Engine:
 
         return build_options(self.options_class, opts, owner=f"engine {self.name!r}")
 
-    def accepts(self, artifact_format: str) -> bool:
-        return "*" in self.formats or artifact_format in self.formats
+    def accepts(self, artifact_format: str, known_formats: Iterable[ArtifactFormat] = ()) -> bool:
+        """Whether it runs ``artifact_format``: named in :attr:`formats`, or "*" and the format (among
+        ``known_formats``, the registered ones) is not one only the engines that name it run."""
+        if artifact_format in self.formats:
+            return True
+        return "*" in self.formats and not any(f.name == artifact_format and f.named_engines_only
+                                               for f in known_formats)
 
-    def alternatives(self, artifact_format: str, others: Iterable[Engine]) -> list[str]:
+    def alternatives(self, artifact_format: str, others: Iterable[Engine],
+                     known_formats: Iterable[ArtifactFormat] = ()) -> list[str]:
         """The other engines that run checkpoints of ``artifact_format`` themselves: what a refusal offers."""
-        return [e.name for e in others if e.name != self.name and e.runs_checkpoint and e.accepts(artifact_format)]
+        known = list(known_formats)
+        return [e.name for e in others
+                if e.name != self.name and e.runs_checkpoint and e.accepts(artifact_format, known)]
 
     def check(self, artifact_format: str, device: str, others: Sequence[Engine] = (),
               settings: EngineSettings | None = None, known_formats: Iterable[ArtifactFormat] = ()) -> None:
@@ -211,12 +222,13 @@ class Engine:
 
         ``others`` are the other installed engines, named in the refusal when they can run the format;
         ``known_formats`` (the registered formats) describe the refused format in the same line."""
-        if not self.accepts(artifact_format):
-            described = next((f.description for f in known_formats if f.name == artifact_format), None)
+        known = list(known_formats)
+        if not self.accepts(artifact_format, known):
+            described = next((f.description for f in known if f.name == artifact_format), None)
+            can = self.alternatives(artifact_format, others, known)
             raise UserError(
                 f"engine {self.name!r} cannot run {artifact_format!r} artifacts"
-                f"{f' ({described})' if described else ''}; "
-                f"engines that can: {', '.join(self.alternatives(artifact_format, others)) or 'none installed'}"
+                f"{f' ({described})' if described else ''}; engines that can: {', '.join(can) or 'none installed'}"
             )
         kind = device.split(":")[0]
         if kind not in self.devices:

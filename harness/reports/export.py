@@ -190,7 +190,8 @@ def engines_for(fmt: str) -> list[str]:
     """The installed engines that run this format (what the card says serves it)."""
     from harness.core.plugin_manager import get_registry
 
-    return [engine.name for engine in get_registry().engines if engine.accepts(fmt)]
+    registry = get_registry()
+    return [engine.name for engine in registry.engines if engine.accepts(fmt, registry.formats)]
 
 
 def _umask() -> int:

@@ -156,6 +156,6 @@ def check_engine(plan_config: RunConfig, registry: Registry, strategy: Strategy,
     if check_here:
         engine.check(fmt, device, others=list(registry.engines), settings=settings,
                      known_formats=registry.formats)
-    elif not engine.accepts(fmt):
+    elif not engine.accepts(fmt, registry.formats):
         engine.check(fmt, device, others=list(registry.engines), known_formats=registry.formats)
     return engine, options

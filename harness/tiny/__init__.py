@@ -77,3 +77,21 @@ def get(name: str) -> EmbeddedModel:
 def weights_dir(name: str = NAME) -> Path:
     """The shipped model directory (config, safetensors, tokenizer) of embedded model ``name``."""
     return get(name).weights_dir()
+
+
+def embedded_tokenizer(model_dir: Path) -> str | None:
+    """The embedded model whose tokenizer ``model_dir`` carries (a trained checkpoint keeps its base's), or None.
+
+    Compared by the content of ``tokenizer.json``: a tool that must know the tokenizer's family (llama.cpp's
+    converter, which cannot recognise a tokenizer trained here) asks this instead of trusting a folder's name."""
+    try:
+        text = (Path(model_dir) / "tokenizer.json").read_bytes()
+    except OSError:
+        return None
+    for model in MODELS.values():
+        try:
+            if (model.weights_dir() / "tokenizer.json").read_bytes() == text:
+                return model.name
+        except OSError:
+            continue
+    return None

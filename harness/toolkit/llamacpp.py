@@ -1,0 +1,130 @@
+"""llama.cpp for plugins: its environment, the GGUF quantization types, conversion and quantization.
+
+Shared by the ``gguf`` strategy (which writes GGUF files) and the ``llamacpp`` engine (which serves them), so
+that both use one llama.cpp release: the converter kept beside the engine's environment
+(``scripts/setup_llamacpp_env.sh``) and its ``llama_model_quantize``. Conversion runs in the harness's own
+environment through the versioned seam :mod:`harness.compat.llamacpp`; quantization runs in the engine's
+environment, whose ``llama_cpp`` module holds the library.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.base.errors import UserError
+from harness.compat import llamacpp as converter_seam
+from harness.toolkit.environments import OwnEnvironment
+
+ENVIRONMENT = OwnEnvironment(
+    what="llama.cpp", flag="--llamacpp-python", env_var="HARNESS_LLAMACPP_PYTHON", folder=".venv-llamacpp",
+    create="scripts/setup_llamacpp_env.sh: llama-cpp-python[server] 0.3.36 built from source, about 19 min on "
+           "two cores, and its converter",
+)
+
+
+@dataclass(frozen=True)
+class GGUFType:
+    """One of llama.cpp's quantization types (``llama_ftype``)."""
+
+    name: str
+    ftype: int  #: LLAMA_FTYPE_* in llama.h
+    bits: int  #: the nominal weight bits the harness files it under (the k-quants mix widths: see the bpw)
+    description: str
+
+
+#: the types the harness offers (llama.h's LLAMA_FTYPE_MOSTLY_*), by name
+TYPES: dict[str, GGUFType] = {t.name: t for t in (
+    GGUFType("F32", 0, 32, "float32, unquantized"),
+    GGUFType("F16", 1, 16, "float16"),
+    GGUFType("Q8_0", 7, 8, "8-bit, blocks of 32 with an f16 scale"),
+    GGUFType("Q6_K", 18, 6, "6-bit k-quant, super-blocks of 256"),
+    GGUFType("Q5_K_M", 17, 5, "5-bit k-quant, some tensors at 6 bits"),
+    GGUFType("Q5_0", 8, 5, "5-bit, blocks of 32"),
+    GGUFType("Q4_K_M", 15, 4, "4-bit k-quant, attention V and FFN down at 6 bits in half the layers"),
+    GGUFType("Q4_K_S", 14, 4, "4-bit k-quant"),
+    GGUFType("Q4_0", 2, 4, "4-bit, blocks of 32 with an f16 scale"),
+    GGUFType("Q3_K_M", 12, 3, "3-bit k-quant, some tensors at 4-5 bits"),
+    GGUFType("Q3_K_S", 11, 3, "3-bit k-quant"),
+    GGUFType("Q2_K", 10, 2, "2-bit k-quant, some tensors at 3-4 bits"),
+)}
+#: the type each ``--bits`` names when no type is given
+TYPE_FOR_BITS = {8: "Q8_0", 6: "Q6_K", 5: "Q5_K_M", 4: "Q4_K_M", 3: "Q3_K_M", 2: "Q2_K"}
+
+#: quantizes SRC into DST as FTYPE with NTHREAD threads, in the engine's environment (llama_cpp has the library)
+_QUANTIZE = """
+import ctypes, sys
+import llama_cpp
+src, dst, ftype, nthread = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+params = llama_cpp.llama_model_quantize_default_params()
+params.ftype = ftype
+params.nthread = nthread
+sys.exit(llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params)))
+"""
+#: prints the llama-cpp-python version of the engine's environment
+_VERSION = "import llama_cpp; print(llama_cpp.__version__)"
+
+
+def gguf_type(name: str) -> GGUFType:
+    """The type called ``name`` (any case); UserError naming the allowed ones."""
+    found = TYPES.get(name.upper())
+    if found is None:
+        raise UserError(f"unknown GGUF type {name!r}; choose one of {', '.join(TYPES)}")
+    return found
+
+
+def converter_dir(python: str) -> Path:
+    """The converter kept beside the environment of ``python`` (``scripts/setup_llamacpp_env.sh``)."""
+    return Path(os.path.abspath(python)).parent.parent / "llama.cpp"
+
+
+def environment_reason(explicit: str | None = None) -> str | None:
+    """Why llama.cpp cannot be used here (no environment, no converter beside it), or None."""
+    python = ENVIRONMENT.find(explicit)
+    if python is None:
+        return ENVIRONMENT.missing_reason(explicit)
+    if not (converter_dir(python) / converter_seam.CONVERTER).is_file():
+        return (f"the llama.cpp environment {Path(python).parent.parent} has no converter beside it "
+                f"({converter_dir(python)}); rebuild it with scripts/setup_llamacpp_env.sh")
+    return None
+
+
+def library_version(python: str) -> str:
+    """llama-cpp-python's version in the environment of ``python``."""
+    return _run([python, "-c", _VERSION], "reading llama-cpp-python's version").strip()
+
+
+def gguf_file(model_dir: Path) -> Path | None:
+    """The GGUF file in ``model_dir`` (None when it holds none)."""
+    found = sorted(Path(model_dir).glob("*.gguf"))
+    return found[0] if found else None
+
+
+def convert(model_dir: Path, outfile: Path, python: str, pre_tokenizer: str = "") -> Path:
+    """``model_dir`` (transformers weights) converted to an f32 GGUF file by the environment's converter, run
+    in this process's Python; a model the converter cannot read is refused in one line (its last error)."""
+    directory = converter_dir(python)
+    converter_seam.converter_version(directory)
+    command = converter_seam.command(sys.executable, directory, pre_tokenizer, Path(model_dir), Path(outfile))
+    _run(command, f"llama.cpp's converter cannot read the model in {model_dir}")
+    return Path(outfile)
+
+
+def quantize(src: Path, dst: Path, kind: GGUFType, python: str, threads: int) -> Path:
+    """``src`` (an f32 GGUF file) quantized to ``kind`` by llama.cpp's ``llama_model_quantize``."""
+    _run([python, "-c", _QUANTIZE, str(src), str(dst), str(kind.ftype), str(max(1, threads))],
+         f"llama.cpp could not quantize {src.name} to {kind.name}")
+    return Path(dst)
+
+
+def _run(command: list[str], failure: str) -> str:
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+        last = next((line for line in reversed(lines) if "Error" in line or "error" in line), lines[-1] if lines
+                    else f"exit status {done.returncode}")
+        raise UserError(f"{failure}: {last.strip()}")
+    return done.stdout

@@ -1,0 +1,242 @@
+"""GGUF and llama.cpp (issue 32): the ``gguf`` strategy and the ``llamacpp`` engine.
+
+Without a llama.cpp environment (``HARNESS_LLAMACPP_PYTHON`` or ``.venv-llamacpp``, which
+``scripts/setup_llamacpp_env.sh`` builds and CI's ``.ci/run`` builds) only the refusals, the format and the
+converter seam are tested; with one, the embedded tokenizers' ids through the converted vocabulary, greedy
+agreement with hf per type, the CLI run with its profile, and a kill of the harness mid-evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from harness.base.errors import UserError
+from harness.cli import cli
+from harness.compat import llamacpp as converter_seam
+from harness.core.config import Sampling
+from harness.core.plugin_manager import get_registry
+from harness.core.strategy import QuantContext, QuantSpec
+from harness.strategies.gguf import GGUF, GGUFFile, GGUFOptions
+from harness.tiny import embedded_tokenizer, weights_dir
+from harness.toolkit import llamacpp
+
+N_PROBLEMS = 100
+#: identical greedy texts against hf per type, the bar each is held to (F32 and Q8_0: the issue's 95%)
+AGREEMENT = {"F32": 0.95, "Q8_0": 0.95}
+
+
+@pytest.fixture(scope="module")
+def llamacpp_python() -> str:
+    reason = llamacpp.environment_reason()
+    if reason:
+        pytest.skip(f"no llama.cpp environment: {reason}")
+    return llamacpp.ENVIRONMENT.find(None)
+
+
+# -- without llama.cpp ------------------------------------------------------------------------------------------
+def test_types_and_bits():
+    assert llamacpp.gguf_type("q4_k_m").name == "Q4_K_M"
+    with pytest.raises(UserError, match="unknown GGUF type 'Q9_Z'; choose one of F32, F16, Q8_0"):
+        llamacpp.gguf_type("Q9_Z")
+    gguf = GGUF()
+    assert gguf.kind(QuantSpec(4), GGUFOptions()).name == "Q4_K_M"
+    assert gguf.kind(QuantSpec(2), GGUFOptions()).name == "Q2_K"
+    assert gguf.kind(QuantSpec(4), GGUFOptions(type="Q4_0")).name == "Q4_0"
+    with pytest.raises(UserError, match="GGUF type Q8_0 is 8-bit but the run asks for --bits 4; pass --bits 8"):
+        gguf.kind(QuantSpec(4), GGUFOptions(type="Q8_0"))
+
+
+def test_engines_refuse_what_they_cannot_run(monkeypatch):
+    """hf cannot run a GGUF file (transformers would time a dequantized model), llamacpp runs nothing else: one
+    line each, naming the engines that can."""
+    monkeypatch.setattr(GGUF, "unavailable_reason", lambda self: None)
+    hf = CliRunner().invoke(cli, ["run", "--strategy", "gguf", "--engine", "hf", "--limit", "2"])
+    assert hf.exit_code == 2 and hf.output.count("\n") == 1
+    assert "engine 'hf' cannot run 'gguf' artifacts" in hf.output and "engines that can: llamacpp" in hf.output
+    gptq = CliRunner().invoke(cli, ["run", "--strategy", "gptq", "--bits", "4", "--engine", "llamacpp",
+                                    "--limit", "2"])
+    assert gptq.exit_code == 2 and gptq.output.count("\n") == 1
+    assert "engine 'llamacpp' cannot run 'compressed-tensors' artifacts" in gptq.output
+    assert "engines that can: hf" in gptq.output and "llamacpp" not in gptq.output.split("engines that can:")[1]
+    wrong = CliRunner().invoke(cli, ["run", "--strategy", "gguf", "--strategy-opt", "type=Q8_0", "--engine",
+                                     "llamacpp", "--limit", "2"])
+    assert wrong.exit_code == 2 and "pass --bits 8" in wrong.output
+
+
+def test_the_format_claims_a_folder_with_a_gguf_file(tmp_path):
+    from harness.core.formats import artifact_format
+
+    for name in ("config.json", "tokenizer.json"):
+        (tmp_path / name).write_bytes((weights_dir() / name).read_bytes())
+    assert artifact_format(tmp_path) == "transformers"
+    (tmp_path / "model-Q4_K_M.gguf").write_bytes(b"GGUF")
+    assert artifact_format(tmp_path) == GGUFFile.name and llamacpp.gguf_file(tmp_path).name == "model-Q4_K_M.gguf"
+
+
+def test_embedded_tokenizers_are_told_by_their_content(tmp_path):
+    assert embedded_tokenizer(weights_dir("tiny-arith")) == "tiny-arith"
+    assert embedded_tokenizer(weights_dir("tiny-reason")) in ("tiny-reason", "tiny-arith")
+    assert embedded_tokenizer(tmp_path) is None
+
+
+def test_the_converter_seam_checks_the_release(tmp_path):
+    with pytest.raises(UserError, match="records no version"):
+        converter_seam.converter_version(tmp_path)
+    (tmp_path / converter_seam.VERSION_FILE).write_text("0.3.36\n")
+    assert converter_seam.converter_version(tmp_path) == "0.3.36"
+    (tmp_path / converter_seam.VERSION_FILE).write_text("0.5.0\n")
+    with pytest.raises(UserError, match="llama-cpp-python 0.5.0 is not a version the harness knows"):
+        converter_seam.converter_version(tmp_path)
+
+
+# -- with llama.cpp ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def converted(llamacpp_python, tmp_path_factory):
+    """``converted(model, type) -> folder``: the ``gguf`` strategy's artifact, made once per (model, type)."""
+    from harness.base.model import load_tokenizer
+
+    made: dict[tuple[str, str], Path] = {}
+
+    def make(model: str, kind: str) -> Path:
+        if (model, kind) not in made:
+            out = tmp_path_factory.mktemp(f"{model}-{kind}")
+            spec = QuantSpec(llamacpp.gguf_type(kind).bits)
+            report = GGUF().quantize(weights_dir(model), out, QuantContext(
+                spec=spec, options=GGUFOptions(type=kind), tokenizer=load_tokenizer(weights_dir(model))))
+            assert report.weight_bytes == llamacpp.gguf_file(out).stat().st_size
+            assert report.extra["gguf_type"] == kind and report.extra["gguf_pre_tokenizer"] == "qwen2"
+            made[(model, kind)] = out
+        return made[(model, kind)]
+
+    return make
+
+
+#: strings whose ids must match: digits, operators, spaces, newlines, the chat markers, non-ASCII
+TEXTS = ["What is 12 + 7?", "Compute 3 * (4 - 1). Answer: \\boxed{9}", "  leading spaces\n\nand lines",
+         "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n", "1234567890 - 0.5 = x", "naïve café ∑ 😀"]
+
+
+@pytest.mark.parametrize("model", ["tiny-arith", "tiny-reason"])
+def test_the_converted_vocabulary_splits_text_as_transformers_does(model, converted, llamacpp_python):
+    from harness.base.model import load_tokenizer
+
+    folder = converted(model, "Q8_0")
+    code = ("import json, sys, llama_cpp\n"
+            "m = llama_cpp.Llama(model_path=sys.argv[1], vocab_only=True, verbose=False)\n"
+            "print(json.dumps([m.tokenize(t.encode(), add_bos=False, special=True) for t in json.loads(sys.argv[2])]))")
+    done = subprocess.run([llamacpp_python, "-c", code, str(llamacpp.gguf_file(folder)), json.dumps(TEXTS)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    tok = load_tokenizer(weights_dir(model))
+    assert json.loads(done.stdout) == [tok(t, add_special_tokens=False)["input_ids"] for t in TEXTS]
+
+
+def _completions(session, prompts) -> list:
+    return [c[0] for c in session.generate(prompts, Sampling(max_new_tokens=64), batch_size=8)]
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """hf's greedy completions of the first 100 arith test problems (tiny-arith in fp32), and the problems."""
+    from harness.base.model import load_tokenizer
+    from harness.core.engine import EngineSettings
+    from harness.core.prompts import get_template
+    from harness.engines.hf import HFEngine
+
+    problems = get_registry().benchmarks.get("arith").load("test")[:N_PROBLEMS]
+    tok = load_tokenizer(weights_dir())
+    prompts = [get_template("boxed").render(p.problem, tok) for p in problems]
+    settings = EngineSettings(device="cpu", strategy=get_registry().strategies.get("none"))
+    with HFEngine().start(weights_dir(), settings) as hf:
+        return problems, prompts, _completions(hf, prompts)
+
+
+@pytest.mark.parametrize("kind", ["F32", "Q8_0", "Q4_K_M"])
+def test_greedy_outputs_agree_with_hf(kind, converted, reference, llamacpp_python, tmp_path):
+    """F32 and Q8_0 at the issue's bar (95 of 100 identical, accuracy inside hf's interval); Q4_K_M recorded."""
+    from harness.base.metrics import mean_ci
+    from harness.core.engine import EngineSettings
+    from harness.engines.llamacpp import LlamaCppEngine
+    from harness.grading import grade_full, references
+
+    problems, prompts, ref = reference
+    settings = EngineSettings(device="cpu", python=llamacpp_python, extra={"log_dir": str(tmp_path)})
+    with LlamaCppEngine().start(converted("tiny-arith", kind), settings) as session:
+        got = _completions(session, prompts)
+    same = sum(a.text == b.text for a, b in zip(ref, got))
+    acc = {name: [float(grade_full(c.text, references(q)).correct) for c, q in zip(outs, problems)]
+           for name, outs in (("hf", ref), ("llamacpp", got))}
+    value, lo, hi = mean_ci(acc["hf"], seed=0)
+    record = {"type": kind, "identical": same, "of": len(problems), "hf_accuracy": value, "hf_ci": [lo, hi],
+              "llamacpp_accuracy": sum(acc["llamacpp"]) / len(problems)}
+    print(record)
+    if kind in AGREEMENT:
+        assert same >= AGREEMENT[kind] * len(problems), record
+        assert lo <= record["llamacpp_accuracy"] <= hi, record
+
+
+def _server_processes(marker: str) -> list:
+    import psutil
+
+    return [p for p in psutil.process_iter(["cmdline"])
+            if "llama_cpp.server" in " ".join(p.info["cmdline"] or []) and marker in " ".join(p.info["cmdline"] or [])]
+
+
+def test_a_run_on_llamacpp_and_a_kill_that_leaves_no_server(llamacpp_python, tmp_path):
+    """The issue's command prints accuracy, bytes and a profile the llama.cpp server measured, naming the type
+    it loaded; killed mid-evaluation, the harness leaves no server, and the rerun resumes."""
+    import psutil
+
+    store, cache = tmp_path / "r.db", tmp_path / "cache"
+    cmd = [sys.executable, "-m", "harness.cli", "run", "--strategy", "gguf", "--strategy-opt", "type=Q4_K_M",
+           "--engine", "llamacpp", "--llamacpp-python", llamacpp_python, "--limit", "50", "--store", str(store),
+           "--cache-dir", str(cache)]
+
+    def stored() -> int:
+        try:
+            with sqlite3.connect(store) as db:
+                return db.execute("select count(*) from samples").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+    with open(tmp_path / "killed.log", "w") as out:
+        proc = subprocess.Popen([*cmd, "--batch-size", "1"], stdout=out, stderr=subprocess.STDOUT, env=os.environ)
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and proc.poll() is None and stored() < 3:
+            time.sleep(0.2)
+        tree = _server_processes(str(cache))
+        assert proc.poll() is None and tree, "the llama.cpp evaluation never started"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    _, alive = psutil.wait_procs(tree, timeout=30)
+    assert alive == [], f"llama.cpp processes left behind: {[(p.pid, p.name()) for p in alive]}"
+    kept = stored()
+    assert 3 <= kept < 50
+    rerun = subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resuming, {kept} of 50 samples already stored" in rerun.stderr
+    assert stored() == 50 and _server_processes(str(cache)) == []
+    data = json.loads(rerun.stdout)
+    prof = data["profile"]
+    assert data["metrics"]["arith"]["accuracy"]["value"] > 0.05
+    assert prof["engine"] == "llamacpp" and prof["engine_version"].startswith("llama-cpp-python 0.3")
+    assert prof["quant_method"] == "gguf Q4_K_M" and prof["kernels"] == ["llama.cpp Q4_K - Medium"]
+    gguf = next(Path(cache).rglob("*.gguf"))
+    assert prof["weight_bytes"] == gguf.stat().st_size < 0.4 * prof["fp_bytes"]
+    assert prof["server_rss_bytes"] > 10e6 and prof["bs1_decode_tokens_per_s"] > 0 and prof["bs1_ttft_ms"] > 0
+    assert prof["compute_dtype"] == "float32"
