@@ -103,3 +103,14 @@ def options_help(cls: type) -> list[dict]:
             {"name": f.name, "type": str(f.type), "default": default, "help": f.metadata.get("help", "")}
         )
     return rows
+
+
+def shell_words(text: str, name: str) -> list[str]:
+    """``text`` split as a shell would (a server's extra flags); ValueError naming the option when it is not
+    shell-quoted text, so an options dataclass refuses it when built."""
+    import shlex
+
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise ValueError(f"{name} {text!r} is not shell-quoted text: {exc}") from None

@@ -29,6 +29,7 @@ from typing import Any
 
 from harness import hookimpl
 from harness.api import DtypeChoice, Engine, EngineSettings, UserError
+from harness.base.options import shell_words
 from harness.base.threads import server_cores
 from harness.engines.openai import CompletionsClient, OpenAIOptions, ServerSession
 from harness.engines.server import ServerProcess, free_port
@@ -68,10 +69,7 @@ class LlamaCppOptions:
     def __post_init__(self) -> None:
         if self.n_ctx < 1:
             raise ValueError(f"n_ctx must be >= 1, got {self.n_ctx}")
-        try:
-            shlex.split(self.server_args)
-        except ValueError as exc:
-            raise ValueError(f"server_args {self.server_args!r} is not shell-quoted text: {exc}") from None
+        shell_words(self.server_args, "server_args")
 
 
 class LlamaCppEngine(Engine):

@@ -51,6 +51,7 @@ from typing import Literal
 from harness import hookimpl
 from harness.api import ArtifactFormat, CpuClass, DtypeChoice, Engine, EngineSettings, TokenScores
 from harness.base.errors import UserError
+from harness.base.options import shell_words
 from harness.base.threads import THREAD_VARS
 from harness.base.threads import usable_core_ids as harness_cores
 from harness.engines.openai import CompletionsClient, EngineError, OpenAIOptions, ServerSession
@@ -82,10 +83,7 @@ class VLLMOptions:
     def __post_init__(self) -> None:
         if self.max_model_len < 0:
             raise ValueError(f"max_model_len must be >= 0, got {self.max_model_len}")
-        try:
-            shlex.split(self.server_args)
-        except ValueError as exc:
-            raise ValueError(f"server_args {self.server_args!r} is not shell-quoted text: {exc}") from None
+        shell_words(self.server_args, "server_args")
 
 
 #: where the vLLM environment is looked for
