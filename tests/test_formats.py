@@ -66,7 +66,8 @@ def test_compression_config_is_read_like_quantization_config(tmp_path):
 
 def test_the_formats_are_a_plugin_and_every_declared_format_is_registered():
     registry = get_registry()
-    assert {registry.formats.owners[name] for name in registry.formats.names()} == {"formats"}
+    # the built-in formats, and GGUF, which the gguf strategy's plugin registers beside the strategy that writes it
+    assert {registry.formats.owners[name] for name in registry.formats.names()} == {"formats", "gguf"}
     declared = {s.artifact_format for s in registry.strategies}
     assert declared <= set(registry.formats.names())
     for engine in registry.engines:
@@ -79,16 +80,17 @@ def test_the_formats_are_a_plugin_and_every_declared_format_is_registered():
 class GGUF(ArtifactFormat):
     name = "gguf-q4"
     description = "a llama.cpp GGUF file with 4-bit blocks"
-    #: a GGUF folder keeps the base model's plain config.json, which "transformers" also claims
-    priority = 5
+    #: a GGUF folder keeps the base model's plain config.json, which "transformers" also claims; a refinement of
+    #: the built-in "gguf" format (a third party's reading of 4-bit files), so asked before it
+    priority = 40
 
     def recognises(self, model_dir: Path, config: dict) -> bool:
         return any(model_dir.glob("*.gguf"))
 
 
 class LlamaCpp(Engine):
-    name = "llamacpp"
-    description = "llama.cpp's server on a GGUF file"
+    name = "llamacpp-q4"
+    description = "a third party's llama.cpp server on a 4-bit GGUF file"
     formats = ("gguf-q4",)
 
 
@@ -117,12 +119,12 @@ def test_an_inline_plugin_adds_a_format_and_the_engine_that_runs_it(tmp_path):
     assert fmt == "gguf-q4"
     assert artifact_format(checkpoint(tmp_path / "plain"), registry.formats) == "transformers"
     others = list(registry.engines)
-    registry.engines.get("llamacpp").check(fmt, "cpu", others=others)  # accepted: no exception
+    registry.engines.get("llamacpp-q4").check(fmt, "cpu", others=others)  # accepted: no exception
     with pytest.raises(UserError) as refused:
         registry.engines.get("vllm").check(fmt, "cpu", others=others, known_formats=registry.formats)
     text = str(refused.value)
     assert "cannot run 'gguf-q4' artifacts (a llama.cpp GGUF file with 4-bit blocks)" in text
-    assert "engines that can: hf, llamacpp" in text  # hf runs "*"; openai runs no checkpoint itself
+    assert "engines that can: hf, llamacpp-q4" in text  # hf runs "*"; openai runs no checkpoint itself
 
 
 def test_a_higher_priority_format_refines_a_builtin_one(tmp_path):
@@ -169,7 +171,7 @@ def test_a_plugin_claiming_a_builtin_format_name_fails_whole():
     with pytest.warns(PluginLoadWarning, match="format 'transformers' is registered by two plugins"):
         registry = registry_with(Plugin())
     assert registry.formats.owners["transformers"] == "formats"
-    assert "llamacpp" not in registry.engines  # the plugin failed whole
+    assert "llamacpp-q4" not in registry.engines  # the plugin failed whole
 
 
 def test_a_format_that_is_not_an_artifact_format_is_refused():
