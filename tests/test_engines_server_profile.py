@@ -73,8 +73,9 @@ def test_the_profile_names_the_cores_the_server_computes_on(tmp_path):
 
 
 def test_vllm_binds_its_worker_to_every_core_unless_the_user_binds(monkeypatch):
+    from harness.base.threads import usable_core_ids as harness_cores
     from harness.engines.server import id_list
-    from harness.engines.vllm import BIND_VAR, RESERVED_VAR, VLLMEngine, cpu_binding, harness_cores
+    from harness.engines.vllm import BIND_VAR, RESERVED_VAR, VLLMEngine, cpu_binding
 
     monkeypatch.delenv(BIND_VAR, raising=False)
     monkeypatch.delenv(RESERVED_VAR, raising=False)

@@ -72,9 +72,9 @@ def test_the_vllm_worker_computes_on_every_core_the_harness_may_use(tiny_vllm):
     pool's other threads may never start), each core the harness may use has a worker thread bound to it
     alone that computed for a while.
     """
+    from harness.base.threads import usable_core_ids as harness_cores
     from harness.core.config import RunConfig, Sampling
     from harness.engines.server import id_list
-    from harness.engines.vllm import harness_cores
     from harness.toolkit.profiling import LatencySettings
 
     session = tiny_vllm

@@ -43,10 +43,6 @@ class DtypeChoice:
     dtype: str
     reason: str
 
-    def describe(self) -> str:
-        """One line for a run summary or a profile."""
-        return f"{self.dtype} ({self.reason})"
-
 
 @lru_cache(maxsize=1)
 def cpu_features() -> frozenset[str]:

@@ -122,11 +122,12 @@ def usable_core_ids() -> list[int]:
     return cores[: usable_cores()]
 
 
-def server_cores() -> list[int]:
+def server_cores(asked: str | None = None) -> list[int]:
     """The cores a server the harness starts computes on: every usable one, or the first N under an explicit
-    ``--threads N`` (``HARNESS_THREADS``, which the default choice never sets)."""
+    ``--threads N`` (``asked``: the server environment's ``HARNESS_THREADS``, by default this process's; the
+    default thread choice never sets it)."""
     cores = usable_core_ids()
-    asked = os.environ.get("HARNESS_THREADS", "")
+    asked = os.environ.get("HARNESS_THREADS", "") if asked is None else asked
     if asked.isdigit() and 0 < int(asked) < len(cores):
         cores = cores[: int(asked)]
     return cores

@@ -275,7 +275,7 @@ def profile_server(session, prompts: Sequence[str], config, settings, timings: d
     batch = settings.batch_size or min(config.batch_size, max(1, len(prompts))) * sampling.n
     ids = latency_inputs(session.tokenizer, prompts, batch, settings.prompt_length).tolist()
     prompt_tokens = len(ids[0])
-    if not getattr(getattr(session, "options", None), "send_token_ids", True):
+    if not session.options.send_token_ids:
         # a server that takes text only (llama-cpp-python's, most OpenAI-compatible ones): the same tokens as text,
         # which its tokenizer (the model's own) splits back into them
         ids = [session.tokenizer.decode(row, skip_special_tokens=False) for row in ids]

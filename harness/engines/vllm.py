@@ -52,8 +52,7 @@ from harness import hookimpl
 from harness.api import ArtifactFormat, CpuClass, DtypeChoice, Engine, EngineSettings, TokenScores
 from harness.base.errors import UserError
 from harness.base.options import shell_words
-from harness.base.threads import THREAD_VARS
-from harness.base.threads import usable_core_ids as harness_cores
+from harness.base.threads import THREAD_VARS, server_cores
 from harness.engines.openai import CompletionsClient, EngineError, OpenAIOptions, ServerSession
 from harness.toolkit.environments import OwnEnvironment
 
@@ -122,15 +121,6 @@ CPU_DTYPES = {
 WNA16_FORMAT = "compressed-tensors"
 
 
-def server_dtype(options: VLLMOptions, model_dir: Path, device: str) -> str:
-    """The server's ``--dtype``: :meth:`VLLMEngine.compute_dtype`'s choice, on a GPU the checkpoint's own."""
-    from harness.api import artifact_format
-
-    if options.dtype == "auto" and device.startswith("cuda"):
-        return "auto"
-    return VLLMEngine().compute_dtype(device, options, artifact_format(model_dir)).dtype
-
-
 def max_model_len(options: VLLMOptions, model_dir: Path) -> int:
     import json
 
@@ -157,10 +147,7 @@ def cpu_binding(env: dict[str, str]) -> dict[str, str]:
 
     if BIND_VAR in env or RESERVED_VAR in env:
         return {}
-    cores = harness_cores()
-    asked = env.get("HARNESS_THREADS", "")  # set only by an explicit --threads N / HARNESS_THREADS, never by default
-    if asked.isdigit() and 0 < int(asked) < len(cores):
-        cores = cores[: int(asked)]  # the server computes on as many cores as the user gave the harness
+    cores = server_cores(env.get("HARNESS_THREADS", ""))  # the first N under an explicit --threads N
     # one OpenMP thread per bound core: the harness's own thread choice (OMP_NUM_THREADS and MKL_NUM_THREADS, which
     # it puts in the environment for the processes it starts, 1 on a busy machine) must not leave the server's bound
     # cores idle: MKL_NUM_THREADS=1 alone runs every GEMM of the worker on one thread while the other cores wait
@@ -282,6 +269,7 @@ class VLLMEngine(Engine):
     devices = ("cpu", "cuda")
     options_class = VLLMOptions
     cpu_dtypes = CPU_DTYPES
+    can_score = True  #: top-k log-probabilities (VLLMSession.score): divergence within a measured tolerance
 
     def compute_dtype(self, device: str, options: VLLMOptions | None = None,
                       artifact_format: str = "") -> DtypeChoice:
@@ -292,7 +280,14 @@ class VLLMEngine(Engine):
         if artifact_format == WNA16_FORMAT and not device.startswith("cuda"):
             return DtypeChoice("bfloat16", "vLLM's CPU weight-only int kernel takes bfloat16 activations")
         return super().compute_dtype(device, options, artifact_format)
-    can_score = True  #: top-k log-probabilities (VLLMSession.score): divergence within a measured tolerance
+
+    def server_dtype(self, options: VLLMOptions, model_dir: Path, device: str) -> str:
+        """The server's ``--dtype``: :meth:`compute_dtype`'s choice; on a GPU with ``auto``, the checkpoint's own."""
+        from harness.api import artifact_format
+
+        if options.dtype == "auto" and device.startswith("cuda"):
+            return "auto"
+        return self.compute_dtype(device, options, artifact_format(model_dir)).dtype
 
     def check(self, artifact_format: str, device: str, others: Sequence[Engine] = (),
               settings: EngineSettings | None = None, known_formats: Iterable[ArtifactFormat] = ()) -> None:
@@ -319,7 +314,7 @@ class VLLMEngine(Engine):
     def command(self, python: str, model_dir: Path, port: int, options: VLLMOptions, device: str) -> list[str]:
         return [
             python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-            "--host", "127.0.0.1", "--port", str(port), "--dtype", server_dtype(options, model_dir, device),
+            "--host", "127.0.0.1", "--port", str(port), "--dtype", self.server_dtype(options, model_dir, device),
             "--max-model-len", str(max_model_len(options, model_dir)), "--enforce-eager",
             "--served-model-name", "harness", *shlex.split(options.server_args),
         ]

@@ -51,7 +51,7 @@ def plan(config: RunConfig, registry: Registry, check_device: bool = True) -> Pl
     reason = strategy.unavailable_reason()
     if reason:
         raise UserError(f"strategy {strategy.name!r} is unavailable: {reason}")
-    engine, engine_options = check_engine(config, registry, strategy, spec, device, check_here=check_device)
+    engine, engine_options, fmt = check_engine(config, registry, strategy, spec, device, check_here=check_device)
     model = resolve_model(config.model)
     data_dir = Path(config.data_dir) if config.data_dir else None
     problems = {}
@@ -65,7 +65,6 @@ def plan(config: RunConfig, registry: Registry, check_device: bool = True) -> Pl
     init = plan_initialisation(strategy, quant, registry, device) if strategy.phase is Phase.IN_TRAINING else None
     # planned without this machine's devices and still ``auto``: resolved where the run runs (a sweep's
     # driver first asks its executor what ``auto`` is there: Executor.auto_device)
-    fmt = strategy.artifact_format_for(spec, options)
     compute = (compute_identity(device, engine.compute_dtype(device, engine_options, fmt).dtype)
                if device != "auto" else config.compute)
     config = dataclasses.replace(config, bits=spec.bits, data=data_identity(benches, problems), compute=compute)
@@ -145,9 +144,10 @@ def data_identity(benches: dict, problems: dict[str, list]) -> tuple[tuple[str, 
 
 
 def check_engine(plan_config: RunConfig, registry: Registry, strategy: Strategy, spec: QuantSpec, device: str,
-                 check_here: bool = True) -> tuple[Engine, Any]:
-    """The run's engine and its options, or a one-line refusal: unknown name, bad option, a format
-    or device it cannot run, no environment. Called by :func:`plan` before anything is written."""
+                 check_here: bool = True) -> tuple[Engine, Any, str]:
+    """The run's engine, its options and the artifact format it will run, or a one-line refusal: unknown name,
+    bad option, a format or device it cannot run, no environment. Called by :func:`plan` before anything is
+    written."""
     engine = registry.engines.get(plan_config.engine)
     options = engine.make_options(dict(plan_config.engine_opts))
     fmt = strategy.artifact_format_for(spec, strategy.make_options(dict(plan_config.strategy_opts)))
@@ -158,4 +158,4 @@ def check_engine(plan_config: RunConfig, registry: Registry, strategy: Strategy,
                      known_formats=registry.formats)
     elif not engine.accepts(fmt, registry.formats):
         engine.check(fmt, device, others=list(registry.engines), known_formats=registry.formats)
-    return engine, options
+    return engine, options, fmt

@@ -78,13 +78,14 @@ class GGUF(Strategy):
 
     def kind(self, spec: QuantSpec, options: GGUFOptions) -> llamacpp.GGUFType:
         """The type these settings write: the option's, which must be of ``--bits``' width, else the width's own."""
+        default = llamacpp.gguf_type(llamacpp.TYPE_FOR_BITS[spec.bits])
         if not options.type:
-            return llamacpp.gguf_type({16: "F16", 32: "F32"}.get(spec.bits) or llamacpp.TYPE_FOR_BITS[spec.bits])
+            return default
         kind = llamacpp.gguf_type(options.type)
         if kind.bits != spec.bits:
             raise UserError(f"GGUF type {kind.name} is {kind.bits}-bit but the run asks for --bits {spec.bits}; "
                             f"pass --bits {kind.bits} (or leave the type out: --bits {spec.bits} writes "
-                            f"{llamacpp.TYPE_FOR_BITS.get(spec.bits, 'F16' if spec.bits == 16 else 'F32')})")
+                            f"{default.name})")
         return kind
 
     def artifact_format_for(self, spec: QuantSpec, options: Any) -> str:

@@ -52,7 +52,7 @@ TYPES: dict[str, GGUFType] = {t.name: t for t in (
     GGUFType("Q2_K", 10, 2, "2-bit k-quant, some tensors at 3-4 bits"),
 )}
 #: the type each ``--bits`` names when no type is given
-TYPE_FOR_BITS = {8: "Q8_0", 6: "Q6_K", 5: "Q5_K_M", 4: "Q4_K_M", 3: "Q3_K_M", 2: "Q2_K"}
+TYPE_FOR_BITS = {32: "F32", 16: "F16", 8: "Q8_0", 6: "Q6_K", 5: "Q5_K_M", 4: "Q4_K_M", 3: "Q3_K_M", 2: "Q2_K"}
 
 #: quantizes SRC into DST as FTYPE with NTHREAD threads, in the engine's environment (llama_cpp has the library)
 _QUANTIZE = """
