@@ -92,3 +92,78 @@ def test_unknown_executor_and_unknown_option_are_one_line_each(with_queue, tmp_p
     typed = CliRunner().invoke(cli, ["sweep", str(path), "--executor", "queue", "--executor-opt", "reverse=maybe"])
     assert typed.exit_code == 2 and "reverse" in typed.output
     assert QueueRun.seen == []
+
+
+def test_local_workers_are_checked_before_anything_runs(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(SWEEP)
+    zero = CliRunner().invoke(cli, ["sweep", str(path), "--executor-opt", "workers=0"])
+    assert zero.exit_code == 2 and "workers must be at least 1, got 0" in zero.output
+    shared = CliRunner().invoke(cli, ["sweep", str(path), "--executor-opt", "workers=2",
+                                      "--executor-opt", "isolate=false"])
+    assert shared.exit_code == 2 and "workers=2 needs isolate=true" in shared.output
+
+
+def _jobs(n: int):
+    from harness.core.executor import Job
+
+    return [Job(i, f"cell {i}", {}, "store.db", None) for i in range(n)]
+
+
+def test_local_workers_run_cells_at_once_and_report_each(monkeypatch):
+    """Three workers over five cells: at most three at once, at least two overlapping, each reported once
+    (the callbacks never run concurrently)."""
+    import threading
+    import time
+
+    from harness.executors.local import LocalRun
+
+    running, most, lock, in_callback = [0], [0], threading.Lock(), threading.Lock()
+
+    def fake_cell(self, job, stop=None):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+        return {"run_id": f"r{job.index}"}, None
+
+    monkeypatch.setattr(LocalRun, "_in_process", fake_cell)
+    started, done = [], []
+
+    def on_start(job):
+        assert in_callback.acquire(blocking=False), "callbacks overlapped"
+        started.append(job.index)
+        in_callback.release()
+
+    def on_done(job, result, error):
+        assert in_callback.acquire(blocking=False), "callbacks overlapped"
+        done.append((job.index, result["run_id"], error))
+        in_callback.release()
+
+    LocalRun(isolate=True, workers=3).run(_jobs(5), on_start, on_done)
+    assert sorted(started) == [0, 1, 2, 3, 4] and started[:3] == [0, 1, 2]
+    assert sorted(done) == [(i, f"r{i}", None) for i in range(5)]
+    assert 2 <= most[0] <= 3
+
+
+def test_an_interrupted_local_worker_stops_the_others_and_starts_nothing_new(monkeypatch):
+    import time
+
+    from harness.executors.local import LocalRun
+
+    def fake_cell(self, job, stop=None):
+        if job.index == 0:
+            time.sleep(0.1)
+            raise KeyboardInterrupt
+        while not stop.event.is_set():  # a long cell: ends when told to stop, as a real one is interrupted
+            time.sleep(0.02)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LocalRun, "_in_process", fake_cell)
+    started, done = [], []
+    with pytest.raises(KeyboardInterrupt):
+        LocalRun(isolate=True, workers=2).run(_jobs(4), lambda job: started.append(job.index),
+                                              lambda job, result, error: done.append(job.index))
+    assert started == [0, 1] and done == []

@@ -296,3 +296,24 @@ def test_the_rollout_seam_accepts_the_installed_trl_only():
     if ROLLOUT_SEAM.installed() is None:
         pytest.skip("trl is not installed")
     assert ROLLOUT_SEAM.require() == ROLLOUT_SEAM.installed()
+
+
+def test_show_prints_the_mismatch_columns_of_a_quantized_rollout_run():
+    from rich.console import Console
+
+    from harness.cli.curve import print_curve
+
+    point = {"step": 1, "reward": 0.5, "loss": 0.01, "sampling/sampling_logp_difference/mean": 0.0143,
+             "sampling/kl_rollout_train": 0.00277, "sampling/importance_sampling_ratio/min": 0.147,
+             "sampling/importance_sampling_ratio/max": 2.04, "sampling/clipped_fraction": 0.0,
+             "sampling/effective_sample_size": 0.995, "step_time": 7.7}
+    console = Console(record=True, width=240)
+    print_curve([point, {**point, "step": 2}], console)
+    text = console.export_text()
+    for title in ("logp diff", "KL(rollout||train)", "IS ratio min", "IS ratio max", "clipped", "ESS", "s/step"):
+        assert title in text, title
+    assert "0.00277" in text and "2.0400" in text and "0.1470" in text
+    # a run without quantized rollouts shows no mismatch columns
+    plain = Console(record=True, width=240)
+    print_curve([{"step": 1, "reward": 0.5}], plain)
+    assert "KL(rollout||train)" not in plain.export_text()

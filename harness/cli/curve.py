@@ -2,9 +2,11 @@
 
 A run stores every logged step (reward, loss, TRL's token ``entropy`` of the
 sampled completions, an in-training strategy's own figures such as qerl's
-``aqn/noise_scale``). The table shows a handful of evenly spaced steps, the
-first and last always among them, so a 100-step run fits on a screen;
-``harness show --json`` has them all.
+``aqn/noise_scale``, and with quantized rollouts the mismatch between the
+rollout and the trained policy under TRL's ``sampling/...`` names). The
+table shows a handful of evenly spaced steps, the first and last always
+among them, so a 100-step run fits on a screen; ``harness show --json`` has
+them all.
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ COLUMNS = (
     ("entropy", "entropy"),
     ("aqn/noise_scale", "noise scale"),
     ("completions/mean_length", "length"),
+    # quantized rollouts (harness.trainers.rollouts): how far the sampling policy is from the trained one
+    ("sampling/sampling_logp_difference/mean", "logp diff"),
+    ("sampling/kl_rollout_train", "KL(rollout||train)"),
+    ("sampling/importance_sampling_ratio/min", "IS ratio min"),
+    ("sampling/importance_sampling_ratio/max", "IS ratio max"),
+    ("sampling/clipped_fraction", "clipped"),
+    ("sampling/effective_sample_size", "ESS"),
+    ("step_time", "s/step"),
 )
 
 

@@ -1,14 +1,17 @@
-"""``local``: the cells one after another on this machine, each in a fresh process by default."""
+"""``local``: the cells on this machine, each in a fresh process by default; one at a time unless told."""
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness import hookimpl
+from harness.base.errors import UserError
 from harness.base.signals import Terminated, die_with_parent, stop_like_ctrl_c
 from harness.core.executor import DoneCallback, Executor, Job, Run
 from harness.sweeps.sweep import execute_job
@@ -20,6 +23,25 @@ INTERRUPTED = "__interrupted__"
 class LocalOptions:
     isolate: bool = field(default=True, metadata={
         "help": "run each cell in a fresh process (its memory and timings are its own); false: in this process"})
+    workers: int = field(default=1, metadata={
+        "help": "cells run at once, each in its own process (needs isolate); cells that share cores share "
+                "their timings, so compare latency only between cells of one setting"})
+
+
+class _Stop:
+    """What the parallel workers watch: set when the driver is interrupted, with the signal to pass on.
+
+    A Ctrl-C from the terminal reaches every cell's process already (one process group), so the
+    workers only wait for them; a SIGTERM reached the driver alone, so they forward it.
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.forward: int | None = None
+
+    def set(self, forward: int | None) -> None:
+        self.forward = forward
+        self.event.set()
 
 
 def _cell_process(job: Job, conn) -> None:
@@ -60,9 +82,10 @@ class LocalRun(Run):
     pipeline need).
     """
 
-    def __init__(self, console: Any = None, isolate: bool = True):
+    def __init__(self, console: Any = None, isolate: bool = True, workers: int = 1):
         self.console = console
         self.isolate = isolate
+        self.workers = workers
 
     @property
     def pauses_display(self) -> bool:
@@ -70,12 +93,57 @@ class LocalRun(Run):
         return self.isolate
 
     def run(self, jobs: list[Job], on_start: Callable[[Job], None], on_done: DoneCallback) -> None:
+        if self.isolate and self.workers > 1 and len(jobs) > 1:
+            self._in_parallel(jobs, on_start, on_done)
+            return
         for job in jobs:
             on_start(job)
             result, error = self._in_process(job) if self.isolate else execute_job(job, self.console)
             on_done(job, result, error)
 
-    def _in_process(self, job: Job) -> tuple[dict | None, str | None]:
+    def _in_parallel(self, jobs: list[Job], on_start: Callable[[Job], None], on_done: DoneCallback) -> None:
+        """``workers`` threads, each taking the next cell and running it in a fresh process.
+
+        The driver's callbacks run under one lock (they update the report and the live bar). An
+        interrupt stops every worker: no new cell starts, the running ones mark their runs
+        interrupted (their artifact locks die with them), then the interrupt goes on to the caller.
+        """
+        queue, lock, stop = deque(jobs), threading.Lock(), _Stop()
+        interrupted: list[Job] = []
+
+        def work() -> None:
+            while not stop.event.is_set():
+                with lock:
+                    if not queue:
+                        return
+                    job = queue.popleft()
+                    on_start(job)
+                try:
+                    result, error = self._in_process(job, stop)
+                except KeyboardInterrupt:
+                    interrupted.append(job)
+                    stop.set(stop.forward)
+                    return
+                with lock:
+                    on_done(job, result, error)
+
+        threads = [threading.Thread(target=work, name=f"harness-worker-{i}", daemon=True)
+                   for i in range(min(self.workers, len(jobs)))]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.5)
+        except KeyboardInterrupt as exc:
+            stop.set(exc.signum if isinstance(exc, Terminated) else None)
+            for thread in threads:
+                thread.join()
+            raise
+        if interrupted:
+            raise KeyboardInterrupt
+
+    def _in_process(self, job: Job, stop: _Stop | None = None) -> tuple[dict | None, str | None]:
         import multiprocessing
 
         from harness.base.threads import for_children
@@ -92,6 +160,8 @@ class LocalRun(Run):
                 if receiver.poll(0.5):
                     message = receiver.recv()
                     break
+                if stop is not None and stop.event.is_set():
+                    raise Terminated(stop.forward) if stop.forward is not None else KeyboardInterrupt
             proc.join()
         except KeyboardInterrupt as exc:
             # a Ctrl-C from the terminal reaches the child too; a SIGTERM reached this process alone
@@ -113,11 +183,20 @@ class LocalRun(Run):
 
 class LocalExecutor(Executor):
     name = "local"
-    description = "this machine, one cell after another (each in a fresh process unless isolate=false)"
+    description = ("this machine, one cell after another (each in a fresh process unless isolate=false; "
+                   "workers=N runs N at once)")
     options_class = LocalOptions
 
+    def check(self, options: LocalOptions) -> None:
+        super().check(options)
+        if options.workers < 1:
+            raise UserError(f"local executor: workers must be at least 1, got {options.workers}")
+        if options.workers > 1 and not options.isolate:
+            raise UserError(f"local executor: workers={options.workers} needs isolate=true (cells that share "
+                            "one process cannot run at once)")
+
     def start(self, options: LocalOptions, console: Any = None) -> LocalRun:
-        return LocalRun(console=console, isolate=options.isolate)
+        return LocalRun(console=console, isolate=options.isolate, workers=options.workers)
 
 
 @hookimpl
