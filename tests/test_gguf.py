@@ -99,6 +99,64 @@ def test_the_converter_seam_checks_the_release(tmp_path):
         converter_seam.converter_version(tmp_path)
 
 
+def test_the_importance_matrix_option_calibrates_and_is_refused_where_ignored():
+    gguf = GGUF()
+    assert not gguf.calibrates_with(GGUFOptions()) and gguf.calibrates_with(GGUFOptions(imatrix=True))
+    assert gguf.artifact_format_for(QuantSpec(4), GGUFOptions(imatrix=True)) == "gguf"
+    with pytest.raises(UserError, match="GGUF type Q8_0 ignores an importance matrix"):
+        gguf.artifact_format_for(QuantSpec(8), GGUFOptions(imatrix=True))
+    with pytest.raises(UserError, match="num_samples and max_length must be at least 1, got 0"):
+        GGUFOptions(imatrix=True, num_samples=0)
+
+
+def test_calibration_takes_part_in_the_artifact_key_only_with_the_importance_matrix(llamacpp_python):
+    """Without the matrix a GGUF file is a function of the weights (every seed is one file); with it, the
+    calibration texts' seed, data and prompt are part of the key, as for GPTQ."""
+    from harness.core.config import RunConfig
+    from harness.core.graph import run_graph
+    from harness.runs.planning import plan as plan_run
+
+    def quantize_key(seed: int, *opts: tuple[str, str]) -> str:
+        config = RunConfig(strategy="gguf", bits=4, engine="llamacpp", seed=seed, strategy_opts=opts, device="cpu")
+        return run_graph(plan_run(config, get_registry())).key("quantize")
+
+    assert quantize_key(0) == quantize_key(1)
+    assert quantize_key(0, ("imatrix", "true")) != quantize_key(1, ("imatrix", "true"))
+
+
+def test_mean_squared_inputs_by_hand():
+    import torch
+    from torch import nn
+
+    from harness.toolkit.activation_stats import mean_squared_inputs
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(10, 3)
+            self.up = nn.Linear(3, 4, bias=False)
+            self.down = nn.Linear(4, 2, bias=False)
+
+        def forward(self, input_ids):
+            return self.down(torch.relu(self.up(self.embed(input_ids))))
+
+    class Tok:
+        def __call__(self, text, return_tensors, truncation, max_length):
+            return {"input_ids": torch.tensor([[int(c) for c in text][:max_length]])}
+
+    torch.manual_seed(0)
+    model = Two()
+    stats, tokens = mean_squared_inputs(model, Tok(), ["123", "45", ""], max_length=8)
+    assert tokens == 5 and set(stats) == {"up.weight", "down.weight"}
+    with torch.no_grad():
+        x = model.embed(torch.tensor([1, 2, 3, 4, 5]))
+        h = torch.relu(model.up(x))
+    assert stats["up.weight"] == pytest.approx((x * x).mean(0).numpy(), rel=1e-5)
+    assert stats["down.weight"] == pytest.approx((h * h).mean(0).numpy(), rel=1e-5)
+    # truncation counts the tokens the model saw
+    assert mean_squared_inputs(model, Tok(), ["123456"], max_length=2)[1] == 2
+
+
 # -- with llama.cpp ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def converted(llamacpp_python, tmp_path_factory):
@@ -119,6 +177,35 @@ def converted(llamacpp_python, tmp_path_factory):
         return made[(model, kind)]
 
     return make
+
+
+def test_the_importance_matrix_reaches_every_linear_tensor_and_changes_the_file(llamacpp_python, converted, tmp_path):
+    """Calibrated on 16 arith texts, every linear layer of tiny-arith gets its matrix under the file's own tensor
+    names, the Q4_K_M file keeps its size and layout, and its quantized blocks differ from the plain file's."""
+    from harness.base.model import load_tokenizer
+
+    tok = load_tokenizer(weights_dir())
+    problems = get_registry().benchmarks.get("arith").load("train")[:16]
+    texts = [p.problem + " " + (p.solution or p.answer) for p in problems]
+    report = GGUF().quantize(weights_dir(), tmp_path, QuantContext(
+        spec=QuantSpec(4), options=GGUFOptions(imatrix=True, num_samples=16), tokenizer=tok, calibration=texts))
+    matrix = report.extra["gguf_imatrix"]
+    linear = sum(1 for name, _ in _linear_layers())
+    assert matrix["texts"] == 16 and matrix["tokens"] > 16 and matrix["tensors"] == linear
+    plain = llamacpp.gguf_file(converted("tiny-arith", "Q4_K_M")).read_bytes()
+    weighted = llamacpp.gguf_file(tmp_path).read_bytes()
+    assert len(weighted) == len(plain) and weighted != plain
+
+
+def _linear_layers():
+    from torch import nn
+
+    from harness.base.model import load_model
+
+    model = load_model(weights_dir(), "cpu")
+    # tied embeddings: the output layer is the token embedding, a lookup llama.cpp stores once as token_embd
+    tied = getattr(model.config, "tie_word_embeddings", False)
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear) and not (tied and n == "lm_head")]
 
 
 #: strings whose ids must match: digits, operators, spaces, newlines, the chat markers, non-ASCII

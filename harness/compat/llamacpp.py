@@ -16,10 +16,16 @@ release's version, so strategy and engine use the same llama.cpp. It runs in the
     python -m harness.compat.llamacpp CONVERTER_DIR PRE_TOKENIZER MODEL_DIR --outtype f32 --outfile OUT
 
 (``-m``, not the file's path: this folder's ``tqdm.py`` and ``trl.py`` would shadow the libraries).
+
+The same entry point names tensors as the converter does, for an importance matrix computed in transformers
+(the gguf strategy's ``imatrix`` option): ``--tensor-names GGUF_FILE NAMES_JSON OUT_JSON`` maps each
+transformers weight name through the converter's own ``gguf.get_tensor_name_map`` for the file's
+architecture and keeps the names the file holds.
 """
 
 from __future__ import annotations
 
+import json
 import runpy
 import sys
 from pathlib import Path
@@ -61,6 +67,28 @@ def command(python: str, converter_dir: Path, pre_tokenizer: str, model_dir: Pat
             "--outtype", outtype, "--outfile", str(outfile)]
 
 
+def tensor_names_command(python: str, converter_dir: Path, gguf_file: Path, names_file: Path,
+                         out_file: Path) -> list[str]:
+    """The command that writes ``{transformers weight name: the GGUF file's tensor name}`` into ``out_file`` for
+    the names listed (a JSON array) in ``names_file``; names the file does not hold are left out."""
+    return [python, "-m", "harness.compat.llamacpp", str(converter_dir), "--tensor-names", str(gguf_file),
+            str(names_file), str(out_file)]
+
+
+def _tensor_names(gguf_file: str, names_file: str, out_file: str) -> None:
+    import gguf
+
+    reader = gguf.GGUFReader(gguf_file)
+    arch_name = reader.fields["general.architecture"].contents()
+    blocks = int(reader.fields[f"{arch_name}.block_count"].contents())
+    arch = next(a for a, name in gguf.MODEL_ARCH_NAMES.items() if name == arch_name)
+    mapping = gguf.get_tensor_name_map(arch, blocks)
+    held = {tensor.name for tensor in reader.tensors}
+    names = json.loads(Path(names_file).read_text())
+    mapped = {name: mapping.get_name(name, try_suffixes=(".weight", ".bias")) for name in names}
+    Path(out_file).write_text(json.dumps({k: v for k, v in mapped.items() if v in held}))
+
+
 def _declare(pre_tokenizer: str) -> None:
     from conversion import base
 
@@ -81,6 +109,9 @@ def main(argv: list[str]) -> None:
     converter_dir, pre_tokenizer, *rest = argv
     converter_dir = str(Path(converter_dir).resolve())
     sys.path[:0] = [converter_dir, str(Path(converter_dir) / "gguf-py")]  # its own gguf, not the registry's
+    if pre_tokenizer == "--tensor-names":
+        _tensor_names(*rest)
+        return
     _declare("" if pre_tokenizer == "-" else pre_tokenizer)
     sys.argv = [str(Path(converter_dir) / CONVERTER), *rest]
     runpy.run_path(sys.argv[0], run_name="__main__")

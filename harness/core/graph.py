@@ -145,7 +145,7 @@ def run_graph(plan: Plan) -> RunGraph:
         parts = quantize_key_parts(plan, source, plan.init.strategy, plan.init.quant)
         init = Stage(INIT, QUANTIZER, None, stable_hash(parts), parts, kind=StageKind.INIT,
                      needs_gpu=_strategy_gpu(plan.init.strategy),
-                     needs_calibration=plan.init.strategy.needs_calibration)
+                     needs_calibration=plan.init.strategy.calibrates_with(plan.init.quant.options))
         stages.append(init)
         source, after = init.identity, INIT
     for index, step in enumerate(plan.training):
@@ -154,15 +154,16 @@ def run_graph(plan: Plan) -> RunGraph:
         gpu = f"trainer {step.trainer.name!r} needs a CUDA GPU" if step.trainer.needs_gpu else None
         if gpu is None and plan.in_training:
             gpu = _strategy_gpu(plan.strategy)
+        calibrates = plan.in_training and plan.strategy.calibrates_with(plan.quant.options)
         train = Stage(name, TRAINER, after, stable_hash(parts), parts, train_index=index, kind=StageKind.TRAIN,
-                      needs_gpu=gpu, needs_calibration=plan.in_training and plan.strategy.needs_calibration)
+                      needs_gpu=gpu, needs_calibration=calibrates)
         stages.append(train)
         source, after = train.identity, name
     if not plan.in_training:
         parts = quantize_key_parts(plan, source)
         stages.append(Stage("quantize", QUANTIZER, after, stable_hash(parts), parts, kind=StageKind.QUANTIZE,
                             needs_gpu=_strategy_gpu(plan.strategy),
-                            needs_calibration=plan.strategy.needs_calibration))
+                            needs_calibration=plan.strategy.calibrates_with(plan.quant.options)))
         after = "quantize"
     stages.append(Stage("evaluate", ENGINE, after, kind=StageKind.EVALUATE))
     stages.append(Stage("profile", ENGINE, "evaluate", kind=StageKind.PROFILE))
@@ -198,7 +199,7 @@ def train_key_parts(plan: Plan, index: int = 0, source: str | None = None) -> di
     if plan.in_training:
         key_parts["strategy"] = [plan.strategy.name, plan.quant.spec.label, _opts(plan.quant.options)]
         key_parts["code"]["strategy"] = code_identity(plan.strategy)
-        if plan.strategy.needs_calibration:
+        if plan.strategy.calibrates_with(plan.quant.options):
             key_parts["calib"] = cfg.calib_data
     return key_parts
 
@@ -220,14 +221,15 @@ def quantize_key_parts(plan: Plan, source_identity: str, strategy: Any = None, q
     so that checkpoint is the one a run of that strategy makes)."""
     cfg = plan.config
     strategy, quant = strategy or plan.strategy, quant or plan.quant
+    calibrates = strategy.calibrates_with(quant.options)
     return {
         "source": source_identity,
         "strategy": strategy.name,
         "spec": quant.spec.label,
         "options": _opts(quant.options),
-        "calib": cfg.calib_data if strategy.needs_calibration else None,
-        "prompt": cfg.prompt if strategy.needs_calibration else None,
-        "seed": cfg.seed if strategy.needs_calibration else None,
+        "calib": cfg.calib_data if calibrates else None,
+        "prompt": cfg.prompt if calibrates else None,
+        "seed": cfg.seed if calibrates else None,
         "code": code_identity(strategy),
     }
 

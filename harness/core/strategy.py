@@ -128,6 +128,12 @@ class Strategy:
         """The format these settings produce: :attr:`artifact_format`, unless the settings change it."""
         return self.artifact_format
 
+    def calibrates_with(self, options: Any) -> bool:
+        """Whether these options take calibration texts: :attr:`needs_calibration`, unless an option turns
+        calibration on (gguf's importance matrix). What calibrates has the calibration data, prompt and
+        seed in its artifact key; what does not is the same artifact whatever they are."""
+        return self.needs_calibration
+
     def make_options(self, opts: dict[str, Any]) -> Any:
         from harness.base.options import build_options
 

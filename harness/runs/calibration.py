@@ -36,5 +36,5 @@ def _calibration_pairs(plan: Plan, tokenizer) -> list[tuple[str, str]]:
 def calibrate(plan: Plan, tokenizer, strategy: Strategy | None = None, quant: QuantContext | None = None) -> None:
     """Give the strategy (the run's, unless another is named) its calibration texts when it needs them."""
     strategy, quant = strategy or plan.strategy, quant or plan.quant
-    if strategy.needs_calibration:
+    if strategy.calibrates_with(quant.options):
         quant.calibration = calibration_texts(plan, tokenizer)

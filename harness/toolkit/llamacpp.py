@@ -9,11 +9,15 @@ environment, whose ``llama_cpp`` module holds the library.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from harness.base.errors import UserError
 from harness.compat import llamacpp as converter_seam
@@ -54,7 +58,9 @@ TYPES: dict[str, GGUFType] = {t.name: t for t in (
 #: the type each ``--bits`` names when no type is given
 TYPE_FOR_BITS = {32: "F32", 16: "F16", 8: "Q8_0", 6: "Q6_K", 5: "Q5_K_M", 4: "Q4_K_M", 3: "Q3_K_M", 2: "Q2_K"}
 
-#: quantizes SRC into DST as FTYPE with NTHREAD threads, in the engine's environment (llama_cpp has the library)
+#: quantizes SRC into DST as FTYPE with NTHREAD threads, in the engine's environment (llama_cpp has the library);
+#: IMATRIX, when given, is an .npz of {tensor name: mean squared input activations}, handed to llama.cpp as its
+#: null-terminated array of llama_model_imatrix_data (the arrays stay referenced until the call returns)
 _QUANTIZE = """
 import ctypes, sys
 import llama_cpp
@@ -62,6 +68,17 @@ src, dst, ftype, nthread = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.a
 params = llama_cpp.llama_model_quantize_default_params()
 params.ftype = ftype
 params.nthread = nthread
+held = []
+if len(sys.argv) > 5:
+    import numpy as np
+    data = np.load(sys.argv[5])
+    entries = (llama_cpp.llama_model_imatrix_data * (len(data.files) + 1))()
+    for entry, name in zip(entries, data.files):
+        values = np.ascontiguousarray(data[name], dtype=np.float32)
+        held.append((name.encode(), values))
+        entry.name, entry.size = held[-1][0], values.size
+        entry.data = values.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+    params.imatrix = ctypes.cast(entries, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
 sys.exit(llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params)))
 """
 #: prints the llama-cpp-python version of the engine's environment
@@ -113,11 +130,31 @@ def convert(model_dir: Path, outfile: Path, python: str, pre_tokenizer: str = ""
     return Path(outfile)
 
 
-def quantize(src: Path, dst: Path, kind: GGUFType, python: str, threads: int) -> Path:
-    """``src`` (an f32 GGUF file) quantized to ``kind`` by llama.cpp's ``llama_model_quantize``."""
-    _run([python, "-c", _QUANTIZE, str(src), str(dst), str(kind.ftype), str(max(1, threads))],
+def quantize(src: Path, dst: Path, kind: GGUFType, python: str, threads: int, imatrix: Path | None = None) -> Path:
+    """``src`` (an f32 GGUF file) quantized to ``kind`` by llama.cpp's ``llama_model_quantize``, weighting each
+    input column's error by ``imatrix`` (:func:`write_imatrix`'s file) when given."""
+    command = [python, "-c", _QUANTIZE, str(src), str(dst), str(kind.ftype), str(max(1, threads))]
+    _run(command + ([str(imatrix)] if imatrix is not None else []),
          f"llama.cpp could not quantize {src.name} to {kind.name}")
     return Path(dst)
+
+
+def write_imatrix(stats: dict[str, np.ndarray], gguf: Path, python: str, out: Path) -> tuple[Path, int]:
+    """``stats`` (transformers weight name -> mean squared input activations) saved under the tensor names
+    ``gguf`` (the converted file) gives them, as llama.cpp's converter names them; with how many of the
+    file's tensors got one (the token embedding never does: it is a lookup, not a product)."""
+    directory = converter_dir(python)
+    with tempfile.TemporaryDirectory(prefix="harness-imatrix-") as tmp:
+        names, mapped = Path(tmp) / "names.json", Path(tmp) / "mapped.json"
+        names.write_text(json.dumps(sorted(stats)))
+        _run(converter_seam.tensor_names_command(sys.executable, directory, Path(gguf), names, mapped),
+             f"naming the importance matrix's tensors as {Path(gguf).name} does")
+        to_file = json.loads(mapped.read_text())
+    if not to_file:
+        raise UserError(f"no tensor of {Path(gguf).name} matches the model's linear layers; the importance matrix "
+                        "would be empty")
+    np.savez(out, **{to_file[name]: stats[name] for name in sorted(to_file)})
+    return Path(out), len(to_file)
 
 
 def _run(command: list[str], failure: str) -> str:
