@@ -285,7 +285,7 @@ def test_grpo_with_aqn_logs_entropy_and_noise_and_keeps_the_base(tiny_dir, tmp_p
 
 def test_training_curves_of_a_sweeps_rows_on_one_figure(tmp_path):
     from harness.core.config import RunConfig
-    from harness.reports.training_curves import mean_curve, moving_average, plot, sweep_curves
+    from harness.reports.training_curves import mean_curve, moving_average, plot, summary_table, sweep_curves
     from harness.runs.store import Store
 
     store = Store(tmp_path / "r.db")
@@ -308,3 +308,8 @@ def test_training_curves_of_a_sweeps_rows_on_one_figure(tmp_path):
     assert [p.suffix for p in written] == [".png", ".svg"] and all(p.stat().st_size > 1000 for p in written)
     with pytest.raises(UserError, match="no complete run of sweep 'nope'"):
         sweep_curves(tmp_path / "r.db", "nope", "entropy")
+    # the page's table: each run's mean over its steps (seed 0: 0.2 + order, seed 1: 1.2 + order), then over seeds
+    table = summary_table({"entropy": curves, "loss": sweep_curves(tmp_path / "r.db", "qerl", "loss")})
+    assert table.splitlines()[0] == "| row | seeds | entropy | loss |"
+    assert "| GRPO | 0,1 | 0.7 [0.2, 1.2] | 0 [0, 0] |" in table
+    assert "| QeRL 4-bit | 0,1 | 1.7 [1.2, 2.2] | 0 [0, 0] |" in table

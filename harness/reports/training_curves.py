@@ -72,6 +72,36 @@ def mean_curve(seeds: dict[int, list[tuple[int, float]]]) -> tuple[list[int], li
     return steps, [sum(by_step[s]) / len(by_step[s]) for s in steps]
 
 
+def per_run_means(seeds: dict[int, list[tuple[int, float]]]) -> dict[int, float]:
+    """Each seed's mean over the steps it logged (a run's average mismatch, its mean seconds per step)."""
+    return {seed: sum(v for _, v in points) / len(points) for seed, points in seeds.items() if points}
+
+
+def summary_table(panels: dict[str, Curves]) -> str:
+    """A markdown table, one line per row: for each key the mean over a run's steps, averaged over the seeds,
+    with the seeds' range in brackets, so a page can quote the figures its plot draws."""
+    rows = list(dict.fromkeys(row for curves in panels.values() for row in curves))
+    head = ["row", "seeds", *panels]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells, seeds_seen = [], set()
+        for curves in panels.values():
+            means = per_run_means(curves.get(row, {}))
+            seeds_seen |= set(means)
+            if not means:
+                cells.append("-")
+                continue
+            values = list(means.values())
+            mid = sum(values) / len(values)
+            cells.append(_num(mid) + (f" [{_num(min(values))}, {_num(max(values))}]" if len(values) > 1 else ""))
+        lines.append(f"| {row} | {','.join(map(str, sorted(seeds_seen))) or '-'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _num(value: float) -> str:
+    return f"{value:.3g}" if value != 0 and abs(value) < 0.01 else f"{value:.4g}"
+
+
 def plot(panels: dict[str, Curves], out: Path, smooth: int = 1, log_y: tuple[str, ...] = (),
          exact: tuple[str, ...] = (), title: str = "") -> list[Path]:
     """One panel per key, one colour per row; writes ``out``.png and .svg. Keys in ``exact`` (a
@@ -124,10 +154,17 @@ def plot(panels: dict[str, Curves], out: Path, smooth: int = 1, log_y: tuple[str
 @click.option("--exact", multiple=True, help="keys never smoothed (a schedule, e.g. aqn/noise_scale)")
 @click.option("--title", default="")
 @click.option("--out", required=True, type=click.Path(), help="output path without suffix (.png and .svg)")
-def main(store_path, sweep, keys, log_y, smooth, exact, title, out) -> None:
+@click.option("--table", "table_keys", multiple=True,
+              help="also write OUT.md: per row, each of these keys' mean over a run's steps, averaged over seeds "
+                   "(repeatable; need not be drawn)")
+def main(store_path, sweep, keys, log_y, smooth, exact, title, out, table_keys) -> None:
     """Draw the training curves of a sweep's rows."""
     panels = {key: sweep_curves(store_path, sweep, key) for key in keys}
     for path in plot(panels, Path(out), smooth=smooth, log_y=tuple(log_y), exact=tuple(exact), title=title):
+        click.echo(str(path))
+    if table_keys:
+        path = Path(out).with_suffix(".md")
+        path.write_text(summary_table({key: sweep_curves(store_path, sweep, key) for key in table_keys}))
         click.echo(str(path))
 
 
