@@ -197,6 +197,51 @@ def test_the_importance_matrix_reaches_every_linear_tensor_and_changes_the_file(
     assert len(weighted) == len(plain) and weighted != plain
 
 
+def test_a_gguf_runs_reference_is_the_f32_file_on_the_same_engine(llamacpp_python):
+    from harness.core.config import RunConfig
+    from harness.runs.planning import plan as plan_run
+
+    q4 = plan_run(RunConfig(strategy="gguf", bits=4, engine="llamacpp", device="cpu", divergence=True),
+                  get_registry())
+    assert q4.reference is not None and (q4.reference.strategy, q4.reference.bits) == ("gguf", 32)
+    assert q4.reference.engine == "llamacpp" and q4.reference.strategy_opts == ()
+    f32 = plan_run(RunConfig(strategy="gguf", bits=32, engine="llamacpp", device="cpu", divergence=True),
+                   get_registry())
+    assert f32.reference is None
+    assert plan_run(RunConfig(strategy="gguf", bits=4, engine="llamacpp", device="cpu", divergence=False),
+                    get_registry()).reference is None
+
+
+def test_llamacpp_scores_the_f32_file_as_transformers_scores_the_model(llamacpp_python, converted, tmp_path):
+    """Teacher-forced through llama.cpp's own forward pass, the F32 GGUF gives transformers' log-probabilities
+    position by position (no shift: the continuation's first token is scored from the prompt's last) and the
+    same top tokens; empty continuations give empty scores in their place. Measured: at most 0.004 apart (a
+    token at -6.5), from llama.cpp's float16 KV cache and its own summation order."""
+    from harness.core.engine import EngineSettings
+    from harness.engines.hf import HFEngine
+    from harness.engines.llamacpp import SCORE_TOP_K, LlamaCppEngine
+
+    pairs = [("What is 12 + 7?", " 12 + 7 = 19. \\boxed{19}"), ("Start at 3.", ""),
+             ("Compute 3 * (4 - 1).", " 4 - 1 = 3, 3 * 3 = 9")]
+    hf_settings = EngineSettings(device="cpu", strategy=get_registry().strategies.get("none"))
+    with HFEngine().start(weights_dir(), hf_settings) as hf:
+        exact = list(hf.score(pairs))
+    settings = EngineSettings(device="cpu", python=llamacpp_python, extra={"log_dir": str(tmp_path)})
+    with LlamaCppEngine().start(converted("tiny-arith", "F32"), settings) as session:
+        assert session.score_top_k == SCORE_TOP_K
+        got = list(session.score(pairs))
+    assert [g.targets for g in got] == [e.targets for e in exact] and got[1].targets == []
+    for ours, theirs in ((got[0], exact[0]), (got[2], exact[2])):
+        assert ours.target_logprobs == pytest.approx(theirs.target_logprobs, abs=1e-2)
+        gaps = [abs(a - b) for a, b in zip(ours.target_logprobs, theirs.target_logprobs)]
+        assert sum(gaps) / len(gaps) < 2e-3
+        for position, top in enumerate(ours.top):
+            assert len(top) == SCORE_TOP_K
+            best = int(theirs.full[position].argmax())
+            assert max(top, key=top.get) == best
+            assert top[best] == pytest.approx(float(theirs.full[position][best]), abs=1e-2)
+
+
 def _linear_layers():
     from torch import nn
 

@@ -97,6 +97,9 @@ class Strategy:
     #: a full-precision reference: the leaderboard pairs every other strategy's row against a
     #: reference row of the same configuration (the built-in ``none``; a third party's may be one too)
     is_reference: bool = False
+    #: a format that only its own engines run (gguf) cannot be compared with the reference strategy's output on
+    #: them: its runs are compared with this strategy's own unquantized width instead (gguf: 32, the F32 file)
+    reference_bits: int | None = None
     #: the version of what this strategy writes: bump it when an artifact it made under the same
     #: options would now come out different, so cached artifacts are not reused (artifact keys hold it)
     version: str = "1"

@@ -13,8 +13,13 @@ from the model's tokenizer (token ids equal transformers', tests/test_gguf.py). 
 request at a time, so "concurrent" profile requests queue: its batched figures are those of a server that
 serves one user at a time, which is how llama-cpp-python's server runs.
 
-Not here: teacher-forced scoring, so runs on this engine have no divergence figures (its prompt
-log-probabilities need the model loaded with every position's logits and the text re-tokenized per request).
+Teacher-forced scoring (the divergence stage) does not go through the server: its prompt log-probabilities
+are keyed by token text, need the whole model re-run with every position's logits per request, and skip the
+first position when the vocabulary has no BOS token. The session scores in one process of the engine's
+environment instead (``llama_cpp.Llama`` with ``logits_all``, :func:`harness.toolkit.llamacpp.score`), on the
+token ids transformers' tokenizer gives (equal to the file's), keeping each position's top
+:data:`SCORE_TOP_K`, as a vLLM server is scored, so the figure is labelled as that top-k approximation. A GGUF
+run's reference is the F32 GGUF of the same model on this engine (the ``gguf`` strategy's ``reference_bits``).
 """
 
 from __future__ import annotations
@@ -22,13 +27,13 @@ from __future__ import annotations
 import re
 import shlex
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness import hookimpl
-from harness.api import DtypeChoice, Engine, EngineSettings, UserError
+from harness.api import DtypeChoice, Engine, EngineSettings, TokenScores, UserError
 from harness.base.options import shell_words
 from harness.base.threads import server_cores
 from harness.engines.openai import CompletionsClient, OpenAIOptions, ServerSession
@@ -41,13 +46,35 @@ SERVED_NAME = "harness"
 #: with it, greedy F32 answers matched transformers' on 53 of 100 arith problems; "15 * 2 = 90" became "105"
 #: because the digits repeat), top-k 40 and min-p 0.05 (no effect on greedy, but they truncate sampled decoding)
 GREEDY_AS_HF = {"repeat_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0, "top_k": 0, "min_p": 0.0}
+#: log-probabilities kept per position when scoring (as for vLLM's prompt_logprobs)
+SCORE_TOP_K = 20
 #: what llama.cpp's loader prints about the file it loaded ("print_info: file type   = Q4_K - Medium")
 _FILE_TYPE = re.compile(r"file type\s*=\s*(.+?)\s*$", re.MULTILINE)
 
 
 class LlamaCppSession(ServerSession):
     """A session on a llama.cpp server the harness started: its profile names the GGUF type the server loaded,
-    as its log says, beside the file's name."""
+    as its log says, beside the file's name; it scores text with llama.cpp in a process of its own."""
+
+    score_top_k = SCORE_TOP_K
+    #: the engine environment's Python, the server's thread count and context window: what scoring uses too
+    python: str = ""
+    threads: int = 1
+    n_ctx: int = 2048
+
+    def score(self, pairs: Sequence[tuple[str, str]], batch_size: int = 8) -> Iterator[TokenScores]:
+        """Teacher-forced top-k log-probabilities from llama.cpp's own forward pass over the GGUF file: prompt and
+        continuation tokenized apart by the model's tokenizer and joined (``batch_size`` is not used: one process
+        scores the pairs in order)."""
+        ids = [tuple(self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in pair) for pair in pairs]
+        scored = llamacpp.score(llamacpp.gguf_file(self.model_dir), self.python,
+                                ((p, c) for p, c in ids if p and c), self.score_top_k, self.threads, self.n_ctx)
+        for prompt, continuation in ids:
+            if not prompt or not continuation:
+                yield TokenScores([], [], top=[])
+                continue
+            target_logprobs, top = next(scored)
+            yield TokenScores(list(continuation), target_logprobs, top=top)
 
     def profile(self, prompts: Sequence[str], config, settings, timings: dict, eval_stats=None,
                 quant: dict | None = None) -> dict[str, Any]:
@@ -79,6 +106,7 @@ class LlamaCppEngine(Engine):
     formats = ("gguf",)
     devices = ("cpu",)
     options_class = LlamaCppOptions
+    can_score = True  #: top-k log-probabilities (LlamaCppSession.score), against the F32 GGUF of the same model
 
     def compute_dtype(self, device: str, options: Any = None, artifact_format: str = "") -> DtypeChoice:
         return DtypeChoice("float32", "llama.cpp's CPU kernels: float32 activations against the GGUF type's "
@@ -124,6 +152,7 @@ class LlamaCppEngine(Engine):
                                 server=server, version=f"llama-cpp-python {llamacpp.library_version(python)}",
                                 log_path=log_path, device=settings.device, console=settings.console)
         session.compute_dtype = self.compute_dtype(settings.device).dtype
+        session.python, session.threads, session.n_ctx = python, threads, options.n_ctx
         return session
 
 

@@ -81,9 +81,14 @@ def plan(config: RunConfig, registry: Registry, check_device: bool = True) -> Pl
 
 def _reference(config: RunConfig, strategy: Strategy, registry: Registry) -> RunConfig | None:
     """The full-precision twin a run's divergence is measured against: the default strategy when it is a
-    reference (``Strategy.is_reference``), else the first installed reference strategy by name."""
+    reference (``Strategy.is_reference``), else the first installed reference strategy by name; for a strategy
+    with its own unquantized width (``Strategy.reference_bits``), that width of the same strategy."""
     if not config.divergence or strategy.is_reference:
         return None
+    if strategy.reference_bits is not None:
+        if config.bits == strategy.reference_bits:
+            return None  # the run is its own reference
+        return dataclasses.replace(reference_config(config, strategy.name), bits=strategy.reference_bits)
     references = sorted(s.name for s in registry.strategies if s.is_reference)
     if not references:
         return None

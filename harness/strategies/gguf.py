@@ -89,6 +89,7 @@ class GGUF(Strategy):
     options_class = GGUFOptions
     artifact_format = GGUFFile.name
     libraries = ("transformers",)
+    reference_bits = 32  # the F32 file: the converted model unquantized, on the same engine
 
     def unavailable_reason(self) -> str | None:
         return llamacpp.environment_reason()

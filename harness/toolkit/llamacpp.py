@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +81,30 @@ if len(sys.argv) > 5:
         entry.data = values.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
     params.imatrix = ctypes.cast(entries, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
 sys.exit(llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params)))
+"""
+#: teacher-forced scoring in the engine's environment: GGUF THREADS K N_CTX; reads one JSON line [prompt ids,
+#: continuation ids] per pair, writes one JSON line per pair: the continuation's log-probabilities under the file's
+#: model (llama.cpp's own forward, every position's logits kept) and each position's top K
+_SCORE = """
+import json, sys
+import numpy as np
+import llama_cpp
+gguf, threads, k, n_ctx = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+llm = llama_cpp.Llama(model_path=gguf, logits_all=True, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                      verbose=False)
+for line in sys.stdin:
+    prompt, continuation = json.loads(line)
+    ids = prompt + continuation
+    if len(ids) > n_ctx:
+        sys.exit(f"error: {len(ids)} tokens do not fit the context of {n_ctx} (raise the engine's n_ctx)")
+    llm.reset()
+    llm.eval(ids)
+    logits = np.asarray(llm.scores[len(prompt) - 1:len(ids) - 1], dtype=np.float64)
+    logits -= logits.max(axis=1, keepdims=True)
+    logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    top = np.argsort(-logp, axis=1, kind="stable")[:, :k]
+    print(json.dumps({"target_logprobs": [float(logp[i, t]) for i, t in enumerate(continuation)],
+                      "top": [[[int(t), float(logp[i, t])] for t in row] for i, row in enumerate(top)]}), flush=True)
 """
 #: prints the llama-cpp-python version of the engine's environment
 _VERSION = "import llama_cpp; print(llama_cpp.__version__)"
@@ -155,6 +180,31 @@ def write_imatrix(stats: dict[str, np.ndarray], gguf: Path, python: str, out: Pa
                         "would be empty")
     np.savez(out, **{to_file[name]: stats[name] for name in sorted(to_file)})
     return Path(out), len(to_file)
+
+
+def score(gguf: Path, python: str, pairs: Iterable[tuple[list[int], list[int]]], top_k: int, threads: int,
+          n_ctx: int) -> Iterator[tuple[list[float], list[dict[int, float]]]]:
+    """For each ``(prompt ids, continuation ids)``, in order: the continuation tokens' log-probabilities under
+    ``gguf`` and each position's top ``top_k`` (token id -> log-probability), from llama.cpp's own forward pass
+    in the engine's environment (one process for all pairs; its answers stream back as they are computed)."""
+    with tempfile.TemporaryFile("w+") as feed:
+        for prompt, continuation in pairs:
+            feed.write(json.dumps([prompt, continuation]) + "\n")
+        feed.seek(0)
+        proc = subprocess.Popen([python, "-c", _SCORE, str(gguf), str(max(1, threads)), str(top_k), str(n_ctx)],
+                                stdin=feed, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            for line in proc.stdout:
+                answer = json.loads(line)
+                yield answer["target_logprobs"], [{int(t): v for t, v in row} for row in answer["top"]]
+            if proc.wait() != 0:
+                lines = [line for line in proc.stderr.read().splitlines() if line.strip()]
+                raise UserError(f"llama.cpp could not score text with {Path(gguf).name}: "
+                                f"{lines[-1] if lines else f'exit status {proc.returncode}'}")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def _run(command: list[str], failure: str) -> str:
