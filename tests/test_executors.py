@@ -111,14 +111,15 @@ def _jobs(n: int):
 
 
 def test_local_workers_run_cells_at_once_and_report_each(monkeypatch):
-    """Three workers over five cells: at most three at once, at least two overlapping, each reported once
-    (the callbacks never run concurrently)."""
+    """Three workers over five cells: at most three at once, at least two overlapping, each reported once, and
+    the callbacks run in the calling thread only (they write to the store, whose SQLite connection is that
+    thread's: a sweep once lost its tags to a callback run from a worker thread)."""
     import threading
     import time
 
     from harness.executors.local import LocalRun
 
-    running, most, lock, in_callback = [0], [0], threading.Lock(), threading.Lock()
+    running, most, lock = [0], [0], threading.Lock()
 
     def fake_cell(self, job, stop=None):
         with lock:
@@ -132,20 +133,35 @@ def test_local_workers_run_cells_at_once_and_report_each(monkeypatch):
     monkeypatch.setattr(LocalRun, "_in_process", fake_cell)
     started, done = [], []
 
+    caller = threading.current_thread()
+
     def on_start(job):
-        assert in_callback.acquire(blocking=False), "callbacks overlapped"
+        assert threading.current_thread() is caller
         started.append(job.index)
-        in_callback.release()
 
     def on_done(job, result, error):
-        assert in_callback.acquire(blocking=False), "callbacks overlapped"
+        assert threading.current_thread() is caller
         done.append((job.index, result["run_id"], error))
-        in_callback.release()
 
     LocalRun(isolate=True, workers=3).run(_jobs(5), on_start, on_done)
     assert sorted(started) == [0, 1, 2, 3, 4] and started[:3] == [0, 1, 2]
     assert sorted(done) == [(i, f"r{i}", None) for i in range(5)]
     assert 2 <= most[0] <= 3
+
+
+def test_a_local_worker_whose_cell_raises_reports_an_error_and_the_others_go_on(monkeypatch):
+    from harness.executors.local import LocalRun
+
+    def fake_cell(self, job, stop=None):
+        if job.index == 1:
+            raise OSError("pipe closed")
+        return {"run_id": f"r{job.index}"}, None
+
+    monkeypatch.setattr(LocalRun, "_in_process", fake_cell)
+    done = {}
+    LocalRun(isolate=True, workers=2).run(_jobs(4), lambda job: None,
+                                          lambda job, result, error: done.update({job.index: error}))
+    assert done == {0: None, 1: "OSError: pipe closed", 2: None, 3: None}
 
 
 def test_an_interrupted_local_worker_stops_the_others_and_starts_nothing_new(monkeypatch):
@@ -167,3 +183,25 @@ def test_an_interrupted_local_worker_stops_the_others_and_starts_nothing_new(mon
         LocalRun(isolate=True, workers=2).run(_jobs(4), lambda job: started.append(job.index),
                                               lambda job, result, error: done.append(job.index))
     assert started == [0, 1] and done == []
+
+
+@pytest.mark.slow
+def test_a_sweep_with_two_local_workers_stores_and_tags_every_cell(tmp_path):
+    """Two real cells at once, each in its own process: both stored, and both tagged with the sweep's rows by
+    the driver (whose store connection lives in its own thread)."""
+    from harness.runs.store import Store
+
+    path = tmp_path / "two.toml"
+    path.write_text('name = "two"\n[[cell]]\nrow = "base"\n[[cell]]\nrow = "rtn 8-bit"\nstrategy = "rtn"\nbits = 8\n')
+    store_path = tmp_path / "r.db"
+    result = CliRunner().invoke(cli, ["sweep", str(path), "--limit", "2", "--executor-opt", "workers=2", "--json",
+                                      "--store", str(store_path), "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    assert report["counts"]["done"] == 2
+    store = Store(store_path, read_only=True)
+    try:
+        tags = {run["id"]: (run.get("artifacts") or {}).get("sweeps", {}) for run in store.list_runs()}
+    finally:
+        store.close()
+    assert len(tags) == 2 and all("two" in json.dumps(t) for t in tags.values()), tags

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import threading
 from collections import deque
@@ -102,42 +103,50 @@ class LocalRun(Run):
             on_done(job, result, error)
 
     def _in_parallel(self, jobs: list[Job], on_start: Callable[[Job], None], on_done: DoneCallback) -> None:
-        """``workers`` threads, each taking the next cell and running it in a fresh process.
+        """Up to ``workers`` cells at once, each in a fresh process watched by a thread of its own.
 
-        The driver's callbacks run under one lock (they update the report and the live bar). An
-        interrupt stops every worker: no new cell starts, the running ones mark their runs
-        interrupted (their artifact locks die with them), then the interrupt goes on to the caller.
+        The callbacks run in this (the calling) thread only: they update the report, the live bar and
+        the store, whose SQLite connection belongs to this thread. An interrupt stops every cell: no new
+        one starts, the running ones mark their runs interrupted (their artifact locks die with them),
+        then the interrupt goes on to the caller.
         """
-        queue, lock, stop = deque(jobs), threading.Lock(), _Stop()
-        interrupted: list[Job] = []
+        pending, stop, finished = deque(jobs), _Stop(), queue.Queue()
+        running: dict[int, threading.Thread] = {}
+        interrupted = False
 
-        def work() -> None:
-            while not stop.event.is_set():
-                with lock:
-                    if not queue:
-                        return
-                    job = queue.popleft()
-                    on_start(job)
-                try:
-                    result, error = self._in_process(job, stop)
-                except KeyboardInterrupt:
-                    interrupted.append(job)
-                    stop.set(stop.forward)
-                    return
-                with lock:
-                    on_done(job, result, error)
+        def watch(job: Job) -> None:
+            try:
+                result, error = self._in_process(job, stop)
+            except KeyboardInterrupt:
+                finished.put((job, None, None, True))
+            except BaseException as exc:  # noqa: BLE001 - a watcher must always report back
+                finished.put((job, None, f"{type(exc).__name__}: {exc}", False))
+            else:
+                finished.put((job, result, error, False))
 
-        threads = [threading.Thread(target=work, name=f"harness-worker-{i}", daemon=True)
-                   for i in range(min(self.workers, len(jobs)))]
-        for thread in threads:
-            thread.start()
         try:
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(0.5)
+            while pending or running:
+                while pending and len(running) < self.workers and not stop.event.is_set():
+                    job = pending.popleft()
+                    on_start(job)
+                    running[job.index] = threading.Thread(target=watch, args=(job,), daemon=True,
+                                                          name=f"harness-cell-{job.index}")
+                    running[job.index].start()
+                if not running:
+                    break
+                try:
+                    job, result, error, was_interrupted = finished.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                running.pop(job.index).join()
+                if was_interrupted:
+                    interrupted = True
+                    stop.set(stop.forward)
+                    continue
+                on_done(job, result, error)
         except KeyboardInterrupt as exc:
             stop.set(exc.signum if isinstance(exc, Terminated) else None)
-            for thread in threads:
+            for thread in running.values():
                 thread.join()
             raise
         if interrupted:
