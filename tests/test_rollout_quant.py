@@ -24,7 +24,7 @@ from harness.toolkit.rollout_correction import (
 )
 from harness.trainers.grpo import GRPO, DrGRPO, GRPOOptions
 
-ROLLOUT_OPTIONS = ("rollout_quant", "rollout_correction", "rollout_clip_max", "rollout_clip_min")
+ROLLOUT_OPTIONS = ("rollout_quant", "rollout_correction", "rollout_clip_max", "rollout_clip_min", "rollout_engine")
 TRL_NAMES = ("sampling/sampling_logp_difference/mean", "sampling/sampling_logp_difference/max",
              "sampling/importance_sampling_ratio/min", "sampling/importance_sampling_ratio/mean",
              "sampling/importance_sampling_ratio/max")
@@ -73,6 +73,8 @@ def test_plugins_json_lists_the_rollout_options_of_both_trainers():
     ({"rollout_quant": "int8", "rollout_clip_max": "1", "rollout_clip_min": "1"}, "must be below rollout_clip_max"),
     ({"rollout_quant": "int8", "rollout_clip_min": "1.5", "rollout_clip_max": "3"}, r"must lie in \[0, 1\]"),
     ({"rollout_quant": "int8", "rollout_correction": "token_mask", "top_p": "0.9"}, "nucleus truncation biases"),
+    ({"rollout_engine": "vllm", "rollout_quant": "int8"}, "rollout_engine=vllm with rollout_quant=int8: TRL loads"),
+    ({"rollout_engine": "sglang"}, "rollout_engine='sglang' is not allowed; choose one of hf, vllm"),
 ])
 def test_bad_rollout_options_are_refused_in_one_line(opts, message):
     with pytest.raises(UserError, match=message) as err:
@@ -285,6 +287,52 @@ def test_int8_rollouts_store_the_mismatch_curve_and_full_precision_ones_match(tm
     for point, quantized in zip(full, curve, strict=True):
         assert point[mean] < 1e-5 and point["sampling/sampling_logp_difference/max"] < 1e-4
         assert point[mean] * 100 < quantized[mean]
+
+
+def test_vllm_rollouts_map_onto_trls_own_switches():
+    """rollout_engine=vllm hands sampling to TRL's colocated vLLM (no rollout_func: TRL's own correction of the
+    vLLM/trainer mismatch, under the same mode and bounds); on a CPU, or without vLLM here, it is refused."""
+    from trl import GRPOConfig
+
+    from harness.trainers.rollouts import check_vllm_rollouts, trl_vllm_args
+
+    corrected = GRPO().make_config({"rollout_engine": "vllm", "rollout_correction": "sequence_mask",
+                                    "rollout_clip_min": "0.5", "rollout_clip_max": "2"})
+    assert not corrected.rollouts_separate  # TRL samples: the harness's rollout_func stays out
+    args = trl_vllm_args(corrected)
+    assert args == {"use_vllm": True, "vllm_mode": "colocate", "vllm_importance_sampling_correction": True,
+                    "vllm_importance_sampling_mode": "sequence_mask", "vllm_importance_sampling_clip_min": 0.5,
+                    "vllm_importance_sampling_clip_max": 2.0}
+    assert set(args) <= {f.name for f in __import__("dataclasses").fields(GRPOConfig)}
+    plain = trl_vllm_args(GRPO().make_config({"rollout_engine": "vllm"}))
+    assert plain == {"use_vllm": True, "vllm_mode": "colocate", "vllm_importance_sampling_correction": False}
+    with pytest.raises(UserError, match="rollout_engine=vllm needs a CUDA GPU .* device is 'cpu'"):
+        check_vllm_rollouts("cpu")
+
+
+@pytest.mark.gpu
+def test_trls_vllm_rollouts_log_the_mismatch_on_a_gpu(tmp_path):
+    """The GPU check of the mapping (never CI): 3 GRPO steps on tiny-reason with TRL's colocated vLLM rollouts and
+    its token_truncate correction store TRL's mismatch figures in the curve."""
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available() or importlib.util.find_spec("vllm") is None:
+        pytest.skip("needs a CUDA GPU and vLLM importable in this environment")
+    from harness.core.config import RunConfig
+    from harness.runs.opening import opened_run
+
+    small = ("max_steps=3", "num_generations=4", "per_device_train_batch_size=8", "max_completion_length=24",
+             "save_steps=3", "rollout_engine=vllm", "rollout_correction=token_truncate")
+    config = RunConfig(model="tiny-reason", trainer="grpo", train_data="chain", benchmarks=("chain",),
+                       device="cuda", trainer_opts=tuple(sorted(o.split("=", 1) for o in small)))
+    with opened_run(config, tmp_path / "results.db", tmp_path / "cache") as run:
+        run.store.start_run(config.run_id, config.label, config.to_dict(), {}, None)
+        run.runner.materialize(run.plan, config.run_id, until="train")
+        curve = run.store.curve(config.run_id)
+    assert [p["step"] for p in curve] == [1, 2, 3]
+    assert all(name in curve[-1] for name in TRL_NAMES), sorted(curve[-1])
 
 
 def test_the_rollout_seam_accepts_the_installed_trl_only():

@@ -149,6 +149,12 @@ class GRPOOptions:
     rollout_clip_min: float | None = field(
         default=None, metadata={"help": "lower bound of the importance ratio (None: none, TRL's default); in [0, 1]"}
     )
+    rollout_engine: Literal["hf", "vllm"] = field(
+        default="hf",
+        metadata={"help": "what samples the rollouts: hf (transformers in the trainer's process; rollout_quant's "
+                  "copies simulated) or vllm (TRL's own colocated vLLM on a CUDA GPU, use_vllm, with "
+                  "rollout_correction mapped onto TRL's switches; rollout_quant must be none there)"},
+    )
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -191,6 +197,12 @@ class GRPOOptions:
         if self.rollout_clip_min is not None and self.rollout_clip_min >= self.rollout_clip_max:
             raise ValueError(f"rollout_clip_min ({self.rollout_clip_min}) must be below rollout_clip_max "
                              f"({self.rollout_clip_max})")
+        if self.rollout_engine not in ("hf", "vllm"):
+            raise ValueError(f"rollout_engine {self.rollout_engine!r} is unknown; choose one of hf, vllm")
+        if self.rollout_engine == "vllm" and self.rollout_quant != "none":
+            raise ValueError(f"rollout_engine=vllm with rollout_quant={self.rollout_quant}: TRL loads the policy's "
+                             "full-precision weights into vLLM at every sync and re-quantizes nothing; quantized "
+                             "rollouts run on rollout_engine=hf (simulated)")
         if self.rollout_correction != "none" and self.top_p < 1:
             raise ValueError(f"rollout_correction={self.rollout_correction} with top_p={self.top_p}: nucleus "
                              "truncation biases the importance ratio (the trained policy is not truncated); "
@@ -199,7 +211,7 @@ class GRPOOptions:
     @property
     def rollouts_separate(self) -> bool:
         """Whether rollouts go through the harness's own sampler (a quantized copy, or a correction measured)."""
-        return self.rollout_quant != "none" or self.rollout_correction != "none"
+        return self.rollout_engine == "hf" and (self.rollout_quant != "none" or self.rollout_correction != "none")
 
     @property
     def prompts_per_step(self) -> int:
@@ -223,7 +235,7 @@ class DrGRPOOptions(GRPOOptions):
 #: the rollout options at their defaults: left out of a checkpoint's key, so checkpoints trained before
 #: they existed (which sampled from the policy itself, as the defaults do) keep their keys
 ROLLOUT_DEFAULTS = {"rollout_quant": "none", "rollout_correction": "none", "rollout_clip_max": TRL_CLIP_MAX,
-                    "rollout_clip_min": None}
+                    "rollout_clip_min": None, "rollout_engine": "hf"}
 
 
 class GRPO(Trainer):
@@ -307,6 +319,7 @@ def grpo_config(ctx: TrainContext, opts: GRPOOptions, output_dir: Path, lr: floa
         num_iterations=opts.num_iterations,
         gradient_checkpointing=opts.gradient_checkpointing,
         **(rollouts.correction_args(opts) if opts.rollouts_separate else {}),
+        **(rollouts.trl_vllm_args(opts) if opts.rollout_engine == "vllm" else {}),
     )
 
 
@@ -324,6 +337,8 @@ def run_grpo(model, peft_config, ctx: TrainContext, opts: GRPOOptions) -> TrainR
     dataset = Dataset.from_dict(
         {"prompt": [ctx.prompt_for(p) for p in problems], "answer": [str(p.answer) for p in problems]}
     )
+    if opts.rollout_engine == "vllm":
+        rollouts.check_vllm_rollouts(ctx.device)
     lr = effective_learning_rate(ctx, opts)
     checkpoints = trl_support.checkpoint_folder(ctx)
     args = grpo_config(ctx, opts, checkpoints, lr)

@@ -50,6 +50,29 @@ def correction_args(opts: RolloutOptions) -> dict[str, Any]:
                 vllm_importance_sampling_clip_max=opts.rollout_clip_max)
 
 
+def trl_vllm_args(opts: RolloutOptions) -> dict[str, Any]:
+    """TRL's own vLLM rollouts (``rollout_engine=vllm``): colocated in the trainer's process, its correction of
+    the vLLM/trainer mismatch switched by ``rollout_correction`` (none: off) with the same modes and bounds."""
+    corrected = opts.rollout_correction != RolloutCorrection.NONE.value
+    return dict(use_vllm=True, vllm_mode="colocate", vllm_importance_sampling_correction=corrected,
+                **({"vllm_importance_sampling_mode": opts.rollout_correction,
+                    "vllm_importance_sampling_clip_min": opts.rollout_clip_min,
+                    "vllm_importance_sampling_clip_max": opts.rollout_clip_max} if corrected else {}))
+
+
+def check_vllm_rollouts(device: str) -> None:
+    """Refuse ``rollout_engine=vllm`` where TRL cannot start vLLM: no CUDA device, or no vLLM in this environment
+    (the harness's vLLM *engine* runs in an environment of its own; TRL's rollouts need it importable here)."""
+    import importlib.util
+
+    if not device.startswith("cuda"):
+        raise UserError(f"rollout_engine=vllm needs a CUDA GPU (TRL colocates vLLM with the trainer); the run's "
+                        f"device is {device!r}: use rollout_engine=hf")
+    if importlib.util.find_spec("vllm") is None:
+        raise UserError("rollout_engine=vllm needs vLLM importable in the trainer's environment (pip install vllm, "
+                        "the CUDA build); use rollout_engine=hf")
+
+
 class RolloutSetup:
     """This run's rollouts when they leave TRL's own sampler: from a quantized copy of the policy (or
     the policy itself, with ``rollout_quant=none``), through TRL's ``rollout_func``, corrected by TRL's
