@@ -11,10 +11,11 @@ other calibrated strategy (same texts, same seed).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported when statistics are computed, not when the plugins load (`harness --help`)
+    import numpy as np
+    from torch import nn
 
 
 def mean_squared_inputs(model: nn.Module, tokenizer, texts: Sequence[str], max_length: int = 512
@@ -25,6 +26,9 @@ def mean_squared_inputs(model: nn.Module, tokenizer, texts: Sequence[str], max_l
     Weight names are transformers' (``model.layers.0.self_attn.q_proj.weight``); the caller maps them to the
     file's own names. Sums are kept in float64 so a long calibration set loses nothing to rounding.
     """
+    import torch
+    from torch import nn
+
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
 

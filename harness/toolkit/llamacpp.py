@@ -17,12 +17,14 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from harness.base.errors import UserError
 from harness.compat import llamacpp as converter_seam
 from harness.toolkit.environments import OwnEnvironment
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ENVIRONMENT = OwnEnvironment(
     what="llama.cpp", flag="--llamacpp-python", env_var="HARNESS_LLAMACPP_PYTHON", folder=".venv-llamacpp",
@@ -168,6 +170,8 @@ def write_imatrix(stats: dict[str, np.ndarray], gguf: Path, python: str, out: Pa
     """``stats`` (transformers weight name -> mean squared input activations) saved under the tensor names
     ``gguf`` (the converted file) gives them, as llama.cpp's converter names them; with how many of the
     file's tensors got one (the token embedding never does: it is a lookup, not a product)."""
+    import numpy as np
+
     directory = converter_dir(python)
     with tempfile.TemporaryDirectory(prefix="harness-imatrix-") as tmp:
         names, mapped = Path(tmp) / "names.json", Path(tmp) / "mapped.json"
