@@ -14,12 +14,13 @@ request at a time, so "concurrent" profile requests queue: its batched figures a
 serves one user at a time, which is how llama-cpp-python's server runs.
 
 Teacher-forced scoring (the divergence stage) does not go through the server: its prompt log-probabilities
-are keyed by token text, need the whole model re-run with every position's logits per request, and skip the
-first position when the vocabulary has no BOS token. The session scores in one process of the engine's
-environment instead (``llama_cpp.Llama`` with ``logits_all``, :func:`harness.toolkit.llamacpp.score`), on the
-token ids transformers' tokenizer gives (equal to the file's), keeping each position's top
-:data:`SCORE_TOP_K`, as a vLLM server is scored, so the figure is labelled as that top-k approximation. A GGUF
-run's reference is the F32 GGUF of the same model on this engine (the ``gguf`` strategy's ``reference_bits``).
+are keyed by token text, need the whole model re-run with every position's logits per request, and (from
+reading its source, not measured) are aligned to the wrong positions when the vocabulary has no BOS token.
+The session scores in one process of the engine's environment instead (``llama_cpp.Llama`` with
+``logits_all``, :func:`harness.toolkit.llamacpp.score`), on the token ids transformers' tokenizer gives
+(equal to the file's), keeping each position's top :data:`SCORE_TOP_K`, as a vLLM server is scored, so the
+figure is labelled as that top-k approximation. A GGUF run's reference is the F32 GGUF of the same model on
+this engine (the ``gguf`` strategy's ``reference_bits``).
 """
 
 from __future__ import annotations

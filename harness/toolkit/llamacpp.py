@@ -191,20 +191,21 @@ def score(gguf: Path, python: str, pairs: Iterable[tuple[list[int], list[int]]],
     """For each ``(prompt ids, continuation ids)``, in order: the continuation tokens' log-probabilities under
     ``gguf`` and each position's top ``top_k`` (token id -> log-probability), from llama.cpp's own forward pass
     in the engine's environment (one process for all pairs; its answers stream back as they are computed)."""
-    with tempfile.TemporaryFile("w+") as feed:
+    # stderr goes to a file, not a pipe: llama.cpp's loader may write more than a pipe holds while we read stdout
+    with tempfile.TemporaryFile("w+") as feed, tempfile.TemporaryFile("w+") as errors:
         for prompt, continuation in pairs:
             feed.write(json.dumps([prompt, continuation]) + "\n")
         feed.seek(0)
         proc = subprocess.Popen([python, "-c", _SCORE, str(gguf), str(max(1, threads)), str(top_k), str(n_ctx)],
-                                stdin=feed, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdin=feed, stdout=subprocess.PIPE, stderr=errors, text=True)
         try:
             for line in proc.stdout:
                 answer = json.loads(line)
                 yield answer["target_logprobs"], [{int(t): v for t, v in row} for row in answer["top"]]
             if proc.wait() != 0:
-                lines = [line for line in proc.stderr.read().splitlines() if line.strip()]
+                errors.seek(0)
                 raise UserError(f"llama.cpp could not score text with {Path(gguf).name}: "
-                                f"{lines[-1] if lines else f'exit status {proc.returncode}'}")
+                                f"{_failure_line(errors.read(), proc.returncode)}")
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -214,8 +215,13 @@ def score(gguf: Path, python: str, pairs: Iterable[tuple[list[int], list[int]]],
 def _run(command: list[str], failure: str) -> str:
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
-        last = next((line for line in reversed(lines) if "Error" in line or "error" in line), lines[-1] if lines
-                    else f"exit status {done.returncode}")
-        raise UserError(f"{failure}: {last.strip()}")
+        raise UserError(f"{failure}: {_failure_line(done.stderr or done.stdout, done.returncode)}")
     return done.stdout
+
+
+def _failure_line(output: str, returncode: int) -> str:
+    """The line of a failed process's output that says why: its last error line, else its last line."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    last = next((line for line in reversed(lines) if "Error" in line or "error" in line),
+                lines[-1] if lines else f"exit status {returncode}")
+    return last.strip()
