@@ -310,6 +310,18 @@ def test_vllm_rollouts_map_onto_trls_own_switches():
         check_vllm_rollouts("cpu")
 
 
+def test_vllm_rollouts_on_a_cpu_are_refused_when_planned_and_store_nothing(tmp_path):
+    from harness.runs.store import Store
+
+    store = tmp_path / "r.db"
+    result = CliRunner().invoke(cli, ["run", "--model", "tiny-reason", "--trainer", "grpo", "--trainer-opt",
+                                      "rollout_engine=vllm", "--limit", "1", "--device", "cpu", "--store", str(store)])
+    assert result.exit_code == 2
+    assert "trainer 'grpo' with rollout_engine=vllm needs a CUDA GPU" in result.output
+    assert "train grpo" not in result.output
+    assert not store.exists() or Store(store).list_runs() == []
+
+
 @pytest.mark.gpu
 def test_trls_vllm_rollouts_log_the_mismatch_on_a_gpu(tmp_path):
     """The GPU check of the mapping (never CI): 3 GRPO steps on tiny-reason with TRL's colocated vLLM rollouts and

@@ -151,7 +151,7 @@ def run_graph(plan: Plan) -> RunGraph:
     for index, step in enumerate(plan.training):
         parts = train_key_parts(plan, index, source)
         name = "train" if index == 0 else f"train.{step.trainer.name}"
-        gpu = f"trainer {step.trainer.name!r} needs a CUDA GPU" if step.trainer.needs_gpu else None
+        gpu = step.trainer.gpu_reason(step.config)
         if gpu is None and plan.in_training:
             gpu = _strategy_gpu(plan.strategy)
         calibrates = plan.in_training and plan.strategy.calibrates_with(plan.quant.options)

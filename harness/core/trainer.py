@@ -98,6 +98,11 @@ class Trainer:
     def describe_config(self, config: Any) -> dict:
         return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
 
+    def gpu_reason(self, config: Any) -> str | None:
+        """Why training with these options needs a CUDA GPU, or None: :attr:`needs_gpu`, unless an option asks
+        for one (grpo's ``rollout_engine=vllm``). The run is refused on a CPU when planned, before the store."""
+        return f"trainer {self.name!r} needs a CUDA GPU" if self.needs_gpu else None
+
 
 #: separates the trainers of a chain in ``--trainer`` (``kd,grpo``: distillation, then GRPO)
 CHAIN = ","

@@ -252,6 +252,11 @@ class GRPO(Trainer):
     def train(self, model, peft_config, ctx: TrainContext) -> TrainReport:
         return run_grpo(model, peft_config, ctx, ctx.config)
 
+    def gpu_reason(self, config: Any) -> str | None:
+        if config.rollout_engine == "vllm":
+            return f"trainer {self.name!r} with rollout_engine=vllm needs a CUDA GPU (TRL colocates vLLM with it)"
+        return super().gpu_reason(config)
+
     def describe_config(self, config: Any) -> dict:
         described = super().describe_config(config)
         return {k: v for k, v in described.items() if k not in ROLLOUT_DEFAULTS or v != ROLLOUT_DEFAULTS[k]}
