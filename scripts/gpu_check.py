@@ -40,6 +40,9 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 WHEEL_DIR = CHECKOUT / "gpu_wheels"
 BUDGET_S = 8 * 60
 MAX_WHEEL_BYTES = 64 * 2**20
+# The GPU image's torch 2.11 CUDA 13 wheel is tagged manylinux_2_28, so its glibc is at least 2.28: a wheel
+# tagged at or below that installs there.
+GPU_IMAGE_GLIBC_MINOR = 28
 EXIT_USAGE = 2
 
 
@@ -59,7 +62,7 @@ class Wheel:
         return f"{self.dist.replace('-', '_')}-{self.version}"
 
 
-#: what travels with the checkout (sizes: `--dry-run` reports them; about 55 MiB in all on CPython 3.11)
+#: what travels with the checkout (sizes: `--dry-run` reports them; about 59 MiB in all on CPython 3.11 and 3.12)
 WHEELS: tuple[Wheel, ...] = (
     Wheel("trl", "1.16.0", "GRPO"),
     Wheel("bitsandbytes", "0.50.2", "bnb 4-bit and 8-bit",
@@ -81,6 +84,10 @@ WHEELS: tuple[Wheel, ...] = (
                 "pyarrow/src/*")),
     Wheel("pandas", "3.1.1", "datasets and TRL"),
     Wheel("python-dateutil", "2.9.0.post0", "pandas"),
+    Wheel("six", "1.17.0", "python-dateutil (pandas fails to import without it)"),
+    Wheel("requests", "2.34.2", "llmcompressor imports it; the image's hub client uses httpx"),
+    Wheel("urllib3", "2.8.0", "requests"),
+    Wheel("charset-normalizer", "3.5.3", "requests"),
     Wheel("dill", "0.4.1", "datasets"),
     Wheel("multiprocess", "0.70.19", "datasets"),
     Wheel("xxhash", "4.1.0", "datasets"),
@@ -197,13 +204,23 @@ def slim_wheel(path: Path, drop: tuple[str, ...]) -> None:
     tmp.replace(path)
 
 
+def platform_tags(glibc_minor: int = GPU_IMAGE_GLIBC_MINOR) -> list[str]:
+    """Every manylinux tag a Linux x86-64 machine with glibc 2.``glibc_minor`` installs, newest first.
+
+    ``pip download --platform`` matches only the tags it is given (it does not expand ``manylinux_2_28`` to the
+    older ones the way an installing pip does), and the wheels in :data:`WHEELS` use several:
+    bitsandbytes 0.50.2 ships only ``manylinux_2_24``, pyarrow ``manylinux_2_28``, others ``manylinux2014``.
+    """
+    tags = [f"manylinux_2_{minor}_x86_64" for minor in range(glibc_minor, 4, -1)]
+    return [*tags, "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64"]
+
+
 def fetch_wheels(python_version: str) -> int:
     """On a machine with network: download every listed wheel for the GPU image's Python, then slim them."""
     WHEEL_DIR.mkdir(exist_ok=True)
+    platforms = [arg for tag in platform_tags() for arg in ("--platform", tag)]
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version",
-           python_version, "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64",
-           "--platform", "manylinux2014_x86_64", "-d", str(WHEEL_DIR),
-           *(f"{w.dist}=={w.version}" for w in WHEELS)]
+           python_version, *platforms, "-d", str(WHEEL_DIR), *(f"{w.dist}=={w.version}" for w in WHEELS)]
     print(" ".join(cmd))
     if subprocess.run(cmd).returncode:
         return 1

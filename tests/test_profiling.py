@@ -162,6 +162,19 @@ def test_profile_none_prints_and_stores_every_figure(tmp_path):
     assert data["profile"]["bs1_ttft_ms"] == prof["bs1_ttft_ms"]
 
 
+def test_profile_says_how_far_each_latency_phase_got(tmp_path):
+    """A profile at the evaluation batch size takes minutes on a large model: each phase prints its rounds
+    (warm-up included) like evaluation prints its problems, on stderr so --json stays parseable."""
+    args = ["profile", "--strategy", "none", *QUICK, "--store", str(tmp_path / "r.db")]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    json.loads(result.stdout)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("profile batch size")]
+    warmup = LatencySettings().warmup
+    assert f"profile batch size 1: {warmup + 2}/{warmup + 2} rounds (100%)" in lines[0], lines
+    assert f"profile batch size 4: {warmup + 2}/{warmup + 2} rounds (100%)" in lines[1], lines
+
+
 def test_profile_table_output(tmp_path):
     args = ["profile", "--strategy", "none", *QUICK[:-1], "--store", str(tmp_path / "r.db")]
     result = CliRunner().invoke(cli, args, catch_exceptions=False)

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from harness.base.memory import PhaseStats, peak_rss_bytes, watch
+from harness.base.progress import stage_progress
 from harness.core.config import RunConfig
 
 #: every key of a profile: (unit, meaning)
@@ -224,9 +226,13 @@ def latency_inputs(tokenizer, prompts: Sequence[str], rows: int, length: int | N
 
 
 def measure_latency(
-    model, tokenizer, input_ids, gen_length: int, requests: int, warmup: int, device: str
+    model, tokenizer, input_ids, gen_length: int, requests: int, warmup: int, device: str,
+    on_round: Callable[[], None] | None = None,
 ) -> tuple[dict, PhaseStats]:
-    """TTFT, decode tokens/s and request latency (p50, p95) of ``requests`` generate calls of one batch."""
+    """TTFT, decode tokens/s and request latency (p50, p95) of ``requests`` generate calls of one batch.
+
+    ``on_round`` is called after each call, warm-up included (a progress display's ``advance``): on a large
+    model one call at the evaluation batch size takes minutes, and a silent profile reads as a hung run."""
     import torch
 
     from harness.toolkit.generation import stop_token_ids
@@ -247,6 +253,8 @@ def measure_latency(
     with torch.inference_mode():
         for _ in range(warmup):
             model.generate(input_ids, **kwargs)
+            if on_round is not None:
+                on_round()
         with watch(model, device) as w:
             for _ in range(requests):
                 clock.times.clear()
@@ -263,6 +271,8 @@ def measure_latency(
                 throughput.append(rows * steps / (end - start))
                 if steps > 1 and end > first:
                     decode.append(rows * (steps - 1) / (end - first))
+                if on_round is not None:
+                    on_round()
     figures = {
         "ttft_ms": 1000 * statistics.median(ttft),
         "ttft_p50_ms": 1000 * _percentile(ttft, 50),
@@ -369,7 +379,12 @@ def latency_figures(model, tokenizer, config: RunConfig, device: str, prompts: S
     ids = latency_inputs(tokenizer, prompts, batch, settings.prompt_length)
     out: dict[str, Any] = {"latency_prompt_tokens": ids.shape[1], "latency_gen_tokens": gen_length, "batch_size": batch}
     for tag, rows, requests in (("bs1", 1, settings.requests_bs1), ("batch", batch, settings.requests_batch)):
-        figures, stats = measure_latency(model, tokenizer, ids[:rows], gen_length, requests, settings.warmup, device)
+        # each phase its own progress line at the steady interval, as a served model's profile prints
+        with stage_progress("profile", unit="rounds") as progress:
+            task = progress.add_task(f"batch size {rows}",
+                                     total=settings.warmup + requests)
+            figures, stats = measure_latency(model, tokenizer, ids[:rows], gen_length, requests, settings.warmup,
+                                             device, on_round=partial(progress.advance, task))
         out.update({f"{tag}_{k}": v for k, v in figures.items()})
         out[f"{tag}_peak_rss_bytes"] = stats.peak_rss_bytes
         out[f"{tag}_peak_gpu_bytes"] = stats.peak_gpu_bytes
