@@ -20,6 +20,7 @@ from harness.leaderboard.plot import (
     draw_fronts,
     errors,
     finish,
+    merge_labels,
     point_texts,
     pyplot,
     row_text,
@@ -90,9 +91,10 @@ def accuracy_kl_figure(rows: list[Row]) -> Any:
                     fmt=MARKERS[i % len(MARKERS)], capsize=3, alpha=0.85, label=name)
     texts = _texts(points, engines)
     # neighbours along x alternate above and below their point, so close names do not print over each other
-    for i, r in enumerate(sorted(points, key=lambda r: (r.kl, accuracy(r)))):
-        ax.annotate(texts[r.key], (r.kl, accuracy(r) * 100), textcoords="offset points",
-                    xytext=(6, 6 if i % 2 == 0 else -12), fontsize=8, parse_math=False)
+    placed = sorted(points, key=lambda r: (r.kl, accuracy(r)))
+    for i, (name, point) in enumerate(merge_labels([(texts[r.key], (r.kl, accuracy(r) * 100)) for r in placed])):
+        ax.annotate(name, point, textcoords="offset points", xytext=(6, 6 if i % 2 == 0 else -12), fontsize=8,
+                    parse_math=False)
     drawn = references(rows, points)
     for i, (level, names) in enumerate(drawn.items()):
         ax.axhline(level, color="grey", linestyle=":", linewidth=1,

@@ -132,9 +132,27 @@ def draw_fronts(ax: Any, fronts: list[list[Row]], labels: list[str], x: Callable
         if len(set(zip(xs, ys))) >= 2:
             ax.step(xs, ys, where="post", color="black", linewidth=1, alpha=0.6,
                     label="Pareto front" + (f" ({label})" if label else ""), linestyle=LINESTYLES[i % len(LINESTYLES)])
-        for r, px, py in zip(front, xs, ys):
+        for name, (px, py) in merge_labels([(text(r), (px, py)) for r, px, py in zip(front, xs, ys)]):
             # text from the store is plain text, never mathtext: a "$" in a name must not be parsed
-            ax.annotate(text(r), (px, py), textcoords="offset points", xytext=(6, 6), fontsize=8, parse_math=False)
+            ax.annotate(name, (px, py), textcoords="offset points", xytext=(6, 6), fontsize=8, parse_math=False)
+
+
+def merge_labels(labelled: list[tuple[str, tuple[float, float]]]) -> list[tuple[str, tuple[float, float]]]:
+    """One label per point: rows at the very same place (two GGUF types llama.cpp wrote as the same file)
+    are named together, ``A = B``, instead of printing one name over the other. First-seen order is kept."""
+    names: dict[tuple[float, float], list[str]] = {}
+    for name, point in labelled:
+        if name not in names.setdefault(point, []):
+            names[point].append(name)
+    return [(_joined(group), point) for point, group in names.items()]
+
+
+def _joined(names: list[str]) -> str:
+    """``A · engine = B · engine`` written ``A = B · engine``: the shared tail (after " · ") once."""
+    heads, tails = zip(*(name.partition(" · ")[::2] for name in names))
+    if len(set(tails)) == 1 and tails[0]:
+        return f"{' = '.join(heads)} · {tails[0]}"
+    return " = ".join(names)
 
 
 def finish(fig: Any, ax: Any, has_points: bool, empty_text: str) -> None:

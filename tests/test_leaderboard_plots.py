@@ -90,6 +90,17 @@ def test_a_front_of_one_point_is_never_named(tmp_path, close_figures):
     assert front_lines(ax) == {} and not any(t.startswith("Pareto front") for t in legend_texts(ax))
 
 
+def test_rows_at_the_same_point_share_one_label(tmp_path, close_figures):
+    """llama.cpp writes Q6_K of a narrow model as the very Q8_0 file: the two rows sit on one point, and their
+    names are printed once, joined, not one over the other."""
+    rows = rows_of(_store(tmp_path / "same.db", [2_000_000, 2_000_000], [GOOD, GOOD]), context_tokens=0)
+    assert sum(r.pareto for r in rows) == 2, "neither of two equal rows dominates the other"
+    ax = accuracy_figure(rows, memory_axis(rows, 0)).axes[0]
+    labels = [t.get_text() for t in ax.texts]
+    assert len(labels) == 1 and labels[0].count(" = ") == 1, labels
+    assert all(name in labels[0] for name in ("W8", "W4")), labels
+
+
 @pytest.fixture(scope="module")
 def divergence_rows(tmp_path_factory):
     return rows_of(build_divergence_store(tmp_path_factory.mktemp("plots") / "r.db"))
