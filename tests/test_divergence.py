@@ -136,3 +136,24 @@ def test_no_divergence_skips_the_stage_and_bad_comparisons_are_one_line(tmp_path
         bad = runner.invoke(main, ["compare", a, b, "--store", str(tmp_path / "r.db")])
         assert bad.exit_code == 2 and words in bad.output
         assert len([line for line in bad.output.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_a_reference_the_seed_cannot_change_is_one_run_for_every_seed():
+    """A three-seed GPTQ row needs one full-precision evaluation, not three identical ones; a trained or
+    sampled reference keeps the run's seed, since its model or its completions depend on it."""
+    import dataclasses
+
+    from harness.core.config import RunConfig, Sampling
+    from harness.core.plugin_manager import get_registry
+    from harness.runs.planning import plan as plan_run
+
+    def reference(**fields):
+        config = RunConfig(strategy="gptq", bits=4, device="cpu", divergence=True, seed=2, **fields)
+        return plan_run(config, get_registry()).reference
+
+    plain = reference()
+    assert (plain.strategy, plain.seed) == ("none", 0)
+    assert plain.run_id == RunConfig(device="cpu", divergence=True).run_id  # the plain `--strategy none` run
+    assert reference(trainer="grpo").seed == 2
+    sampled = reference(sampling=dataclasses.replace(Sampling(), temperature=1.0))
+    assert sampled.seed == 2 and sampled.sampling.temperature == 1.0

@@ -205,6 +205,11 @@ def test_a_gguf_runs_reference_is_the_f32_file_on_the_same_engine(llamacpp_pytho
                   get_registry())
     assert q4.reference is not None and (q4.reference.strategy, q4.reference.bits) == ("gguf", 32)
     assert q4.reference.engine == "llamacpp" and q4.reference.strategy_opts == ()
+    # an importance-matrix run of seed 2 (its calibration texts are seeded) shares seed 0's F32 reference: the
+    # F32 file takes no calibration and greedy decoding no seed
+    weighted = plan_run(RunConfig(strategy="gguf", bits=4, engine="llamacpp", device="cpu", divergence=True, seed=2,
+                                  strategy_opts=(("imatrix", "true"),)), get_registry())
+    assert weighted.reference.run_id == q4.reference.run_id and weighted.reference.seed == 0
     f32 = plan_run(RunConfig(strategy="gguf", bits=32, engine="llamacpp", device="cpu", divergence=True),
                    get_registry())
     assert f32.reference is None

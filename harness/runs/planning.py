@@ -88,12 +88,24 @@ def _reference(config: RunConfig, strategy: Strategy, registry: Registry) -> Run
     if strategy.reference_bits is not None:
         if config.bits == strategy.reference_bits:
             return None  # the run is its own reference
-        return dataclasses.replace(reference_config(config, strategy.name), bits=strategy.reference_bits)
+        reference = dataclasses.replace(reference_config(config, strategy.name), bits=strategy.reference_bits)
+        return _one_for_every_seed(reference, strategy)
     references = sorted(s.name for s in registry.strategies if s.is_reference)
     if not references:
         return None
     name = field_default("strategy") if field_default("strategy") in references else references[0]
-    return reference_config(config, name)
+    return _one_for_every_seed(reference_config(config, name), registry.strategies.get(name))
+
+
+def _one_for_every_seed(reference: RunConfig, strategy: Strategy) -> RunConfig:
+    """The reference at the default seed when the seed cannot change it: nothing trained, nothing calibrated,
+    greedy decoding. A three-seed row of a calibrated recipe then shares one reference evaluation instead of
+    repeating an identical one per seed (on a deployed model, an F32 GGUF or bf16 evaluation of minutes or
+    hours). A trained or sampled reference keeps the run's seed: that model or those completions differ."""
+    if (reference.trainer == NO_TRAINER and reference.sampling.greedy
+            and not strategy.calibrates_with(strategy.make_options(dict(reference.strategy_opts)))):
+        return dataclasses.replace(reference, seed=field_default("seed"))
+    return reference
 
 
 def plan_initialisation(
