@@ -250,7 +250,7 @@ def test_openai_engine_evaluates_and_profiles_through_the_server(tmp_path, monke
         assert prof[key] and prof[key] > 0, key
     assert prof["kv_cache_capacity_tokens"] == 64 and prof["kv_cache_usage_peak"] == 0.25
     assert prof["latency_gen_tokens"] == 32
-    from harness.toolkit.profiling import PROFILE_KEYS
+    from harness.toolkit.profile_keys import PROFILE_KEYS
 
     assert set(prof) <= set(PROFILE_KEYS), set(prof) - set(PROFILE_KEYS)  # every figure is documented
 
@@ -335,7 +335,7 @@ def test_hf_engine_gives_the_same_samples_and_profile_keys_as_before(tmp_path):
     prof = result["profile"]
     assert before <= set(prof) and prof["engine"] == "hf" and prof["kernels"] == ["Linear"]
     assert prof["quant_method"] is None
-    from harness.toolkit.profiling import PROFILE_KEYS
+    from harness.toolkit.profile_keys import PROFILE_KEYS
 
     assert set(prof) <= set(PROFILE_KEYS), set(prof) - set(PROFILE_KEYS)
 

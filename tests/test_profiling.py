@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import cli
+from harness.toolkit.profile_keys import PROFILE_KEYS
 from harness.toolkit.profiling import (
-    PROFILE_KEYS,
     LatencySettings,
     _percentile,
     kv_bytes_per_token,
@@ -142,7 +142,7 @@ def test_profile_none_prints_and_stores_every_figure(tmp_path):
     prof = out["profile"]
     cpu_only = {k for k in PROFILE_KEYS if "gpu" in k}
     eval_only = {k for k in PROFILE_KEYS if k.startswith("eval_")}
-    from harness.toolkit.profiling import SERVER_KEYS
+    from harness.toolkit.profile_keys import SERVER_KEYS
 
     unquantized = {"quant_method"}  # None: the checkpoint has no quantization config
     missing = {k for k in PROFILE_KEYS if prof.get(k) is None} - cpu_only - eval_only - set(SERVER_KEYS) - unquantized

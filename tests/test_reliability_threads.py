@@ -143,7 +143,7 @@ def _spin(seconds: float) -> None:
 
 
 def test_profiles_record_the_wait_policy(clean_env):
-    from harness.toolkit.profiling import PROFILE_KEYS
+    from harness.toolkit.profile_keys import PROFILE_KEYS
 
     threads.configure(2)
     figures = threads.in_effect()

@@ -67,7 +67,7 @@ def print_profile(run_id: str, label: str, prof: dict) -> None:
     from rich.table import Table
 
     from harness.cli.render import fmt_bytes, print_table
-    from harness.toolkit.profiling import PROFILE_KEYS
+    from harness.toolkit.profile_keys import PROFILE_KEYS
 
     table = Table(title=f"profile of {run_id}: {label}")
     for col in ("figure", "value", "meaning"):

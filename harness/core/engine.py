@@ -146,7 +146,7 @@ class Session:
                 quant: dict | None = None) -> dict[str, Any]:
         """Latency and memory figures as this engine serves the model.
 
-        The keys are ``harness.toolkit.profiling.PROFILE_KEYS``.
+        The keys are ``harness.toolkit.profile_keys.PROFILE_KEYS``.
 
         The session knows its device from the :class:`EngineSettings` it was started with; no engine
         receives core's internal plan, so an engine plugin depends only on this interface.

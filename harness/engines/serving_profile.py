@@ -264,7 +264,7 @@ def _bs1_phase(session, ids, gen_length: int, requests: int, warmup: int, progre
 
 def profile_server(session, prompts: Sequence[str], config, settings, timings: dict, eval_stats, quant: dict,
                    device: str | None = None) -> dict[str, Any]:
-    """The profile of a served model (keys: :data:`harness.toolkit.profiling.PROFILE_KEYS`), with a progress line
+    """The profile of a served model (keys: :data:`harness.toolkit.profile_keys.PROFILE_KEYS`), with a progress line
     at the steady interval in each phase."""
     from harness.base.progress import stage_progress
     from harness.toolkit.profiling import latency_inputs

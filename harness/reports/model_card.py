@@ -134,7 +134,7 @@ def evaluation_settings(config: dict, results: dict) -> list[str]:
 
 
 def profile_table(profile: dict) -> list[str]:
-    from harness.toolkit.profiling import PROFILE_KEYS
+    from harness.toolkit.profile_keys import PROFILE_KEYS
 
     rows = ["| figure | value | meaning |", "|---|---|---|"]
     for key in PROFILE_ROWS:
