@@ -137,7 +137,7 @@ def test_the_gpu_check_on_a_gpu(tmp_path):
 
 def test_fetching_asks_for_every_manylinux_tag_the_gpu_image_installs(gpu_check):
     """``pip download --platform`` takes tags literally: bitsandbytes 0.50.2 ships only ``manylinux_2_24``, so a
-    list holding 2_28 and 2_17 alone found no wheel for it. Every glibc from 2.17 to the image's must be asked."""
+    list holding 2_28 and 2_17 alone found no wheel for it. Every glibc from 2.5 to the image's must be asked."""
     tags = gpu_check.platform_tags()
     for minor in range(5, gpu_check.GPU_IMAGE_GLIBC_MINOR + 1):
         assert f"manylinux_2_{minor}_x86_64" in tags
